@@ -1,0 +1,89 @@
+"""What every backend takes and gives back, and the media loading they share."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from obv_eval.conversation import VisualKind
+from obv_eval.media import ImageSettings, MediaError, Video, VideoSettings, load_image, load_video
+from obv_eval.sources import MediaRef
+
+Visual = MediaRef | Image.Image
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Greedy decoding, every field explicit so a checkpoint's generation_config cannot change results."""
+
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    num_beams: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    video: VideoSettings = field(default_factory=VideoSettings)
+    image: ImageSettings = field(default_factory=ImageSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"video": asdict(self.video), "image": asdict(self.image)}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    key: tuple[str, int]  # (task, doc_id)
+    text: str
+    visuals: tuple[Visual, ...] = ()
+
+
+@dataclass
+class GenerationOutput:
+    key: tuple[str, int]
+    text: str
+    prompt: str = ""
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    frames: list[int] = field(default_factory=list)  # sampled frames per video
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadedVisuals:
+    kinds: tuple[VisualKind, ...]
+    videos: tuple[Video, ...]
+    images: tuple[Image.Image, ...]
+
+
+def load_visuals(visuals: tuple[Visual, ...], settings: MediaSettings) -> LoadedVisuals:
+    """Decode an item's visuals with THE frame sampler; raises MediaError with the reason."""
+    kinds: list[VisualKind] = []
+    videos: list[Video] = []
+    images: list[Image.Image] = []
+    for visual in visuals:
+        if isinstance(visual, Image.Image):
+            images.append(load_image(visual, settings.image))
+            kinds.append("image")
+        elif isinstance(visual, MediaRef) and visual.kind == "video":
+            videos.append(load_video(visual.path, settings.video, root=visual.root))
+            kinds.append("video")
+        elif isinstance(visual, MediaRef):
+            images.append(load_image(visual.path, settings.image, root=visual.root))
+            kinds.append("image")
+        else:
+            raise MediaError(
+                f"unsupported visual {type(visual).__name__}; expected a MediaRef or a PIL image"
+            )
+    # Videos first, then images: the order the conversation lays them out.
+    ordered: list[VisualKind] = sorted(kinds, key=lambda kind: 0 if kind == "video" else 1)
+    return LoadedVisuals(tuple(ordered), tuple(videos), tuple(images))

@@ -1,0 +1,514 @@
+"""The vLLM offline backend: the same items, prompts and frames as the transformers backend, on GPUs.
+
+Every item is rendered by conversation.render_prompt through the checkpoint's own processor and its
+frames come from obv_eval.media, passed to vLLM as the VIDEO input (one array per clip), so Qwen2-VL
+keeps its video position encoding and vLLM never re-samples. Sampling parameters are built by hand
+with every field explicit, so the checkpoint's generation_config cannot change results.
+
+Data parallelism: vLLM refuses ``LLM(data_parallel_size>1)`` offline, so with N > 1 each of N worker
+processes (``python -m obv_eval.backends.vllm worker``, CUDA_VISIBLE_DEVICES set to its GPUs) runs
+one engine on a shard of the items; the parent merges their outputs by (task, doc_id).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from obv_eval.backends.base import (
+    GenerationOutput,
+    GenerationRequest,
+    GenerationSettings,
+    LoadedVisuals,
+    MediaSettings,
+    load_visuals,
+)
+from obv_eval.conversation import ChatTemplater, build_messages, render_prompt
+from obv_eval.media import MediaError
+
+VLLM_EXTRA_HINT = "the vLLM backend needs the extra: pip install 'obv-eval[vllm]'"
+DTYPES = ("float32", "bfloat16", "float16")
+# Each worker's engine gets its own range of internal ports, so engines starting together never race.
+_WORKER_PORT_BASE = 29700
+_WORKER_PORT_STRIDE = 100
+
+
+class VLLMUnavailable(ImportError):
+    """vLLM is not installed here."""
+
+
+def require_vllm() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        raise VLLMUnavailable(VLLM_EXTRA_HINT)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure request building (golden-tested)
+
+
+def sampling_params_dict(settings: GenerationSettings, stop_token_ids: Sequence[int] = ()) -> dict[str, Any]:
+    """Keyword arguments of vllm.SamplingParams: greedy, every field explicit.
+
+    A hand-built SamplingParams ignores the checkpoint's generation_config (Qwen2-VL-Instruct's sets
+    top_k 1, top_p 0.001, repetition_penalty 1.05), so nothing here is left to a default.
+    """
+    if settings.do_sample or settings.num_beams != 1:
+        raise ValueError("the vLLM backend decodes greedily: do_sample=False, num_beams=1")
+    return {
+        "n": 1,
+        "temperature": 0.0,  # greedy
+        "top_p": 1.0,
+        "top_k": max(0, settings.top_k),  # 0 disables top-k (vLLM >= 0.9; -1 was the older spelling)
+        "min_p": 0.0,
+        "seed": settings.seed,
+        "max_tokens": settings.max_new_tokens,
+        "min_tokens": 0,
+        "repetition_penalty": settings.repetition_penalty,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "stop_token_ids": list(stop_token_ids),  # <|im_end|>, as the transformers backend stops
+        "ignore_eos": False,
+        "skip_special_tokens": True,
+    }
+
+
+def vllm_inputs(text: str, visuals: LoadedVisuals, templater: ChatTemplater) -> dict[str, Any]:
+    """The prompt dict for LLM.generate from an item's already-loaded visuals."""
+    prompt = render_prompt(templater, build_messages(text, visuals.kinds))
+    data: dict[str, Any] = {}
+    if visuals.videos:
+        data["video"] = [video.frames for video in visuals.videos]  # (T, H, W, 3) uint8, used as given
+    if visuals.images:
+        data["image"] = list(visuals.images)
+    request: dict[str, Any] = {"prompt": prompt}
+    if data:
+        request["multi_modal_data"] = data
+    return request
+
+
+def build_vllm_request(
+    request: GenerationRequest, templater: ChatTemplater, media: MediaSettings
+) -> dict[str, Any]:
+    """What the backend sends to vLLM for one item; raises MediaError when its media cannot be loaded."""
+    return vllm_inputs(request.text, load_visuals(request.visuals, media), templater)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data parallel: sharding and merging (pure), device groups
+
+
+def shard_requests(requests: Sequence[GenerationRequest], n: int) -> list[list[GenerationRequest]]:
+    """Split items over n engines round-robin: every shard gets a similar mix of modalities and lengths."""
+    if n < 1:
+        raise ValueError(f"number of shards must be at least 1, got {n}")
+    return [list(requests[i::n]) for i in range(n)]
+
+
+@dataclass
+class ShardResult:
+    requests: list[GenerationRequest]
+    outputs: list[GenerationOutput] = field(default_factory=list)
+    error: str | None = None  # why its worker stopped early; the outputs it wrote are kept
+
+
+def merge_outputs(requests: Sequence[GenerationRequest], shards: Sequence[ShardResult]) -> list[GenerationOutput]:
+    """Outputs in the order of `requests`, matched by (task, doc_id).
+
+    An item whose worker died before answering it fails alone with the worker's reason; nothing is
+    dropped. Raises ValueError when keys are duplicated or the shards do not cover the requests.
+    """
+    keys = [request.key for request in requests]
+    if len(set(keys)) != len(keys):
+        raise ValueError("requests must have distinct (task, doc_id) keys to be merged")
+    owner: dict[tuple[str, int], int] = {}
+    for index, shard in enumerate(shards):
+        for request in shard.requests:
+            if request.key in owner:
+                raise ValueError(f"item {request.key} is in more than one shard")
+            owner[request.key] = index
+    if set(owner) != set(keys):
+        raise ValueError("the shards do not hold exactly the requested items")
+    produced: dict[tuple[str, int], GenerationOutput] = {}
+    for index, shard in enumerate(shards):
+        for output in shard.outputs:
+            if owner.get(output.key) != index:
+                raise ValueError(f"shard {index} returned an output for {output.key}, which it was not given")
+            if output.key in produced:
+                raise ValueError(f"shard {index} returned {output.key} twice")
+            produced[output.key] = output
+    merged = []
+    for key in keys:
+        if key in produced:
+            merged.append(produced[key])
+        else:
+            reason = shards[owner[key]].error or "its data-parallel worker returned no output"
+            merged.append(GenerationOutput(key, "", error=f"no output: {reason}"))
+    return merged
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else every device torch sees."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [device.strip() for device in env.split(",") if device.strip()]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def device_groups(visible: Sequence[str], tensor_parallel_size: int, data_parallel_size: int) -> list[str]:
+    """CUDA_VISIBLE_DEVICES for each engine: consecutive groups of tensor_parallel_size GPUs."""
+    if tensor_parallel_size < 1 or data_parallel_size < 1:
+        raise ValueError("tensor_parallel_size and data_parallel_size must be at least 1")
+    needed = tensor_parallel_size * data_parallel_size
+    if len(visible) < needed:
+        raise ValueError(
+            f"{data_parallel_size} engine(s) x tensor parallel {tensor_parallel_size} need {needed} GPUs; "
+            f"{len(visible)} visible ({','.join(visible) or 'none'})"
+        )
+    size = tensor_parallel_size
+    return [",".join(visible[i * size : (i + 1) * size]) for i in range(data_parallel_size)]
+
+
+def output_to_json(output: GenerationOutput) -> str:
+    return json.dumps(asdict(output), ensure_ascii=False)
+
+
+def output_from_json(line: str) -> GenerationOutput:
+    data = json.loads(line)
+    data["key"] = (str(data["key"][0]), int(data["key"][1]))
+    return GenerationOutput(**data)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The backend
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        dtype: str = "bfloat16",
+        max_model_len: int = 32768,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        limit_mm_per_prompt: dict[str, int] | None = None,
+        generation: GenerationSettings | None = None,
+        media: MediaSettings | None = None,
+        adapter_path: str | Path | None = None,
+        seed: int = 0,
+        chunk_size: int = 256,
+        engine_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """`data_parallel_size` 0 means one engine per group of `tensor_parallel_size` visible GPUs."""
+        require_vllm()
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        self.model_path = Path(model_path)
+        self.adapter_path = Path(adapter_path) if adapter_path is not None else None
+        self.dtype = dtype
+        self.max_model_len = int(max_model_len)
+        self.tensor_parallel_size = int(tensor_parallel_size)
+        self.gpu_memory_utilization = float(gpu_memory_utilization)
+        self.limit_mm_per_prompt = dict(limit_mm_per_prompt or {"video": 1, "image": 1})
+        self.generation = generation or GenerationSettings()
+        self.media = media or MediaSettings()
+        self.seed = int(seed)
+        self.chunk_size = max(1, int(chunk_size))  # bounds how many items' frames are held at once
+        self.engine_kwargs = dict(engine_kwargs or {})
+        dp = int(data_parallel_size)
+        if dp == 0:
+            dp = max(1, len(visible_gpus()) // self.tensor_parallel_size)
+        if dp < 0:
+            raise ValueError(f"data_parallel_size must be 0 (all GPUs) or positive, got {dp}")
+        self.data_parallel_size = dp
+        self.llm: Any = None
+        if dp == 1:
+            self._start_engine()
+
+    def _worker_kwargs(self) -> dict[str, Any]:
+        """What a data-parallel worker needs to build the same backend on its own GPUs."""
+        return {
+            "model_path": str(self.model_path),
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "data_parallel_size": 1,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "limit_mm_per_prompt": self.limit_mm_per_prompt,
+            "generation": self.generation,
+            "media": self.media,
+            "adapter_path": str(self.adapter_path) if self.adapter_path else None,
+            "seed": self.seed,
+            "chunk_size": self.chunk_size,
+            "engine_kwargs": self.engine_kwargs,
+        }
+
+    def engine_args(self) -> dict[str, Any]:
+        """Keyword arguments of vllm.LLM for this backend."""
+        args: dict[str, Any] = {
+            "model": str(self.model_path),
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "limit_mm_per_prompt": self.limit_mm_per_prompt,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "seed": self.seed,
+            "generation_config": "vllm",  # never take defaults from the checkpoint's generation_config
+        }
+        if self.adapter_path is not None:
+            args["enable_lora"] = True
+            args["max_lora_rank"] = _lora_rank(self.adapter_path)
+        return {**args, **self.engine_kwargs}
+
+    def _start_engine(self) -> None:
+        from transformers import AutoProcessor
+        from vllm import LLM, SamplingParams
+
+        # The same processor (and chat template) the transformers backend renders with.
+        self.processor = AutoProcessor.from_pretrained(self.model_path)
+        eos = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.sampling = sampling_params_dict(self.generation, [eos])
+        self._sampling_params = SamplingParams(**self.sampling)
+        self.llm = LLM(**self.engine_args())
+        self.lora_request = None
+        if self.adapter_path is not None:
+            from vllm.lora.request import LoRARequest
+
+            self.lora_request = LoRARequest("adapter", 1, str(self.adapter_path))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "vllm": _version("vllm"),
+            "transformers": _version("transformers"),
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "data_parallel_size": self.data_parallel_size,
+            "limit_mm_per_prompt": self.limit_mm_per_prompt,
+            "lora": self.adapter_path is not None,
+            "seed": self.seed,
+            "sampling": sampling_params_dict(self.generation),
+        }
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        progress: bool = True,
+        on_output: Callable[[GenerationOutput], None] | None = None,
+    ) -> list[GenerationOutput]:
+        """Generate for every request; an item whose media or prompt fails, fails alone."""
+        if self.data_parallel_size > 1:
+            return self._generate_data_parallel(requests, progress, on_output)
+        if self.generation.to_dict() != self._generation_used():
+            self._refresh_sampling()
+        outputs: list[GenerationOutput] = []
+        bar = tqdm(total=len(requests), desc="generating (vLLM)", disable=not progress)
+        for start in range(0, len(requests), self.chunk_size):
+            for output in self._generate_chunk(requests[start : start + self.chunk_size]):
+                outputs.append(output)
+                if on_output:
+                    on_output(output)
+                bar.update(1)
+        bar.close()
+        return outputs
+
+    def _generation_used(self) -> dict[str, Any]:
+        return getattr(self, "_generation_snapshot", {})
+
+    def _refresh_sampling(self) -> None:
+        # The lmms-eval adapter may change the token budget between calls (a task's max_new_tokens).
+        from vllm import SamplingParams
+
+        eos = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.sampling = sampling_params_dict(self.generation, [eos])
+        self._sampling_params = SamplingParams(**self.sampling)
+        self._generation_snapshot = self.generation.to_dict()
+
+    def _generate_chunk(self, chunk: Sequence[GenerationRequest]) -> list[GenerationOutput]:
+        results: list[GenerationOutput | None] = [None] * len(chunk)
+        ready: list[tuple[int, dict[str, Any], list[int]]] = []
+        for index, request in enumerate(chunk):
+            try:
+                visuals = load_visuals(request.visuals, self.media)
+            except MediaError as error:
+                results[index] = GenerationOutput(request.key, "", error=f"MediaError: {error}")
+                continue
+            inputs = vllm_inputs(request.text, visuals, self.processor)
+            ready.append((index, inputs, [video.num_frames for video in visuals.videos]))
+        if ready:
+            try:
+                produced = self._run([inputs for _, inputs, _ in ready])
+            except Exception:
+                # vLLM rejects a whole batch for one bad prompt (too long, too many visuals): run
+                # the items one by one so only the bad one fails.
+                produced = [self._run_one(inputs) for _, inputs, _ in ready]
+            for (index, inputs, frames), result in zip(ready, produced, strict=True):
+                request = chunk[index]
+                if isinstance(result, str):
+                    results[index] = GenerationOutput(request.key, "", prompt=inputs["prompt"], error=result)
+                else:
+                    results[index] = _to_output(request.key, inputs["prompt"], frames, result)
+        return [output for output in results if output is not None]
+
+    def _run(self, prompts: list[dict[str, Any]]) -> list[Any]:
+        return list(
+            self.llm.generate(
+                prompts, self._sampling_params, use_tqdm=False, lora_request=self.lora_request
+            )
+        )
+
+    def _run_one(self, prompt: dict[str, Any]) -> Any:
+        try:
+            return self._run([prompt])[0]
+        except Exception as error:  # this item's own failure, recorded with its reason
+            return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+
+    # -- data parallel ------------------------------------------------------------------------
+    def _generate_data_parallel(
+        self,
+        requests: Sequence[GenerationRequest],
+        progress: bool,
+        on_output: Callable[[GenerationOutput], None] | None,
+    ) -> list[GenerationOutput]:
+        groups = device_groups(visible_gpus(), self.tensor_parallel_size, self.data_parallel_size)
+        shards = [ShardResult(list(part)) for part in shard_requests(requests, len(groups))]
+        bar = tqdm(total=len(requests), desc=f"generating (vLLM x{len(groups)})", disable=not progress)
+        with tempfile.TemporaryDirectory(prefix="obv-vllm-dp-") as tmp:
+            workers = []
+            for index, (group, shard) in enumerate(zip(groups, shards, strict=True)):
+                if not shard.requests:
+                    continue
+                folder = Path(tmp) / f"worker-{index}"
+                folder.mkdir()
+                with (folder / "job.pkl").open("wb") as handle:
+                    pickle.dump({"backend": self._worker_kwargs(), "requests": shard.requests}, handle)
+                env = {
+                    **os.environ,
+                    "CUDA_VISIBLE_DEVICES": group,
+                    "VLLM_PORT": str(_WORKER_PORT_BASE + _WORKER_PORT_STRIDE * index),
+                }
+                log = (folder / "worker.log").open("wb")
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "obv_eval.backends.vllm", "worker", str(folder)],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                workers.append(_Worker(index, group, folder, process, log))
+            while workers:
+                for worker in list(workers):
+                    done = worker.process.poll() is not None
+                    for output in worker.read_new():  # after poll(): a finished worker is read to the end
+                        shards[worker.index].outputs.append(output)
+                        if on_output:
+                            on_output(output)
+                        bar.update(1)
+                    if done:
+                        worker.log.close()
+                        if worker.process.returncode != 0:
+                            shards[worker.index].error = worker.failure()
+                        workers.remove(worker)
+                time.sleep(0.5)
+        bar.close()
+        return merge_outputs(requests, shards)
+
+
+@dataclass
+class _Worker:
+    index: int
+    gpus: str
+    folder: Path
+    process: subprocess.Popen[bytes]
+    log: Any
+    offset: int = 0
+
+    def read_new(self) -> list[GenerationOutput]:
+        """Complete lines the worker has written since the last read."""
+        path = self.folder / "outputs.jsonl"
+        if not path.exists():
+            return []
+        with path.open("rb") as handle:
+            handle.seek(self.offset)
+            data = handle.read()
+        end = data.rfind(b"\n") + 1  # a half-written last line waits for the next read
+        self.offset += end
+        return [output_from_json(line) for line in data[:end].decode().splitlines() if line.strip()]
+
+    def failure(self) -> str:
+        lines = (self.folder / "worker.log").read_text(errors="replace").strip().splitlines()
+        last = lines[-1] if lines else "no output"
+        return f"data-parallel worker {self.index} (GPUs {self.gpus}) exited with code {self.process.returncode}: {last}"
+
+
+def _to_output(key: tuple[str, int], prompt: str, frames: list[int], result: Any) -> GenerationOutput:
+    completion = result.outputs[0]
+    return GenerationOutput(
+        key=key,
+        text=completion.text.strip(),
+        prompt=prompt,
+        prompt_tokens=len(result.prompt_token_ids or []),
+        output_tokens=len(completion.token_ids),
+        frames=frames,
+    )
+
+
+def _lora_rank(adapter_path: Path) -> int:
+    """vLLM needs max_lora_rank >= the adapter's rank (its default, 16, is too small for many)."""
+    config = json.loads((adapter_path / "adapter_config.json").read_text())
+    ranks = [int(config.get("r", 16)), *(int(r) for r in (config.get("rank_pattern") or {}).values())]
+    # vLLM accepts only these ranks; take the smallest that fits.
+    for allowed in (8, 16, 32, 64, 128, 256, 320, 512):
+        if allowed >= max(ranks):
+            return allowed
+    raise ValueError(f"LoRA rank {max(ranks)} in {adapter_path} is above vLLM's maximum (512)")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data-parallel worker entry point
+
+
+def _worker_main(folder: Path) -> int:
+    with (folder / "job.pkl").open("rb") as handle:
+        job = pickle.load(handle)
+    backend = VLLMBackend(**job["backend"])
+    with (folder / "outputs.jsonl").open("w", encoding="utf-8") as sink:
+
+        def write(output: GenerationOutput) -> None:
+            sink.write(output_to_json(output) + "\n")
+            sink.flush()  # the parent streams these lines while the worker runs
+
+        backend.generate(job["requests"], progress=False, on_output=write)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "worker":
+        sys.exit("usage: python -m obv_eval.backends.vllm worker FOLDER")
+    sys.exit(_worker_main(Path(sys.argv[2])))

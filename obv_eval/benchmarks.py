@@ -1,0 +1,158 @@
+"""The seven benchmarks: names, sources, schemas and groups, in one place.
+
+Task YAMLs under tasks/ hold the lmms-eval side (prompt functions, metrics); everything the CLI,
+the data checks and the loaders need to know about a benchmark lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Modality = Literal["video", "image", "text"]
+TASK_PREFIX = "obv_"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str  # short name used on the command line
+    title: str
+    modality: Modality
+    hub_path: str
+    hub_name: str | None
+    split: str
+    required_fields: tuple[str, ...]
+    media_field: str | None  # the row field naming the video or image
+    primary_metric: str
+    hub_note: str = ""
+
+    @property
+    def task(self) -> str:
+        return f"{TASK_PREFIX}{self.name}"
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark(
+            "mimicechoqa",
+            "MIMICEchoQA",
+            "video",
+            "connectthapa84/MIMICEchoQA",
+            None,
+            "test",
+            ("video", "question", "answer", "correct_option", "study"),
+            "video",
+            "accuracy",
+            "videos come from PhysioNet MIMIC-IV-ECHO (credentialed access)",
+        ),
+        Benchmark(
+            "surgeryvqa",
+            "SurgeryVideoQA",
+            "video",
+            "connectthapa84/SurgeryVideoQA",
+            None,
+            "test",
+            ("id", "video_id", "video", "question", "answer"),
+            "video",
+            "accuracy",
+            "clips are cut from YouTube videos at `timestamp` (obv-eval data prepare surgeryvqa)",
+        ),
+        Benchmark(
+            "vqarad",
+            "VQA-RAD",
+            "image",
+            "flaviagiammarino/vqa-rad",
+            None,
+            "test",
+            ("image", "question", "answer"),
+            "image",
+            "accuracy",
+        ),
+        Benchmark(
+            "pathvqa",
+            "PathVQA",
+            "image",
+            "flaviagiammarino/path-vqa",
+            None,
+            "test",
+            ("image", "question", "answer"),
+            "image",
+            "accuracy",
+        ),
+        Benchmark(
+            "slake",
+            "SLAKE",
+            "image",
+            "BoKelvin/SLAKE",
+            None,
+            "test",
+            ("img_name", "question", "answer", "answer_type", "q_lang"),
+            "img_name",
+            "accuracy",
+            "images ship as a zip (imgs.zip) in the same hub repository: unzip it and set --image-root",
+        ),
+        Benchmark(
+            "medqa",
+            "MedQA (USMLE, 4 options)",
+            "text",
+            "GBaker/MedQA-USMLE-4-options",
+            None,
+            "test",
+            ("question", "options", "answer_idx"),
+            None,
+            "accuracy",
+        ),
+        Benchmark(
+            "pubmedqa",
+            "PubMedQA (PQA-L)",
+            "text",
+            "qiaojin/PubMedQA",
+            "pqa_labeled",
+            "train",
+            ("pubid", "question", "context", "final_decision"),
+            None,
+            "accuracy",
+            "the hub's pqa_labeled has the 1,000 labelled items in one 'train' split",
+        ),
+    )
+}
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "video": ("mimicechoqa", "surgeryvqa"),
+    "image": ("vqarad", "pathvqa", "slake"),
+    "text": ("medqa", "pubmedqa"),
+}
+GROUPS["all"] = GROUPS["video"] + GROUPS["image"] + GROUPS["text"]
+
+
+class UnknownTaskError(ValueError):
+    pass
+
+
+def benchmark_for_task(task_name: str) -> Benchmark:
+    name = task_name.removeprefix(TASK_PREFIX)
+    if name not in BENCHMARKS:
+        raise UnknownTaskError(f"unknown task {task_name!r}")
+    return BENCHMARKS[name]
+
+
+def resolve_task_names(names: list[str]) -> list[str]:
+    """Expand short names, prefixed names and groups into benchmark names, in order, without repeats."""
+    out: list[str] = []
+    for raw in names:
+        for part in raw.split(","):
+            name = part.strip().removeprefix(TASK_PREFIX)
+            if not name:
+                continue
+            if name in GROUPS:
+                expanded: tuple[str, ...] = GROUPS[name]
+            elif name in BENCHMARKS:
+                expanded = (name,)
+            else:
+                valid = ", ".join([*BENCHMARKS, *GROUPS])
+                raise UnknownTaskError(f"unknown task {part.strip()!r}; valid: {valid}")
+            out.extend(b for b in expanded if b not in out)
+    if not out:
+        raise UnknownTaskError("no task given; valid: " + ", ".join([*BENCHMARKS, *GROUPS]))
+    return out

@@ -1,0 +1,367 @@
+"""`obv-eval`: argument parsing only; the work happens in the modules it calls.
+
+Exit codes: 0 success, 1 a completed run that failed a check, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from obv_eval.benchmarks import BENCHMARKS, GROUPS, UnknownTaskError, resolve_task_names
+
+USAGE_ERROR = 2
+CHECK_FAILED = 1
+
+
+class UsageError(Exception):
+    """Bad usage or input: printed as one line, exit 2."""
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="obv-eval",
+        description="Evaluate a vision-language model on the OpenBiomedVid benchmarks (lmms-eval tasks).",
+        epilog="Other commands: obv-eval models | tasks | tasks-dir | rescore | judge-agreement | "
+        "leaderboard | regress (each with --help)",
+    )
+    parser.add_argument("--model", default="tiny-qwen2vl", help="registry name or checkpoint folder")
+    parser.add_argument("--model-path", help="checkpoint folder (full weights or LoRA adapter) for --model")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["all"],
+        help="benchmarks or groups: " + " ".join([*BENCHMARKS, *GROUPS]),
+    )
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("OBV_EVAL_DATA", "auto"),
+        help="hub | samples | DIR (a local copy); auto: samples for tiny-qwen2vl, hub otherwise",
+    )
+    parser.add_argument("--video-root", default=os.environ.get("OBV_EVAL_VIDEO_ROOT"))
+    parser.add_argument("--image-root", default=os.environ.get("OBV_EVAL_IMAGE_ROOT"))
+    parser.add_argument("--output-dir", type=Path, default=Path("results/runs"))
+    parser.add_argument("--run-id", help="default: the UTC time")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, help="override every task's token budget")
+    parser.add_argument("--limit", type=int, help="only the first N items of each task")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--max-unscored",
+        type=float,
+        default=0.05,
+        help="error budget: exit 1 when the judge leaves more than this fraction of a task unscored",
+    )
+    _add_judge_arguments(parser)
+    return parser
+
+
+def _add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("judge (open-ended answers)")
+    group.add_argument("--judge-model", default=os.environ.get("OBV_EVAL_JUDGE_MODEL", "gpt-4o"))
+    group.add_argument(
+        "--judge-base-url",
+        default=os.environ.get("OBV_EVAL_JUDGE_BASE_URL"),
+        help="an OpenAI-compatible server (e.g. a local vLLM); default: the OpenAI API",
+    )
+    group.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env variable holding the key")
+    group.add_argument("--judge-concurrency", type=int, default=32)
+    group.add_argument("--judge-timeout", type=float, default=30.0)
+    group.add_argument("--judge-retries", type=int, default=3)
+    group.add_argument("--judge-cache", help="SQLite cache file (default: $OBV_EVAL_HOME/judge-cache.sqlite)")
+
+
+def _judge_config(args: argparse.Namespace, model: str | None = None, base_url: str | None = None) -> Any:
+    from obv_eval.judge import JudgeConfig
+    from obv_eval.tiny_model import default_cache_root
+
+    cache = args.judge_cache or str(default_cache_root() / "judge-cache.sqlite")
+    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return JudgeConfig(
+            model=model or args.judge_model,
+            base_url=base_url if model else args.judge_base_url,
+            api_key_env=args.judge_api_key_env,
+            concurrency=args.judge_concurrency,
+            timeout_s=args.judge_timeout,
+            max_retries=args.judge_retries,
+            cache_path=cache,
+        )
+    except ValueError as error:
+        raise UsageError(f"judge settings: {error}") from error
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    from obv_eval.registry import MODELS, ModelNotAvailable
+    from obv_eval.runner import RunConfig, quiet_libraries, run
+    from obv_eval.sources import DataSourceError
+
+    args = _run_parser().parse_args(argv)
+    try:
+        benchmarks = resolve_task_names(args.tasks)
+    except UnknownTaskError as error:
+        raise UsageError(str(error)) from error
+    if args.model not in MODELS and args.model_path is None and not Path(args.model).is_dir():
+        raise UsageError(f"unknown model {args.model!r}; valid: {', '.join(MODELS)} (or a checkpoint folder)")
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    config = RunConfig(
+        model=args.model,
+        benchmarks=benchmarks,
+        model_path=args.model_path,
+        data=args.data,
+        video_root=args.video_root,
+        image_root=args.image_root,
+        output_dir=args.output_dir,
+        run_id=args.run_id,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+        progress=not args.no_progress,
+        judge=_judge_config(args),
+        max_unscored_fraction=args.max_unscored,
+    )
+    quiet_libraries()
+    try:
+        result = run(config, log=lambda line: print(line, file=sys.stderr))
+    except (ModelNotAvailable, DataSourceError) as error:
+        raise UsageError(str(error)) from error
+    print(render_summary(result.results))
+    print(f"\nwrote {result.run_dir / 'results.json'} and {result.run_dir / 'samples.jsonl'}")
+    return _error_budget(result.results, args.max_unscored)
+
+
+def _error_budget(results: dict[str, Any], budget: float) -> int:
+    from obv_eval.runner import unscored_over_budget
+
+    over = unscored_over_budget(results, budget)
+    for line in over:
+        print(f"obv-eval: error budget exceeded: {line} (budget {budget:.0%})", file=sys.stderr)
+    return CHECK_FAILED if over else 0
+
+
+def cmd_rescore(argv: Sequence[str]) -> int:
+    """Re-judge a finished run's open-ended items without re-running the model."""
+    from obv_eval.results import read_results, read_samples, write_results
+    from obv_eval.runner import score_run, write_samples
+
+    parser = argparse.ArgumentParser(prog="obv-eval rescore", description=cmd_rescore.__doc__)
+    parser.add_argument("run", type=Path, help="a run folder (holding results.json and samples.jsonl)")
+    parser.add_argument("--max-unscored", type=float, default=0.05)
+    parser.add_argument("--no-progress", action="store_true")
+    _add_judge_arguments(parser)
+    args = parser.parse_args(argv)
+    results, records = _read_run(args.run, read_results, read_samples)
+    provenance = {k: v for k, v in results["provenance"].items() if k != "judge"}
+    records, rescored = score_run(
+        records,
+        results["run_id"],
+        results["model"],
+        provenance,
+        _judge_config(args),
+        not args.no_progress,
+        lambda line: print(line, file=sys.stderr),
+    )
+    write_samples(args.run / "samples.jsonl", records)
+    write_results(args.run / "results.json", rescored)
+    print(render_summary(rescored))
+    return _error_budget(rescored, args.max_unscored)
+
+
+def _read_run(run: Path, read_results: Any, read_samples: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from obv_eval.results import ResultsError
+
+    if not (run / "results.json").exists() or not (run / "samples.jsonl").exists():
+        raise UsageError(f"{run}: not a run folder (needs results.json and samples.jsonl)")
+    try:
+        return read_results(run / "results.json"), read_samples(run)
+    except ResultsError as error:
+        raise UsageError(str(error)) from error
+
+
+def cmd_judge_agreement(argv: Sequence[str]) -> int:
+    """Agreement and Cohen's kappa between two judges (or a judge and a lexical metric) on a run."""
+    from obv_eval.judge import Judge, JudgeCache, agreement, rescore_samples
+    from obv_eval.results import read_results, read_samples
+    from obv_eval.runner import is_open_ended
+
+    parser = argparse.ArgumentParser(prog="obv-eval judge-agreement", description=cmd_judge_agreement.__doc__)
+    parser.add_argument("run", type=Path)
+    parser.add_argument(
+        "--judges",
+        required=True,
+        help="two, comma separated: MODEL or MODEL@BASE_URL (an LLM judge), or exact_match",
+    )
+    parser.add_argument("--no-progress", action="store_true")
+    _add_judge_arguments(parser)
+    args = parser.parse_args(argv)
+    specs = [spec.strip() for spec in args.judges.split(",") if spec.strip()]
+    if len(specs) != 2:
+        raise UsageError("--judges takes exactly two judges, e.g. gpt-4o,exact_match")
+    _, records = _read_run(args.run, read_results, read_samples)
+    items = [r for r in records if is_open_ended(r) and r.get("status") == "ok"]
+    if not items:
+        raise UsageError(f"{args.run}: no open-ended items to judge")
+    verdicts: list[list[int | None]] = []
+    for spec in specs:
+        if spec in ("exact_match",):
+            verdicts.append([int(r["scores"][spec]) for r in items])
+            continue
+        model, _, base_url = spec.partition("@")
+        config = _judge_config(args, model=model, base_url=base_url or None)
+        judge = Judge(config, cache=JudgeCache(config.cache_path))
+        judged = rescore_samples(
+            items, config, {r["task"] for r in items}, judge=judge, progress=not args.no_progress
+        )
+        verdicts.append([r["scores"]["judge"] for r in judged])
+    stats = agreement(verdicts[0], verdicts[1])
+    rows = [[specs[0], specs[1], stats["n"], stats["n_total"], stats["percent_agreement"], stats["kappa"]]]
+    print(
+        tabulate(rows, headers=["judge A", "judge B", "n (both scored)", "n", "agreement %", "Cohen's kappa"])
+    )
+    return 0
+
+
+def cmd_leaderboard(argv: Sequence[str]) -> int:
+    """Tables (Markdown, CSV, HTML) and a bar chart from results files, beside the study's figure."""
+    from obv_eval.leaderboard import load_runs, write_leaderboard
+
+    parser = argparse.ArgumentParser(prog="obv-eval leaderboard", description=cmd_leaderboard.__doc__)
+    parser.add_argument("runs", nargs="*", type=Path, help="results files or run folders (default: none)")
+    parser.add_argument("--out", type=Path, default=Path("results/leaderboard"))
+    parser.add_argument("--no-reference", action="store_true", help="leave out the study's published rows")
+    args = parser.parse_args(argv)
+    try:
+        runs = load_runs(args.runs)
+        paths = write_leaderboard(args.out, runs, reference=not args.no_reference)
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from error
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_regress(argv: Sequence[str]) -> int:
+    """Compare a run with a committed baseline; exit 1 on a drop, missing items or changed prompts."""
+    from obv_eval.regress import compare
+    from obv_eval.results import read_results, read_samples
+
+    parser = argparse.ArgumentParser(prog="obv-eval regress", description=cmd_regress.__doc__)
+    parser.add_argument("--baseline", type=Path, required=True, help="a baseline run folder or results.json")
+    parser.add_argument("run", type=Path, help="a run folder or results.json")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="largest allowed absolute drop")
+    args = parser.parse_args(argv)
+    folders = [p if p.is_dir() else p.parent for p in (args.baseline, args.run)]
+    base, base_records = _read_run(folders[0], read_results, read_samples)
+    run, run_records = _read_run(folders[1], read_results, read_samples)
+    report = compare(base, run, args.tolerance, base_records, run_records)
+    print(report.render())
+    return CHECK_FAILED if report.failed else 0
+
+
+def _fmt(estimate: dict[str, Any] | None) -> str:
+    if not estimate:
+        return "-"
+    mean = estimate.get("mean")
+    if mean is None or mean != mean:  # nothing scored
+        return "not scored"
+    low, high = estimate.get("ci_low"), estimate.get("ci_high")
+    if low is None or high is None or low != low:
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def render_summary(results: dict[str, Any]) -> str:
+    rows = []
+    for name, task in results["tasks"].items():
+        metrics = task["metrics"]
+        primary = task["primary_metric"]
+        others = ", ".join(f"{m} {_fmt(metrics[m])}" for m in sorted(metrics) if m != primary)
+        rows.append(
+            [
+                name,
+                task["n"],
+                task["failed"],
+                task["unparsed"],
+                task["unscored"],
+                f"{primary} {_fmt(metrics.get(primary))}",
+                others,
+            ]
+        )
+    headers = ["task", "n", "failed", "unparsed", "unscored", "primary (% [95% CI])", "other metrics"]
+    table = tabulate(rows, headers=headers)
+    judge = results["provenance"].get("judge", {})
+    note = ""
+    if not judge.get("configured", True):
+        note = (
+            "\nOpen-ended items: not scored: no judge configured. Their accuracy (the study's metric) is "
+            "left out; the lexical metrics beside it are not the study's metric."
+        )
+    return f"model: {results['model']}  run: {results['run_id']}\n{table}{note}"
+
+
+def cmd_models(argv: Sequence[str]) -> int:
+    from obv_eval.registry import availability
+
+    argparse.ArgumentParser(prog="obv-eval models", description="List registry models").parse_args(argv)
+    rows = [(name, "yes" if ok else "no", desc, where) for name, desc, ok, where in availability()]
+    print(tabulate(rows, headers=["model", "available", "description", "where / why not"]))
+    return 0
+
+
+def cmd_tasks(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(prog="obv-eval tasks", description="List benchmarks").parse_args(argv)
+    rows = [(b.name, b.task, b.modality, b.title, b.hub_path) for b in BENCHMARKS.values()]
+    print(tabulate(rows, headers=["name", "lmms-eval task", "modality", "benchmark", "hub dataset"]))
+    print("\ngroups: " + "; ".join(f"{g} = {' '.join(m)}" for g, m in GROUPS.items()))
+    return 0
+
+
+def cmd_tasks_dir(argv: Sequence[str]) -> int:
+    from obv_eval.runner import TASKS_DIR
+
+    argparse.ArgumentParser(
+        prog="obv-eval tasks-dir", description="Print the lmms-eval include path"
+    ).parse_args(argv)
+    print(TASKS_DIR)
+    return 0
+
+
+HANDLERS = {
+    "run": cmd_run,
+    "models": cmd_models,
+    "tasks": cmd_tasks,
+    "tasks-dir": cmd_tasks_dir,
+    "rescore": cmd_rescore,
+    "judge-agreement": cmd_judge_agreement,
+    "leaderboard": cmd_leaderboard,
+    "regress": cmd_regress,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in HANDLERS else "run"
+    rest = argv[1:] if argv and argv[0] in HANDLERS else argv
+    try:
+        return HANDLERS[command](rest)
+    except UsageError as error:
+        print(f"obv-eval: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("obv-eval: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

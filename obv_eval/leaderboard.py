@@ -1,0 +1,535 @@
+"""Leaderboard tables (markdown, CSV, HTML) and the grouped bar chart, built from results files only.
+
+Rows are models (one run each) plus, optionally, the study's published figure as labelled "study: ..." rows.
+Cells are the task's primary metric × 100 with its 95% interval. A fine-tuned model (name ending "-obv") is
+compared with its base (the same name without the suffix): relative gains with both group definitions, and
+a significance mark from a paired test when both runs' samples.jsonl sit beside their results.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tabulate import tabulate
+
+from obv_eval.benchmarks import BENCHMARKS as BENCHMARK_INFO
+from obv_eval.benchmarks import GROUPS as BENCHMARK_GROUPS
+from obv_eval.benchmarks import TASK_PREFIX
+from obv_eval.results import (
+    RESULTS_FILENAME,
+    SAMPLES_FILENAME,
+    paired_scores,
+    read_results,
+    read_samples,
+)
+from obv_eval.stats import (
+    Estimate,
+    group_gains,
+    is_binary,
+    mcnemar_exact,
+    normal_pvalue,
+    paired_difference,
+    relative_gain,
+    round_half_up,
+)
+
+# Benchmark names and groups come from obv_eval.benchmarks (one source of truth); "all" is not a group here.
+GROUPS: dict[str, tuple[str, ...]] = {g: benches for g, benches in BENCHMARK_GROUPS.items() if g != "all"}
+BENCHMARKS: tuple[str, ...] = tuple(b for benches in GROUPS.values() for b in benches)
+# Column headers: the title without its parenthesised detail ("MedQA (USMLE, 4 options)" -> "MedQA").
+LABELS: dict[str, str] = {
+    **{name: b.title.split(" (")[0] for name, b in BENCHMARK_INFO.items()},
+    **{g: f"{g.capitalize()} (mean)" for g in GROUPS},
+}
+FIELDS: tuple[str, ...] = ("mean", "ci_low", "ci_high", "n", "p_vs_base")
+TUNED_SUFFIX = "-obv"
+STUDY_PREFIX = "study: "
+ALPHA = 0.05
+def _default_reference() -> Path:
+    """results/reference/ in a checkout, shipped as the obv_eval.reference package."""
+    import obv_eval.reference
+
+    return Path(obv_eval.reference.__file__).resolve().parent / "study_figure.json"
+
+
+DEFAULT_REFERENCE = _default_reference()
+
+SIGNIFICANCE_LEGEND = (
+    f"* fine-tuned differs from its base at p < {ALPHA} (exact McNemar on items matched by task and doc_id "
+    "for 0/1 metrics, clustered paired z-test otherwise)."
+)
+DEFINITIONS = (
+    "Relative gain = (fine-tuned - base) / base x 100. 'gain of mean' is the relative gain of the group's "
+    "mean score; 'mean of gains' is the mean of the per-benchmark relative gains."
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One results document and the run directory it came from (for samples.jsonl), if any."""
+
+    results: dict[str, Any]
+    run_dir: Path | None = None
+
+    @property
+    def model(self) -> str:
+        return str(self.results["model"])
+
+    @property
+    def run_id(self) -> str:
+        return str(self.results["run_id"])
+
+    def samples(self) -> list[dict[str, Any]] | None:
+        if self.run_dir is None or not (self.run_dir / SAMPLES_FILENAME).is_file():
+            return None
+        return read_samples(self.run_dir)
+
+
+RunLike = Run | Mapping[str, Any]
+
+
+def load_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Run]:
+    """Runs from results files, run directories, or folders searched recursively for results.json."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir() and not (path / RESULTS_FILENAME).is_file():
+            files.extend(sorted(path.rglob(RESULTS_FILENAME)))
+        else:
+            files.append(path / RESULTS_FILENAME if path.is_dir() else path)
+    return [Run(read_results(f), f.parent) for f in files]
+
+
+def _as_runs(runs: Iterable[RunLike]) -> list[Run]:
+    out = [r if isinstance(r, Run) else Run(dict(r)) for r in runs]
+    seen: dict[str, str] = {}
+    for run in out:
+        if run.model in seen:
+            raise ValueError(
+                f"two runs for model {run.model} ({seen[run.model]} and {run.run_id}); pass one run per model"
+            )
+        seen[run.model] = run.run_id
+    return sorted(out, key=lambda r: r.model)
+
+
+def benchmark_of(task: str) -> str:
+    """Column name of a task: results key tasks by benchmark name, lmms-eval task names carry obv_."""
+    return task.removeprefix(TASK_PREFIX)
+
+
+def base_model_of(model: str) -> str | None:
+    return model.removesuffix(TUNED_SUFFIX) if model.endswith(TUNED_SUFFIX) else None
+
+
+def load_reference(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The study's published figure (results/reference/study_figure.json)."""
+    ref_path = Path(path) if path is not None else DEFAULT_REFERENCE
+    if not ref_path.is_file():
+        raise FileNotFoundError(f"{ref_path}: study reference numbers not found; pass reference_path")
+    data: dict[str, Any] = json.loads(ref_path.read_text(encoding="utf-8"))
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tables
+
+
+def _run_estimates(run: Run) -> dict[str, Estimate]:
+    """Primary-metric estimate per benchmark, on the 0-100 scale."""
+    out: dict[str, Estimate] = {}
+    for task, summary in run.results["tasks"].items():
+        bench = benchmark_of(task)
+        if bench in out:
+            raise ValueError(f"run {run.run_id} has two tasks for benchmark {bench}")
+        est = Estimate.from_dict(summary["metrics"][summary["primary_metric"]])
+        out[bench] = Estimate(
+            est.mean * 100, est.se * 100, est.ci_low * 100, est.ci_high * 100, est.n, est.n_clusters
+        )
+    return out
+
+
+def _group_estimate(estimates: Mapping[str, Estimate], benches: Sequence[str]) -> Estimate | None:
+    """Unweighted mean of the group's benchmarks; they are independent samples, so SEs add in quadrature."""
+    if not all(b in estimates and math.isfinite(estimates[b].mean) for b in benches):
+        return None
+    k = len(benches)
+    mean = float(np.mean([estimates[b].mean for b in benches]))
+    se = math.sqrt(sum(estimates[b].se ** 2 for b in benches)) / k
+    n = sum(estimates[b].n for b in benches)
+    n_clusters = sum(estimates[b].n_clusters for b in benches)
+    return Estimate(mean, se, mean - 1.96 * se, mean + 1.96 * se, n, n_clusters)
+
+
+def significance(base: Run, tuned: Run) -> dict[str, float]:
+    """p-value per benchmark of tuned vs base on paired items; empty when either run lacks samples."""
+    base_samples, tuned_samples = base.samples(), tuned.samples()
+    if base_samples is None or tuned_samples is None:
+        return {}
+    out: dict[str, float] = {}
+    for task in sorted(base.results["tasks"].keys() & tuned.results["tasks"].keys()):
+        metric = tuned.results["tasks"][task]["primary_metric"]
+        if base.results["tasks"][task]["primary_metric"] != metric:
+            continue
+        a, b, clusters = paired_scores(base_samples, tuned_samples, task, metric)
+        if not a:
+            continue
+        if is_binary(a) and is_binary(b):
+            out[benchmark_of(task)] = mcnemar_exact(a, b).pvalue
+        else:
+            out[benchmark_of(task)] = normal_pvalue(paired_difference(a, b, clusters))
+    return out
+
+
+def _columns(present: set[str]) -> list[str]:
+    cols: list[str] = []
+    for group, benches in GROUPS.items():
+        cols.extend(b for b in benches if b in present)
+        if group in present:
+            cols.append(group)
+    cols.extend(sorted(present - set(cols)))
+    return cols
+
+
+def build_table(
+    runs: Iterable[RunLike], reference: bool = True, reference_path: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """Models x benchmarks; columns are a (benchmark, field) MultiIndex with fields mean, ci_low, ci_high,
+    n and p_vs_base, all on the 0-100 scale. table.xs("mean", axis=1, level=1) is the plain score grid."""
+    run_list = _as_runs(runs)
+    by_model = {r.model: r for r in run_list}
+    cells: dict[str, dict[str, dict[str, float]]] = {}
+    for run in run_list:
+        estimates = _run_estimates(run)
+        row: dict[str, dict[str, float]] = {}
+        for bench, est in estimates.items():
+            row[bench] = {"mean": est.mean, "ci_low": est.ci_low, "ci_high": est.ci_high, "n": est.n}
+        for group, benches in GROUPS.items():
+            gest = _group_estimate(estimates, benches)
+            if gest is not None:
+                row[group] = {"mean": gest.mean, "ci_low": gest.ci_low, "ci_high": gest.ci_high, "n": gest.n}
+        base_name = base_model_of(run.model)
+        if base_name is not None and base_name in by_model:
+            for bench, p in significance(by_model[base_name], run).items():
+                row[bench]["p_vs_base"] = p
+        cells[run.model] = row
+    if reference:
+        ref = load_reference(reference_path)
+        for name, scores in ref["rows"].items():
+            row = {b: {"mean": float(v)} for b, v in scores.items()}
+            for group, benches in GROUPS.items():
+                if all(b in scores for b in benches):
+                    row[group] = {"mean": float(np.mean([scores[b] for b in benches]))}
+            cells[STUDY_PREFIX + name] = row
+
+    columns = _columns({c for row in cells.values() for c in row})
+    index = pd.MultiIndex.from_product([columns, FIELDS], names=["benchmark", "field"])
+    data = [[row.get(c, {}).get(f, math.nan) for c, f in index] for row in cells.values()]
+    table = pd.DataFrame(data, index=pd.Index(list(cells), name="model"), columns=index, dtype=float)
+    return table
+
+
+def _pairs(run_list: Sequence[Run]) -> list[tuple[str, Run, Run]]:
+    by_model = {r.model: r for r in run_list}
+    pairs = []
+    for run in run_list:
+        base_name = base_model_of(run.model)
+        if base_name is not None and base_name in by_model:
+            pairs.append((f"{run.model} vs {base_name}", by_model[base_name], run))
+    return pairs
+
+
+def _gain_row(base: Mapping[str, float], tuned: Mapping[str, float]) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for bench in sorted(base.keys() & tuned.keys(), key=_column_order):
+        row[bench] = relative_gain(base[bench], tuned[bench])
+    for group, benches in GROUPS.items():
+        if all(b in base and b in tuned for b in benches):
+            gains = group_gains(base, tuned, benches)
+            row[f"{group}: gain of mean"] = gains["gain_of_mean"]
+            row[f"{group}: mean of gains"] = gains["mean_of_gains"]
+    return row
+
+
+def _column_order(bench: str) -> tuple[int, str]:
+    return (BENCHMARKS.index(bench), "") if bench in BENCHMARKS else (len(BENCHMARKS), bench)
+
+
+def build_gains(
+    runs: Iterable[RunLike], reference: bool = True, reference_path: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """Relative gain (%) of each fine-tuned model over its base, per benchmark and per group (both
+    definitions). Study pairs come from the figure's pairs."""
+    run_list = _as_runs(runs)
+    rows: dict[str, dict[str, float]] = {}
+    for label, base, tuned in _pairs(run_list):
+        base_means = {b: e.mean for b, e in _run_estimates(base).items()}
+        tuned_means = {b: e.mean for b, e in _run_estimates(tuned).items()}
+        rows[label] = _gain_row(base_means, tuned_means)
+    if reference:
+        ref = load_reference(reference_path)
+        for pair in ref["pairs"]:
+            label = f"{STUDY_PREFIX}{pair['tuned']} vs {pair['base']}"
+            rows[label] = _gain_row(ref["rows"][pair["base"]], ref["rows"][pair["tuned"]])
+    present = {c for row in rows.values() for c in row}
+    columns = [b for b in sorted(present, key=_column_order) if ":" not in b]
+    for group in GROUPS:
+        columns.extend(c for c in (f"{group}: gain of mean", f"{group}: mean of gains") if c in present)
+    data = [[row.get(c, math.nan) for c in columns] for row in rows.values()]
+    return pd.DataFrame(data, index=pd.Index(list(rows), name="pair"), columns=columns, dtype=float)
+
+
+def headline_note(reference_path: str | os.PathLike[str] | None = None) -> str:
+    """Which gain definition reproduces each of the study's headline claims from its own figure."""
+    ref = load_reference(reference_path)
+    pairs = {p["label"]: p for p in ref["pairs"]}
+    matched: list[str] = []
+    unmatched: list[str] = []
+    for claim in ref["claims"]:
+        pair = pairs[claim["pair"]]
+        base, tuned = ref["rows"][pair["base"]], ref["rows"][pair["tuned"]]
+        value = float(claim["value"])
+        decimals = len(repr(value).split(".")[1])
+        scope = claim["scope"]
+        name = f"{claim['pair']} {scope} group" if scope in GROUPS else f"{claim['pair']} {LABELS[scope]}"
+        if scope not in GROUPS:
+            gain = relative_gain(base[scope], tuned[scope])
+            if round_half_up(gain, decimals) == value:
+                matched.append(f"{name} {value:g} = per-benchmark gain ({gain:.2f})")
+            else:
+                unmatched.append(f"{name} {value:g} (figure gives {gain:.1f})")
+            continue
+        benches = GROUPS[scope]
+        exact = group_gains(base, tuned, benches)
+        rounded = group_gains(base, tuned, benches, per_bench_decimals=1)
+        if round_half_up(exact["gain_of_mean"], decimals) == value:
+            matched.append(
+                f"{name} {value:g} = gain of mean ({exact['gain_of_mean']:.2f}; "
+                f"mean of gains would give {exact['mean_of_gains']:.2f})"
+            )
+        elif round_half_up(exact["mean_of_gains"], decimals) == value:
+            matched.append(
+                f"{name} {value:g} = mean of gains ({exact['mean_of_gains']:.2f}; "
+                f"gain of mean would give {exact['gain_of_mean']:.2f})"
+            )
+        elif round_half_up(rounded["mean_of_gains"], decimals) == value:
+            matched.append(
+                f"{name} {value:g} = mean of gains after rounding each benchmark's gain to one decimal "
+                f"({rounded['mean_of_gains']:.2f}; unrounded mean of gains {exact['mean_of_gains']:.2f}, "
+                f"gain of mean {exact['gain_of_mean']:.2f})"
+            )
+        else:
+            unmatched.append(
+                f"{name} {value:g} (figure gives gain of mean {exact['gain_of_mean']:.1f}, "
+                f"mean of gains {exact['mean_of_gains']:.1f})"
+            )
+    lines = [
+        f"Rows labelled '{STUDY_PREFIX}...' are the published numbers: {ref['source']} {ref['ref_row_note']}",
+        DEFINITIONS,
+        "The study's headline gains, recomputed from its own figure:",
+        *(f"- {m}" for m in matched),
+    ]
+    if unmatched:
+        lines.append("Not reproducible from the figure by either definition: " + "; ".join(unmatched) + ".")
+    lines.append("Tables here show both definitions for every group.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _fmt(value: float, decimals: int = 1) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.{decimals}f}"
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Text cells, e.g. "42.0 [38.1, 45.9] *"; headers are the benchmarks' display names."""
+    columns = list(dict.fromkeys(table.columns.get_level_values(0)))
+    out: dict[str, list[str]] = {}
+    for col in columns:
+        cells = []
+        for _, row in table.iterrows():
+            mean, low, high, p = (row[(col, f)] for f in ("mean", "ci_low", "ci_high", "p_vs_base"))
+            text = _fmt(mean)
+            if math.isfinite(mean) and math.isfinite(low) and math.isfinite(high):
+                text += f" [{_fmt(low)}, {_fmt(high)}]"
+            if math.isfinite(p) and p < ALPHA:
+                text += " *"
+            cells.append(text)
+        out[LABELS.get(col, col)] = cells
+    return pd.DataFrame(out, index=table.index)
+
+
+def _display_gains(gains: pd.DataFrame) -> pd.DataFrame:
+    out = gains.map(_fmt)
+    out.columns = [LABELS.get(c, c) for c in gains.columns]
+    return out
+
+
+def render_markdown(table: pd.DataFrame, gains: pd.DataFrame | None = None, note: str | None = None) -> str:
+    shown = display_table(table)
+    parts = [
+        "## Scores (primary metric x 100, 95% interval)",
+        "",
+        tabulate(shown, headers="keys", tablefmt="github", showindex=True, disable_numparse=True),
+        "",
+        SIGNIFICANCE_LEGEND,
+    ]
+    if gains is not None and not gains.empty:
+        parts += [
+            "",
+            "## Relative gain of fine-tuned over base (%)",
+            "",
+            tabulate(_display_gains(gains), headers="keys", tablefmt="github", disable_numparse=True),
+        ]
+    if note:
+        parts += ["", "## Notes", "", note]
+    return "\n".join(parts) + "\n"
+
+
+def render_csv(table: pd.DataFrame) -> str:
+    """One row per model; columns "<benchmark>.<field>"."""
+    flat = table.copy()
+    flat.columns = [f"{bench}.{field}" for bench, field in table.columns]
+    for col in flat.columns:
+        if col.endswith(".n"):
+            flat[col] = flat[col].astype("Int64")  # counts print as counts, blanks stay blank
+    # %.6g keeps small p-values readable where a fixed 4 decimals would print 0.0000
+    text: str = flat.to_csv(float_format="%.6g", lineterminator="\n")
+    return text
+
+
+def render_bar_chart(table: pd.DataFrame, png_path: str | os.PathLike[str]) -> Path:
+    """Grouped bars like the study's figure: benchmarks on x, one bar per model, 95% intervals as error bars.
+    Study rows are hatched and have no error bars (the figure publishes none)."""
+    benches = [c for c in dict.fromkeys(table.columns.get_level_values(0)) if c not in GROUPS]
+    models = list(table.index)
+    fig = Figure(figsize=(max(8.0, 1.4 * len(benches) + 0.15 * len(benches) * len(models)), 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(models), 1)
+    x = np.arange(len(benches))
+    colors = _palette(len(models))
+    for i, model in enumerate(models):
+        means = np.array([table.loc[model, (b, "mean")] for b in benches], dtype=float)
+        low = np.array([table.loc[model, (b, "ci_low")] for b in benches], dtype=float)
+        high = np.array([table.loc[model, (b, "ci_high")] for b in benches], dtype=float)
+        has_ci = np.isfinite(low) & np.isfinite(high) & np.isfinite(means)
+        yerr = np.vstack([np.where(has_ci, means - low, 0.0), np.where(has_ci, high - means, 0.0)])
+        study = str(model).startswith(STUDY_PREFIX)
+        ax.bar(
+            x - 0.4 + width * (i + 0.5),
+            np.nan_to_num(means),
+            width,
+            yerr=yerr if has_ci.any() else None,
+            capsize=2,
+            label=str(model),
+            color=colors[i],
+            hatch="//" if study else None,
+            edgecolor="white" if study else None,
+            linewidth=0,
+        )
+    ax.set_xticks(x, [LABELS.get(b, b) for b in benches])
+    ax.set_ylabel("score x 100")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize="small", ncol=2, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    target = Path(png_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, format="png", metadata={"Software": None})
+    return target
+
+
+def _palette(n: int) -> list[tuple[float, float, float, float]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+_HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th { background: #f3f3f3; }
+td:first-child, th:first-child { text-align: left; }
+p.note { white-space: pre-line; max-width: 60em; }
+img { max-width: 100%; }
+"""
+
+
+def render_html(
+    table: pd.DataFrame,
+    gains: pd.DataFrame | None = None,
+    note: str | None = None,
+    png: bytes | str | os.PathLike[str] | None = None,
+    title: str = "obv-eval leaderboard",
+) -> str:
+    """A self-contained page: inline style, the chart embedded as a base64 data URI, no external assets."""
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        "<h2>Scores (primary metric &times; 100, 95% interval)</h2>",
+        display_table(table).reset_index().to_html(escape=True, border=0, index=False),
+        f"<p>{html.escape(SIGNIFICANCE_LEGEND)}</p>",
+    ]
+    if png is not None:
+        data = png if isinstance(png, bytes) else Path(png).read_bytes()
+        encoded = base64.b64encode(data).decode("ascii")
+        body.append(f'<img alt="grouped bar chart of scores" src="data:image/png;base64,{encoded}">')
+    if gains is not None and not gains.empty:
+        body += [
+            "<h2>Relative gain of fine-tuned over base (%)</h2>",
+            _display_gains(gains).reset_index().to_html(escape=True, border=0, index=False),
+        ]
+    if note:
+        body += ["<h2>Notes</h2>", f'<p class="note">{html.escape(note)}</p>']
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def write_leaderboard(
+    out_dir: str | os.PathLike[str],
+    runs: Iterable[RunLike],
+    reference: bool = True,
+    reference_path: str | os.PathLike[str] | None = None,
+) -> dict[str, Path]:
+    """Write leaderboard.{md,csv,png,html} and gains.csv into out_dir; returns their paths by kind."""
+    run_list = _as_runs(runs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = build_table(run_list, reference=reference, reference_path=reference_path)
+    if table.empty:
+        raise ValueError("nothing to show: no runs given and the study reference left out")
+    gains = build_gains(run_list, reference=reference, reference_path=reference_path)
+    note = headline_note(reference_path) if reference else DEFINITIONS
+    paths = {
+        "markdown": out / "leaderboard.md",
+        "csv": out / "leaderboard.csv",
+        "gains_csv": out / "gains.csv",
+        "png": out / "leaderboard.png",
+        "html": out / "leaderboard.html",
+    }
+    paths["markdown"].write_text(render_markdown(table, gains, note), encoding="utf-8")
+    paths["csv"].write_text(render_csv(table), encoding="utf-8")
+    paths["gains_csv"].write_text(gains.to_csv(float_format="%.6g", lineterminator="\n"), encoding="utf-8")
+    render_bar_chart(table, paths["png"])
+    paths["html"].write_text(render_html(table, gains, note, png=paths["png"]), encoding="utf-8")
+    return paths

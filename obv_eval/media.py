@@ -1,0 +1,603 @@
+"""The frame sampler and image loader for the whole project (evaluation backends and training).
+
+The rules are Qwen2-VL's, as implemented in qwen-vl-utils 0.0.14 (``qwen_vl_utils/vision_process.py``):
+
+* frames: ``smart_nframes`` (2 fps, 4..768 frames, counts rounded down to a multiple of 2) and
+  evenly spaced indices ``round(linspace(0, total - 1, n))`` computed in float32 like ``torch.linspace``;
+* frame size: ``smart_resize`` to multiples of 28 (patch 14 x merge 2) within a per-frame pixel budget
+  that shrinks as the frame count grows (``fetch_video``);
+* images: ``fetch_image``'s RGB conversion (RGBA composited on white) and ``smart_resize`` bounds.
+
+qwen-vl-utils is not imported (it needs torchvision and network helpers); tests cross-check against it.
+Videos are decoded with PyAV once per (file content, settings) and cached in memory (LRU by bytes), and
+optionally on disk in ``$OBV_EVAL_FRAME_CACHE`` (npz files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "FRAME_FACTOR",
+    "IMAGE_FACTOR",
+    "IMAGE_MAX_PIXELS",
+    "IMAGE_MIN_PIXELS",
+    "MAX_RATIO",
+    "VIDEO_MAX_PIXELS",
+    "VIDEO_MIN_PIXELS",
+    "VIDEO_TOTAL_PIXELS",
+    "ImageSettings",
+    "MediaError",
+    "Video",
+    "VideoSettings",
+    "cache_stats",
+    "clear_cache",
+    "frame_count",
+    "load_image",
+    "load_video",
+    "resolve_media_path",
+    "sample_frame_indices",
+    "smart_resize",
+    "video_frame_size",
+]
+
+# Constants of qwen-vl-utils 0.0.14 for Qwen2-VL (image_patch_size=14, SPATIAL_MERGE_SIZE=2).
+IMAGE_FACTOR = 28  # one merged visual token covers 28 x 28 pixels
+FRAME_FACTOR = 2  # frames are grouped in temporal pairs (temporal_patch_size=2)
+MAX_RATIO = 200
+IMAGE_MIN_PIXELS = 4 * IMAGE_FACTOR**2  # IMAGE_MIN_TOKEN_NUM * 28^2 = 3,136
+IMAGE_MAX_PIXELS = 16384 * IMAGE_FACTOR**2  # IMAGE_MAX_TOKEN_NUM * 28^2 = 12,845,056
+VIDEO_MIN_PIXELS = 128 * IMAGE_FACTOR**2  # VIDEO_MIN_TOKEN_NUM * 28^2 = 100,352 per frame
+VIDEO_MAX_PIXELS = 768 * IMAGE_FACTOR**2  # VIDEO_MAX_TOKEN_NUM * 28^2 = 602,112 per frame
+# MODEL_SEQ_LEN (128,000 unless the environment overrides it there) * 28^2 * 0.9 = 90,316,800 per video.
+VIDEO_TOTAL_PIXELS = 128000 * IMAGE_FACTOR**2 * 9 // 10
+
+# Bump when decoding or resizing changes, so on-disk caches keyed by fingerprint go stale.
+_SAMPLER_VERSION = 1
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+_VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
+
+
+class MediaError(Exception):
+    """A media file or setting that cannot be used; the message says what is wrong and how to mend it."""
+
+
+def _fingerprint(kind: str, settings: VideoSettings | ImageSettings) -> str:
+    fields = dataclasses.asdict(settings)
+    payload = json.dumps({"kind": kind, "version": _SAMPLER_VERSION, **fields}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """Frame sampling and sizing for one video; defaults are qwen-vl-utils' defaults.
+
+    ``nframes``, when set, replaces fps sampling (rounded to a multiple of 2, as there).
+    ``max_pixels`` can only lower the per-frame budget that ``total_pixels`` and ``VIDEO_MAX_PIXELS``
+    allow, as in qwen-vl-utils, so values above ``VIDEO_MAX_PIXELS`` are refused rather than ignored.
+    """
+
+    fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 768
+    nframes: int | None = None
+    min_pixels: int = VIDEO_MIN_PIXELS
+    max_pixels: int = VIDEO_MAX_PIXELS
+    total_pixels: int = VIDEO_TOTAL_PIXELS
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"VideoSettings.fps must be a positive number, got {self.fps}")
+        if not 1 <= self.min_frames <= self.max_frames:
+            raise ValueError(
+                f"VideoSettings needs 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}"
+            )
+        if self.nframes is not None and self.nframes < FRAME_FACTOR:
+            raise ValueError(f"VideoSettings.nframes must be at least {FRAME_FACTOR}, got {self.nframes}")
+        if not 1 <= self.min_pixels <= self.max_pixels <= VIDEO_MAX_PIXELS:
+            raise ValueError(
+                f"VideoSettings needs 1 <= min_pixels <= max_pixels <= {VIDEO_MAX_PIXELS} (Qwen2-VL's "
+                f"per-frame cap), got min_pixels={self.min_pixels}, max_pixels={self.max_pixels}"
+            )
+        if self.total_pixels < 1:
+            raise ValueError(f"VideoSettings.total_pixels must be positive, got {self.total_pixels}")
+
+    def fingerprint(self) -> str:
+        """Stable short hash of the settings (and of the sampler version), for cache keys and records."""
+        return _fingerprint("video", self)
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Image sizing; defaults are qwen-vl-utils' ``fetch_image`` defaults for Qwen2-VL."""
+
+    min_pixels: int = IMAGE_MIN_PIXELS
+    max_pixels: int = IMAGE_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_pixels <= self.max_pixels:
+            raise ValueError(
+                f"ImageSettings needs 1 <= min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}"
+            )
+
+    def fingerprint(self) -> str:
+        return _fingerprint("image", self)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure rules (no I/O)
+
+
+def _round_by_factor(number: float, factor: int) -> int:
+    return round(number / factor) * factor  # Python's round: half to even, as qwen-vl-utils
+
+
+def _ceil_by_factor(number: float, factor: int) -> int:
+    return math.ceil(number / factor) * factor
+
+
+def _floor_by_factor(number: float, factor: int) -> int:
+    return math.floor(number / factor) * factor
+
+
+def frame_count(total_frames: int, video_fps: float, settings: VideoSettings) -> int:
+    """Number of frames Qwen2-VL samples from a clip (qwen-vl-utils ``smart_nframes``)."""
+    if total_frames < FRAME_FACTOR:
+        raise MediaError(
+            f"video has {total_frames} frame(s); Qwen2-VL needs at least {FRAME_FACTOR}: "
+            "re-cut the clip longer or pass a single frame as an image"
+        )
+    if settings.nframes is not None:
+        nframes = _round_by_factor(settings.nframes, FRAME_FACTOR)
+    else:
+        if not (math.isfinite(video_fps) and video_fps > 0):
+            raise MediaError(f"video frame rate must be positive, got {video_fps}; re-encode the file")
+        min_frames = _ceil_by_factor(settings.min_frames, FRAME_FACTOR)
+        # qwen-vl-utils caps max_frames by total_frames here too; the min() below makes that equivalent.
+        max_frames = _floor_by_factor(settings.max_frames, FRAME_FACTOR)
+        wanted = total_frames / video_fps * settings.fps
+        nframes = _floor_by_factor(min(min(max(wanted, min_frames), max_frames), total_frames), FRAME_FACTOR)
+    if not FRAME_FACTOR <= nframes <= total_frames:
+        raise MediaError(
+            f"cannot sample {nframes} frames from a {total_frames}-frame video; "
+            f"ask for at most {total_frames} (nframes) or sample by fps"
+        )
+    return nframes
+
+
+def sample_frame_indices(total_frames: int, video_fps: float, settings: VideoSettings) -> list[int]:
+    """Indices of the frames Qwen2-VL sees: ``round(linspace(0, total_frames - 1, n))``.
+
+    qwen-vl-utils uses ``torch.linspace`` (float32, first half counted up from 0, second half counted
+    down from the end) and ``round`` (half to even). The same float32 arithmetic here gives identical
+    indices for clips up to at least 12,000 frames; beyond that torch's vectorised kernel (which depends
+    on the CPU) can differ from it by one frame at a few positions.
+    """
+    nframes = frame_count(total_frames, video_fps, settings)
+    end = np.float32(total_frames - 1)
+    step = np.float32(end / np.float32(nframes - 1))
+    positions = np.arange(nframes)
+    half = nframes // 2
+    first = np.float32(0) + step * positions[:half].astype(np.float32)
+    second = end - step * (nframes - 1 - positions[half:]).astype(np.float32)
+    values = np.concatenate([first, second]).astype(np.float32)
+    return [int(i) for i in np.rint(values)]
+
+
+def smart_resize(
+    height: int,
+    width: int,
+    factor: int = IMAGE_FACTOR,
+    min_pixels: float = IMAGE_MIN_PIXELS,
+    max_pixels: float = IMAGE_MAX_PIXELS,
+) -> tuple[int, int]:
+    """(height, width) rounded to multiples of ``factor`` with area in [min_pixels, max_pixels].
+
+    Keeps the aspect ratio as closely as possible (qwen-vl-utils ``smart_resize``). Raises ValueError
+    for non-positive sizes, min_pixels > max_pixels, or an aspect ratio above 200.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if max_pixels < min_pixels:
+        raise ValueError(f"max_pixels ({max_pixels}) must be >= min_pixels ({min_pixels})")
+    if max(height, width) / min(height, width) > MAX_RATIO:
+        raise ValueError(
+            f"aspect ratio {max(height, width) / min(height, width):.1f} of {width}x{height} exceeds "
+            f"{MAX_RATIO}; crop or pad the image"
+        )
+    h_bar = max(factor, _round_by_factor(height, factor))
+    w_bar = max(factor, _round_by_factor(width, factor))
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = _floor_by_factor(height / beta, factor)
+        w_bar = _floor_by_factor(width / beta, factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = _ceil_by_factor(height * beta, factor)
+        w_bar = _ceil_by_factor(width * beta, factor)
+    return h_bar, w_bar
+
+
+def video_frame_size(height: int, width: int, nframes: int, settings: VideoSettings) -> tuple[int, int]:
+    """(height, width) of every sampled frame (qwen-vl-utils ``fetch_video``'s resize step).
+
+    The per-frame budget is the video budget shared out over the frame pairs, capped at
+    ``VIDEO_MAX_PIXELS`` but never below 1.05 x ``min_pixels``, then lowered to ``settings.max_pixels``.
+    """
+    if nframes < 1:
+        raise ValueError(f"nframes must be positive, got {nframes}")
+    budget = max(
+        min(VIDEO_MAX_PIXELS, settings.total_pixels / nframes * FRAME_FACTOR), int(settings.min_pixels * 1.05)
+    )
+    max_pixels = min(settings.max_pixels, budget)
+    return smart_resize(height, width, IMAGE_FACTOR, settings.min_pixels, max_pixels)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Paths and files
+
+
+def resolve_media_path(path: str | Path, root: str | Path | None) -> Path:
+    """Where a dataset's media path points: relative paths resolve under ``root``.
+
+    With a root, the result must stay inside it: '..' components or absolute paths that lead outside
+    raise MediaError. The check is lexical, so a symlinked data folder inside the root still works.
+    """
+    text = str(path)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    if not text:
+        raise MediaError("empty media path; the dataset row has no file name")
+    candidate = Path(text)
+    if root is None:
+        return candidate
+    root_path = Path(os.path.normpath(os.path.abspath(root)))
+    resolved = Path(os.path.normpath(os.path.abspath(root_path / candidate)))
+    if resolved != root_path and root_path not in resolved.parents:
+        raise MediaError(
+            f"media path {text!r} escapes the media root {str(root_path)!r}; dataset paths must stay "
+            "inside the root (remove '..' or the absolute prefix, or point the root higher)"
+        )
+    return resolved
+
+
+def _check_file(path: Path, kind: str) -> None:
+    if not path.exists():
+        raise MediaError(f"{kind} file not found: {path}; check the path and the media root")
+    if not path.is_file():
+        raise MediaError(f"{kind} path is not a file: {path}; point it at the {kind} file itself")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{kind} file is empty (0 bytes): {path}; the download or cut failed, re-create it")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Video decoding
+
+
+@dataclass(frozen=True, eq=False)
+class Video:
+    """Sampled, resized frames of one clip plus what a model needs to place them in time.
+
+    ``frames`` is read-only because cached videos are shared between callers.
+    """
+
+    frames: np.ndarray  # uint8 (T, H, W, 3), already at video_frame_size
+    indices: tuple[int, ...]  # source frame index of each row of ``frames``
+    source_fps: float
+    total_frames: int
+    duration_s: float  # total_frames / source_fps
+    sampled_fps: float  # nframes / duration_s, qwen-vl-utils' sample_fps (temporal positions)
+    content_hash: str  # sha256 of the file bytes
+    settings_fingerprint: str = field(default="")
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.indices)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.frames.nbytes)
+
+
+def _stream_fps(stream: av.video.stream.VideoStream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return float(rate)
+    if stream.frames and stream.duration and stream.time_base:
+        return float(stream.frames / (stream.duration * Fraction(stream.time_base)))
+    raise MediaError("video stream has no frame rate; re-encode it with a constant frame rate")
+
+
+def _open_video(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r")
+    except av.error.FFmpegError as exc:
+        raise MediaError(
+            f"cannot read {path} as a video ({exc.strerror or exc}); the file is corrupt or not a "
+            "video, re-download or re-encode it (e.g. ffmpeg -i in -c:v libx264 out.mp4)"
+        ) from None
+
+
+def _probe(path: Path) -> tuple[float, int]:
+    """Frame rate and frame count from the container, counting packets when the header has no count."""
+    with _open_video(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path} has no video stream (audio only?); use a file with video")
+        stream = container.streams.video[0]
+        fps = _stream_fps(stream)
+        count = int(stream.frames)
+        if count <= 0:
+            try:
+                count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            except av.error.FFmpegError as exc:
+                raise MediaError(f"cannot read {path}: {exc}; the file is corrupt, re-download it") from None
+    return fps, count
+
+
+def _iter_rgb_frames(path: Path, wanted: set[int]) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Decode every frame of the first video stream; RGB arrays only for the wanted indices."""
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame/slice threading: faster, same pixels
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                yield index, (frame.to_ndarray(format="rgb24") if index in wanted else None)
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"cannot decode {path}: {exc}; the file is corrupt, re-download it") from None
+
+
+def _resize_frame(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    if rgb.shape[0] == height and rgb.shape[1] == width:
+        return rgb
+    image = Image.fromarray(rgb, mode="RGB").resize((width, height), Image.Resampling.BICUBIC)
+    return np.asarray(image)
+
+
+def _decode_video(path: Path, settings: VideoSettings, content_hash: str) -> Video:
+    fps, expected = _probe(path)
+    total = expected
+    # Decode once with indices from the header's count; if the decoder yields a different number of
+    # frames (bad header, broken tail), sample again from the true count.
+    for _attempt in range(2):
+        indices = sample_frame_indices(total, fps, settings)
+        wanted = set(indices)
+        kept: dict[int, np.ndarray] = {}
+        size: tuple[int, int] | None = None
+        decoded = 0
+        for index, rgb in _iter_rgb_frames(path, wanted):
+            decoded = index + 1
+            if rgb is None:
+                continue
+            if size is None:
+                size = _frame_size(rgb.shape[0], rgb.shape[1], len(indices), settings, path)
+            kept[index] = _resize_frame(rgb, *size)
+        with _lock:
+            _stats["decodes"] += 1
+        if decoded == total:
+            break
+        if decoded < FRAME_FACTOR:
+            raise MediaError(f"{path} decoded to {decoded} frame(s); the file is corrupt, re-download it")
+        total = decoded
+    else:
+        raise MediaError(f"{path} decodes to a different number of frames each time; re-encode it")
+    frames = np.stack([kept[i] for i in indices])
+    frames.flags.writeable = False
+    duration = total / fps
+    return Video(
+        frames=frames,
+        indices=tuple(indices),
+        source_fps=fps,
+        total_frames=total,
+        duration_s=duration,
+        sampled_fps=len(indices) / duration,
+        content_hash=content_hash,
+        settings_fingerprint=settings.fingerprint(),
+    )
+
+
+def _frame_size(
+    height: int, width: int, nframes: int, settings: VideoSettings, path: Path
+) -> tuple[int, int]:
+    try:
+        return video_frame_size(height, width, nframes, settings)
+    except ValueError as exc:
+        raise MediaError(f"{path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cache
+
+
+def _cache_budget() -> int:
+    return int(os.environ.get("OBV_EVAL_FRAME_CACHE_BYTES", 1 << 30))
+
+
+_lock = threading.Lock()
+_videos: OrderedDict[tuple[str, str], Video] = OrderedDict()
+_cached_bytes = 0
+_stats: dict[str, int] = {"hits": 0, "misses": 0, "decodes": 0, "disk_hits": 0}
+
+
+def clear_cache() -> None:
+    """Drop every cached video and reset the counters (the on-disk cache is left alone)."""
+    global _cached_bytes
+    with _lock:
+        _videos.clear()
+        _cached_bytes = 0
+        for key in _stats:
+            _stats[key] = 0
+
+
+def cache_stats() -> dict[str, int]:
+    """Counters since the last clear: hits, misses, decodes, disk_hits, entries, bytes."""
+    with _lock:
+        return {**_stats, "entries": len(_videos), "bytes": _cached_bytes}
+
+
+def _cache_get(key: tuple[str, str]) -> Video | None:
+    with _lock:
+        video = _videos.get(key)
+        if video is None:
+            _stats["misses"] += 1
+            return None
+        _videos.move_to_end(key)
+        _stats["hits"] += 1
+        return video
+
+
+def _cache_put(key: tuple[str, str], video: Video) -> None:
+    global _cached_bytes
+    budget = _cache_budget()
+    if video.nbytes > budget:
+        return  # larger than the whole budget: caching it would evict everything for nothing
+    with _lock:
+        if key in _videos:
+            return
+        _videos[key] = video
+        _cached_bytes += video.nbytes
+        while _cached_bytes > budget:
+            _, evicted = _videos.popitem(last=False)
+            _cached_bytes -= evicted.nbytes
+
+
+def _disk_cache_path(key: tuple[str, str]) -> Path | None:
+    folder = os.environ.get("OBV_EVAL_FRAME_CACHE")
+    return Path(folder) / f"{key[0]}_{key[1]}.npz" if folder else None
+
+
+def _disk_load(key: tuple[str, str]) -> Video | None:
+    path = _disk_cache_path(key)
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            frames = np.array(data["frames"])
+            indices = tuple(int(i) for i in data["indices"])
+            fps = float(data["source_fps"])
+            total = int(data["total_frames"])
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable or partial entry: decode again and overwrite it
+    frames.flags.writeable = False
+    duration = total / fps
+    return Video(frames, indices, fps, total, duration, len(indices) / duration, key[0], key[1])
+
+
+def _disk_store(key: tuple[str, str], video: Video) -> None:
+    path = _disk_cache_path(key)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        frames=video.frames,
+        indices=np.asarray(video.indices, dtype=np.int64),
+        source_fps=np.float64(video.source_fps),
+        total_frames=np.int64(video.total_frames),
+    )
+    # Write then rename, so concurrent readers never see a half-written file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def load_video(
+    path: str | Path, settings: VideoSettings = VideoSettings(), root: str | Path | None = None
+) -> Video:
+    """Decode a clip and return Qwen2-VL's sampled, resized frames.
+
+    Cached by (sha256 of the file bytes, settings fingerprint): the same clip asked twice, or a copy of it
+    under another name, is decoded once per process (and once per cache folder with OBV_EVAL_FRAME_CACHE).
+    """
+    resolved = resolve_media_path(path, root)
+    if resolved.suffix.lower() in _IMAGE_SUFFIXES:
+        raise MediaError(f"{resolved} is an image, not a video; load it with load_image")
+    _check_file(resolved, "video")
+    key = (_sha256(resolved), settings.fingerprint())
+    video = _cache_get(key)
+    if video is not None:
+        return video
+    video = _disk_load(key)
+    if video is not None:
+        with _lock:
+            _stats["disk_hits"] += 1
+    else:
+        video = _decode_video(resolved, settings, key[0])
+        _disk_store(key, video)
+    _cache_put(key, video)
+    return video
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    # qwen-vl-utils composites RGBA on white (a black background would change what the model sees).
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.split()[3])
+        return background
+    return image.convert("RGB")
+
+
+def load_image(
+    image: str | Path | Image.Image, settings: ImageSettings = ImageSettings(), root: str | Path | None = None
+) -> Image.Image:
+    """An RGB image resized as Qwen2-VL's processor expects (qwen-vl-utils ``fetch_image``)."""
+    if isinstance(image, Image.Image):
+        source = image
+        name = "<PIL image>"
+    elif isinstance(image, str | Path):
+        path = resolve_media_path(image, root)
+        if path.suffix.lower() in _VIDEO_SUFFIXES:
+            raise MediaError(f"{path} is a video, not an image; load it with load_video")
+        _check_file(path, "image")
+        name = str(path)
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                source = opened.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise MediaError(
+                f"cannot read {path} as an image ({exc}); the file is corrupt or not an image, re-create it"
+            ) from None
+    else:
+        raise MediaError(
+            f"unsupported image input of type {type(image).__name__}; pass a path or a PIL image"
+        )
+    rgb = _to_rgb(source)
+    try:
+        height, width = smart_resize(
+            rgb.height, rgb.width, IMAGE_FACTOR, settings.min_pixels, settings.max_pixels
+        )
+    except ValueError as exc:
+        raise MediaError(f"{name}: {exc}") from None
+    if rgb.size != (width, height):
+        rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
+    return rgb

@@ -1,0 +1,125 @@
+"""Model names -> checkpoint folders (and LoRA adapters), with the reason when one is not available here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from obv_eval.tiny_model import TINY_MODEL_NAME, default_cache_root, tiny_model_dir
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    description: str
+    hub_id: str | None = None  # public base checkpoint
+    base: str | None = None  # for fine-tuned entries: the registry name of the base model
+    api: bool = False  # served by a remote API, not loaded here
+
+
+MODELS: dict[str, ModelEntry] = {
+    e.name: e
+    for e in (
+        ModelEntry(TINY_MODEL_NAME, "random-weight Qwen2-VL built offline (demo and tests)"),
+        ModelEntry("qwen2vl-2b", "Qwen2-VL-2B-Instruct", hub_id="Qwen/Qwen2-VL-2B-Instruct"),
+        ModelEntry("qwen2vl-7b", "Qwen2-VL-7B-Instruct", hub_id="Qwen/Qwen2-VL-7B-Instruct"),
+        ModelEntry(
+            "qwen2vl-2b-obv", "Qwen2-VL-2B fine-tuned on OpenBiomedVid (obv-train)", base="qwen2vl-2b"
+        ),
+        ModelEntry(
+            "qwen2vl-7b-obv", "Qwen2-VL-7B fine-tuned on OpenBiomedVid (obv-train)", base="qwen2vl-7b"
+        ),
+        ModelEntry("gpt-4o", "OpenAI GPT-4o through the API (the study's reference row)", api=True),
+    )
+}
+
+
+class ModelNotAvailable(Exception):
+    """A known model that cannot be used here; the message says how to make it available."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    path: Path | None  # checkpoint folder with weights (the base model's, for a LoRA adapter)
+    adapter_path: Path | None = None  # LoRA adapter folder over `path`
+    api: bool = False
+
+
+def checkpoint_dir() -> Path:
+    """Where obv-train writes and the registry looks for fine-tuned checkpoints."""
+    return Path(os.environ.get("OBV_EVAL_CHECKPOINTS", default_cache_root() / "checkpoints"))
+
+
+def _hub_snapshot(hub_id: str) -> Path | None:
+    """A checkpoint already in the local Hugging Face cache; never downloads."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hub_id, local_files_only=True))
+    except Exception:
+        return None
+
+
+def resolve_model(name: str, model_path: str | None = None, build: bool = True) -> ResolvedModel:
+    """Resolve a registry name or a local checkpoint folder. Raises ModelNotAvailable / KeyError."""
+    if model_path is not None:
+        path = Path(model_path).expanduser()
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise ModelNotAvailable(f"--model-path {path}: no config.json or adapter_config.json there")
+        return _folder(name, path)
+    if name not in MODELS:
+        folder = Path(name).expanduser()
+        if folder.is_dir():
+            return _folder(folder.name, folder)
+        raise KeyError(f"unknown model {name!r}; valid: {', '.join(MODELS)} (or a checkpoint folder)")
+    entry = MODELS[name]
+    if entry.api:
+        return ResolvedModel(name, None, api=True)
+    if entry.name == TINY_MODEL_NAME:
+        return ResolvedModel(name, tiny_model_dir() if build else None)
+    if entry.hub_id is not None:
+        snapshot = _hub_snapshot(entry.hub_id)
+        if snapshot is None:
+            raise ModelNotAvailable(
+                f"{name}: {entry.hub_id} is not in the local Hugging Face cache; download it on a "
+                f"machine with hub access (huggingface-cli download {entry.hub_id}) or pass --model-path DIR"
+            )
+        return ResolvedModel(name, snapshot)
+    folder = checkpoint_dir() / name
+    if not folder.is_dir():
+        raise ModelNotAvailable(
+            f"{name}: no checkpoint at {folder}; train it with `obv-train --model {entry.base}` "
+            "or set OBV_EVAL_CHECKPOINTS / pass --model-path DIR"
+        )
+    return _folder(name, folder)
+
+
+def _folder(name: str, path: Path) -> ResolvedModel:
+    if (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+        import json
+
+        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base_resolved = resolve_model(base) if base in MODELS else ResolvedModel(base, Path(base))
+        return ResolvedModel(name, base_resolved.path, adapter_path=path)
+    return ResolvedModel(name, path)
+
+
+def availability() -> list[tuple[str, str, bool, str]]:
+    """(name, description, available, where-or-why) for `obv-eval models`."""
+    rows = []
+    for entry in MODELS.values():
+        if entry.api:
+            ok = bool(os.environ.get("OPENAI_API_KEY"))
+            rows.append(
+                (entry.name, entry.description, ok, "OPENAI_API_KEY set" if ok else "OPENAI_API_KEY not set")
+            )
+            continue
+        try:
+            resolved = resolve_model(entry.name, build=False)
+            where = str(resolved.path) if resolved.path else "built on first use"
+            rows.append((entry.name, entry.description, True, where))
+        except ModelNotAvailable as error:
+            rows.append((entry.name, entry.description, False, str(error)))
+    return rows

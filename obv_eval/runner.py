@@ -1,0 +1,300 @@
+"""Drives lmms-eval for one model over the chosen benchmarks and writes the run's files.
+
+<output>/<model>/<run-id>/samples.jsonl   one record per item (sorted by task, doc id)
+<output>/<model>/<run-id>/results.json    summary, intervals, categories and provenance
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from obv_eval.benchmarks import BENCHMARKS, Benchmark
+from obv_eval.judge import Judge, JudgeCache, JudgeConfig, judge_available, rescore_samples
+from obv_eval.registry import resolve_model
+from obv_eval.results import build_results, summarize_task, write_results
+from obv_eval.sources import DataSource, current_data_source, parse_data_source, set_data_source
+from obv_eval.sources import tasks_package_dir as _tasks_package_dir
+from obv_eval.tiny_model import TINY_MODEL_NAME
+
+TASKS_DIR = _tasks_package_dir()
+
+# Record fields that come from the task's scoring (everything else is added here).
+_RECORD_FIELDS = ("item_id", "cluster", "categories", "question", "target", "prediction", "extracted")
+
+
+@dataclass
+class RunConfig:
+    model: str
+    benchmarks: list[str]
+    model_path: str | None = None
+    data: str = "auto"  # auto | hub | samples | DIR
+    video_root: str | None = None
+    image_root: str | None = None
+    output_dir: Path = Path("results/runs")
+    run_id: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = 4
+    max_new_tokens: int | None = None  # None: each task's own budget
+    limit: int | None = None
+    progress: bool = True
+    model_args: dict[str, Any] = field(default_factory=dict)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    max_unscored_fraction: float = 0.05  # error budget for judge verdicts, when a judge is configured
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    results: dict[str, Any]
+    records: list[dict[str, Any]]
+
+
+def data_source_for(config: RunConfig) -> DataSource:
+    value = config.data
+    if value == "auto":
+        # The embedded default model is random: the bundled samples are its data. Real models
+        # default to the benchmarks themselves, never silently to the samples.
+        value = "samples" if config.model == TINY_MODEL_NAME and config.model_path is None else "hub"
+    return parse_data_source(value, config.video_root, config.image_root)
+
+
+def default_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.tasks import TaskManager
+
+    from obv_eval.model_adapters.hf import ObvHF
+
+    benchmarks = [BENCHMARKS[name] for name in config.benchmarks]
+    source = data_source_for(config)
+    set_data_source(source)
+    resolved = resolve_model(config.model, config.model_path)
+    run_id = config.run_id or default_run_id()
+    run_dir = Path(config.output_dir) / _safe_name(config.model) / run_id
+    log(f"obv-eval: model {config.model} | data {source.describe()} | run {run_dir}")
+
+    adapter_args: dict[str, Any] = {
+        "pretrained": str(resolved.path) if config.model_path else config.model,
+        "device": config.device,
+        "dtype": config.dtype,
+        "batch_size": config.batch_size,
+        "progress": config.progress,
+        **config.model_args,
+    }
+    adapter = ObvHF(**adapter_args)
+    task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, verbosity="ERROR")
+    started = time.time()
+    gen_kwargs = f"max_new_tokens={config.max_new_tokens}" if config.max_new_tokens else None
+    output = simple_evaluate(
+        model=adapter,
+        tasks=[b.task for b in benchmarks],
+        task_manager=task_manager,
+        limit=config.limit,
+        log_samples=True,
+        gen_kwargs=gen_kwargs,
+        bootstrap_iters=0,
+        verbosity="ERROR",
+    )
+    elapsed = time.time() - started
+    if output is None:
+        raise RuntimeError("lmms-eval returned no results")
+
+    records = collect_records(benchmarks, output["samples"], adapter.outputs)
+    provenance = build_provenance(config, source, resolved.path, adapter.backend.describe(), elapsed, records)
+    provenance["generation"] = adapter.backend.generation.to_dict()
+    provenance["media"] = adapter.backend.media.to_dict()
+    records, results = score_run(
+        records, run_id, config.model, provenance, config.judge, config.progress, log
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_samples(run_dir / "samples.jsonl", records)
+    write_results(run_dir / "results.json", results)
+    return RunResult(run_dir, results, records)
+
+
+def is_open_ended(record: dict[str, Any]) -> bool:
+    """Open-ended items are the ones whose task left a slot for the judge's verdict."""
+    return "judge" in (record.get("scores") or {})
+
+
+def apply_judge(
+    records: list[dict[str, Any]], config: JudgeConfig, progress: bool, log: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Judge every open-ended record (cached); its verdict is the item's accuracy.
+
+    With no judge configured the verdicts stay None with the reason, and the lexical metrics stand.
+    """
+    available, why = judge_available(config)
+    log(f"obv-eval: {why}")
+    open_items = [r for r in records if is_open_ended(r)]
+    info: dict[str, Any] = {"configured": available, "note": why, "settings": config.describe()}
+    if not open_items:
+        return records, info
+    judge = Judge(config, cache=JudgeCache(config.cache_path)) if config.cache_path else Judge(config)
+    tasks = {r["task"] for r in open_items}
+    judged = iter(rescore_samples(open_items, config, tasks, judge=judge, progress=progress))
+    out = []
+    for record in records:
+        if is_open_ended(record):
+            record = next(judged)
+            record["scores"]["accuracy"] = record["scores"]["judge"]
+        out.append(record)
+    info["stats"] = judge.stats.to_dict()
+    return out, info
+
+
+def score_run(
+    records: list[dict[str, Any]],
+    run_id: str,
+    model: str,
+    provenance: dict[str, Any],
+    judge: JudgeConfig,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Judge the open-ended items and summarise every task: the one path from records to results."""
+    records, judge_info = apply_judge(records, judge, progress, log)
+    provenance = {**provenance, "judge": judge_info}
+    names = sorted({r["task"] for r in records}, key=list(BENCHMARKS).index)
+    tasks = {
+        name: summarize_task([r for r in records if r["task"] == name], BENCHMARKS[name].primary_metric)
+        for name in names
+    }
+    return records, build_results(run_id, model, tasks, provenance)
+
+
+def unscored_over_budget(results: dict[str, Any], budget: float) -> list[str]:
+    """Tasks whose judge left more than `budget` of the items unscored (only when a judge ran)."""
+    if not results["provenance"].get("judge", {}).get("configured"):
+        return []
+    over = []
+    for name, task in results["tasks"].items():
+        unscored = task.get("unscored_by_metric", {}).get("judge", 0)
+        if task["n"] and unscored / task["n"] > budget:
+            over.append(f"{name}: {unscored}/{task['n']} unscored by the judge")
+    return over
+
+
+def collect_records(
+    benchmarks: Iterable[Benchmark],
+    samples: dict[str, list[dict[str, Any]]],
+    outputs: dict[tuple[str, int], Any],
+) -> list[dict[str, Any]]:
+    """Per-item records from lmms-eval's logged samples plus what the backend saw and produced."""
+    records = []
+    for benchmark in benchmarks:
+        for sample in samples.get(benchmark.task, []):
+            doc_id = int(sample["doc_id"])
+            scored = next(v for v in sample.values() if isinstance(v, dict) and "scores" in v)
+            generated = outputs.get((benchmark.task, doc_id))
+            record: dict[str, Any] = {"task": benchmark.name, "doc_id": doc_id}
+            record.update({name: scored.get(name) for name in _RECORD_FIELDS})
+            record.update(
+                {
+                    "prompt": generated.prompt if generated else "",
+                    "frames": generated.frames if generated else [],
+                    "tokens": {
+                        "prompt": generated.prompt_tokens if generated else None,
+                        "output": generated.output_tokens if generated else None,
+                    },
+                    "status": scored["status"],
+                    "reason": scored["reason"],
+                    "unparsed": scored["unparsed"],
+                    "scores": scored["scores"],
+                }
+            )
+            records.append(record)
+    return sorted(records, key=lambda r: (r["task"], r["doc_id"]))
+
+
+def write_samples(path: Path, records: list[dict[str, Any]]) -> None:
+    # Deterministic bytes: sorted keys, no timing, one record per line.
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(_finite(record), sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name or name)
+
+
+def _git_state() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
+        return {"revision": revision, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"revision": None, "dirty": None}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def build_provenance(
+    config: RunConfig,
+    source: DataSource,
+    model_path: Path | None,
+    backend: dict[str, Any],
+    elapsed: float,
+    records: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "obv_eval_version": _version("obv-eval"),
+        "lmms_eval_version": _version("lmms-eval"),
+        "packages": {p: _version(p) for p in ("torch", "transformers", "datasets", "av", "numpy", "openai")},
+        "python": platform.python_version(),
+        "git": _git_state(),
+        "model": {"name": config.model, "path": str(model_path) if model_path else None},
+        "backend": backend,
+        "data_source": source.describe(),
+        "limit": config.limit,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "elapsed_s": round(elapsed, 3),
+        "tokens": {
+            "prompt": sum(r["tokens"]["prompt"] or 0 for r in records),
+            "output": sum(r["tokens"]["output"] or 0 for r in records),
+        },
+    }
+
+
+def quiet_libraries() -> None:
+    """lmms-eval and transformers log at INFO by default; a user wants our table, not theirs."""
+    for name in ("lmms-eval", "lmms_eval", "transformers", "datasets", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    current_data_source()  # fail early on a bad OBV_EVAL_DATA

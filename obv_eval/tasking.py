@@ -1,0 +1,195 @@
+"""The lmms-eval side shared by every obv task: loading rows from the configured source, marking
+malformed rows, and turning one scored item into the record that lmms-eval aggregates and
+obv-eval writes.
+
+Every row that the source holds becomes an item: a row that cannot be run (missing field,
+undecodable text) is kept and marked, so it fails with its reason instead of leaving the
+denominator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+from lmms_eval.api.task import ConfigurableTask
+
+from obv_eval.benchmarks import Benchmark, benchmark_for_task
+from obv_eval.failures import parse_failure
+from obv_eval.sources import DataSource, DataSourceError, current_data_source, local_rows_location
+
+ROW_ERROR_FIELD = "_obv_error"
+
+
+def read_json_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a .jsonl (or a .json list) file; a line that cannot be read becomes a marked row."""
+    raw = path.read_bytes()
+    if path.suffix == ".json" and raw.lstrip().startswith(b"["):
+        return [dict(row) for row in json.loads(raw.decode("utf-8"))]
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+        except UnicodeDecodeError:
+            row = {ROW_ERROR_FIELD: f"{path.name} line {number}: not valid UTF-8"}
+        except ValueError as error:
+            row = {ROW_ERROR_FIELD: f"{path.name} line {number}: malformed JSON ({error})"}
+        rows.append(row)
+    return rows
+
+
+def rows_to_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
+    # Every row gets every column, so rows with missing fields still load (and are marked).
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    columns.setdefault(ROW_ERROR_FIELD, None)
+    table = {name: [row.get(name) for row in rows] for name in columns}
+    return datasets.Dataset.from_dict(table)
+
+
+def mark_invalid_rows(dataset: datasets.Dataset, benchmark: Benchmark) -> datasets.Dataset:
+    """Add the reason a row cannot be run to ROW_ERROR_FIELD (kept, never dropped)."""
+    if ROW_ERROR_FIELD not in dataset.column_names:
+        dataset = dataset.add_column(ROW_ERROR_FIELD, [None] * len(dataset))
+
+    def check(row: dict[str, Any]) -> dict[str, Any]:
+        if row.get(ROW_ERROR_FIELD):
+            return row
+        missing = [name for name in benchmark.required_fields if row.get(name) in (None, "")]
+        if missing:
+            row[ROW_ERROR_FIELD] = f"row is missing {', '.join(missing)}"
+        return row
+
+    return dataset.map(check, load_from_cache_file=False, desc=None)
+
+
+def load_rows(benchmark: Benchmark, source: DataSource) -> datasets.Dataset:
+    split = benchmark.split if source.kind == "hub" else "test"
+    if source.kind == "hub":
+        try:
+            dataset = datasets.load_dataset(benchmark.hub_path, benchmark.hub_name, split=split)
+        except Exception as error:  # any hub failure: say what to do instead
+            raise DataSourceError(
+                f"{benchmark.name}: cannot load {benchmark.hub_path} from the Hugging Face hub "
+                f"({type(error).__name__}); give a local copy with --data DIR (or OBV_EVAL_DATA), "
+                "or --data samples for the bundled samples"
+            ) from error
+    else:
+        builder, kwargs = local_rows_location(benchmark.name, split, source)
+        if builder == "load_from_disk":
+            dataset = datasets.load_from_disk(str(kwargs["dataset_path"]))
+        elif builder == "json":
+            files = kwargs["data_files"]
+            assert isinstance(files, dict)
+            dataset = rows_to_dataset(read_json_rows(Path(files[split])))
+        else:
+            dataset = datasets.load_dataset(builder, split=split, **kwargs)
+    return mark_invalid_rows(dataset, benchmark)
+
+
+class ObvTask(ConfigurableTask):
+    """An lmms-eval ConfigurableTask whose rows come from obv_eval.sources."""
+
+    def __init__(self, config: Mapping[str, Any], **kwargs: Any) -> None:
+        # lmms-eval hands the `class` entry over with the rest of the YAML.
+        super().__init__(config={k: v for k, v in config.items() if k != "class"}, **kwargs)
+
+    def download(self, dataset_kwargs: dict[str, Any] | None = None) -> None:
+        benchmark = benchmark_for_task(self.config.task)
+        split = self.config.test_split
+        self.dataset = datasets.DatasetDict({split: load_rows(benchmark, current_data_source())})
+        if self.config.process_docs is not None:
+            self.dataset[split] = self.config.process_docs(self.dataset[split])
+        self.dataset_no_image = self.dataset
+
+
+def item_result(
+    metrics: Iterable[str],
+    *,
+    doc: Mapping[str, Any],
+    prediction: str,
+    scores: dict[str, float | None],
+    item_id: str,
+    cluster: str,
+    categories: dict[str, str],
+    question: str,
+    target: str,
+    extracted: str | None = None,
+    unparsed: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """The per-metric dicts lmms-eval aggregates; each carries the whole record.
+
+    A failed item (bad row, or the model could not run it) scores 0 on every metric.
+    """
+    row_error = doc.get(ROW_ERROR_FIELD)
+    failure = row_error or parse_failure(prediction)
+    record: dict[str, Any] = {
+        "item_id": item_id,
+        "cluster": cluster,
+        "categories": categories,
+        "question": question,
+        "target": target,
+        "prediction": "" if failure else prediction,
+        "extracted": None if failure else extracted,
+        "status": "failed" if failure else "ok",
+        "reason": failure,
+        "unparsed": bool(unparsed) and not failure,
+        "scores": {name: (0.0 if failure else value) for name, value in scores.items()},
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for metric in metrics:
+        value = record["scores"].get(metric)
+        out[metric] = {"score": value, **record}
+    return out
+
+
+def text_field(doc: Mapping[str, Any], name: str) -> str:
+    """A row's field as text ('' when missing), never raising on odd values."""
+    value = doc.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def mean_score(items: list[dict[str, Any] | float]) -> float:
+    """lmms-eval aggregation: mean over scored items (unscored items, score None, are left out)."""
+    values = [item["score"] if isinstance(item, dict) else item for item in items]
+    scored = [float(v) for v in values if v is not None]
+    return sum(scored) / len(scored) if scored else float("nan")
+
+
+def image_visual(doc: Mapping[str, Any], field: str, benchmark: str) -> list[Any]:
+    """An image row's visual: the decoded image from a hub row, or a reference to a file."""
+    from obv_eval.sources import MediaRef, media_root
+
+    value = doc.get(field)
+    if value is None or isinstance(value, str):
+        root = media_root(benchmark, "image")
+        return [MediaRef("image", text_field(doc, field), str(root) if root else None)]
+    if isinstance(value, dict) and value.get("path") and not value.get("bytes"):
+        root = media_root(benchmark, "image")
+        return [MediaRef("image", str(value["path"]), str(root) if root else None)]
+    return [value]  # a PIL image decoded by `datasets`
+
+
+def image_key(doc: Mapping[str, Any], field: str) -> str:
+    """A stable key for the image an item shows (its cluster): the path, or a hash of the pixels."""
+    import hashlib
+
+    value = doc.get(field)
+    if value is None or isinstance(value, str):
+        return text_field(doc, field)
+    if isinstance(value, dict):
+        return str(value.get("path") or hashlib.sha256(value.get("bytes") or b"").hexdigest()[:16])
+    tobytes = getattr(value, "tobytes", None)
+    return hashlib.sha256(tobytes()).hexdigest()[:16] if tobytes else repr(value)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create (once) and activate the project's virtual environment in .venv, with everything installed.
+# Sourced by scripts/demo.sh and scripts/test.sh; safe to run again (it only installs what changed).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${OBV_EVAL_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "creating $VENV" >&2
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+fi
+# torch and torchvision must be a matching pair (transformers' Qwen2-VL video processor needs
+# torchvision); install them first so the rest resolves against them.
+if ! "$VENV/bin/python" -c "import torch, torchvision" >/dev/null 2>&1; then
+  if [ "$(uname -m)" = "aarch64" ]; then
+    "$VENV/bin/python" -m pip install --quiet torch==2.9.1 torchvision==0.24.1
+  else
+    "$VENV/bin/python" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+  fi
+fi
+STAMP="$VENV/.obv-eval-installed"
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev,train]"
+  touch "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,83 @@
+"""MIMICEchoQA: the echo video, the question, the options, and what to answer with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from obv_eval.scoring import extract_choice, extract_yes_no
+from obv_eval.sources import MediaRef, media_root
+from obv_eval.tasking import ObvTask, item_result, mean_score, text_field
+
+__all__ = ["ObvTask", "doc_to_target", "doc_to_text", "doc_to_visual", "mean_score", "process_results"]
+
+BENCHMARK = "mimicechoqa"
+LETTERS = ("A", "B", "C", "D")
+
+
+def options(doc: dict[str, Any]) -> dict[str, str]:
+    """The item's non-empty options by letter."""
+    return {
+        letter: text_field(doc, f"option_{letter}").strip()
+        for letter in LETTERS
+        if text_field(doc, f"option_{letter}").strip()
+    }
+
+
+def is_yes_no(doc: dict[str, Any]) -> bool:
+    return sorted(o.lower() for o in options(doc).values()) == ["no", "yes"]
+
+
+def doc_to_visual(doc: dict[str, Any]) -> list[MediaRef]:
+    root = media_root(BENCHMARK, "video")
+    return [MediaRef("video", text_field(doc, "video"), str(root) if root else None)]
+
+
+def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
+    question = text_field(doc, "question").strip()
+    if is_yes_no(doc):
+        return f"{question}\nChoose Yes or No."
+    lines = [f"{letter}. {text}" for letter, text in options(doc).items()]
+    return "\n".join([question, *lines, "Choose A, B, C, or D."])
+
+
+def doc_to_target(doc: dict[str, Any]) -> str:
+    return text_field(doc, "correct_option")
+
+
+def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[str, Any]]:
+    prediction = results[0]
+    choices = options(doc)
+    gold = text_field(doc, "correct_option").strip().upper()
+    if is_yes_no(doc):
+        said = extract_yes_no(prediction)
+        by_text = {text.lower(): letter for letter, text in choices.items()}
+        letter = by_text.get(said.value) if said.value else None
+        extraction_value, parsed = letter, said.parsed
+    else:
+        extraction = extract_choice(prediction, choices)
+        extraction_value, parsed = extraction.value, extraction.parsed
+    # A gold letter outside the shown options is a bad row: fail it rather than score it wrong.
+    bad_gold = (
+        None if gold in choices else f"correct_option {gold!r} is not one of the options {sorted(choices)}"
+    )
+    row = dict(doc)
+    if bad_gold and not row.get("_obv_error"):
+        row["_obv_error"] = bad_gold
+    return item_result(
+        ("accuracy",),
+        doc=row,
+        prediction=prediction,
+        scores={"accuracy": float(extraction_value == gold)},
+        item_id=text_field(doc, "messages_id"),
+        cluster=text_field(doc, "study"),
+        categories={
+            "question_type": "yes_no" if is_yes_no(doc) else "multiple_choice",
+            "view": text_field(doc, "view"),
+            "structure": text_field(doc, "structure"),
+            "answer_type": "closed",
+        },
+        question=text_field(doc, "question"),
+        target=gold,
+        extracted=extraction_value,
+        unparsed=not parsed,
+    )

@@ -1,0 +1,51 @@
+"""PubMedQA (PQA-L): the abstract's contexts, the question, answer yes, no or maybe."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from obv_eval.scoring import extract_yes_no
+from obv_eval.tasking import ObvTask, item_result, mean_score, text_field
+
+__all__ = ["ObvTask", "doc_to_target", "doc_to_text", "doc_to_visual", "mean_score", "process_results"]
+
+INSTRUCTION = "Answer the question with yes, no, or maybe."
+
+
+def contexts(doc: dict[str, Any]) -> list[str]:
+    value = doc.get("context") or {}
+    if isinstance(value, str):  # a CSV copy keeps the dict as JSON text
+        value = json.loads(value)
+    return [str(c) for c in value.get("contexts") or []]
+
+
+def doc_to_visual(doc: dict[str, Any]) -> list[Any]:
+    return []
+
+
+def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
+    context = "\n".join(contexts(doc))
+    return f"Context: {context}\nQuestion: {text_field(doc, 'question').strip()}\n{INSTRUCTION}"
+
+
+def doc_to_target(doc: dict[str, Any]) -> str:
+    return text_field(doc, "final_decision")
+
+
+def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[str, Any]]:
+    gold = text_field(doc, "final_decision").strip().lower()
+    extraction = extract_yes_no(results[0], allow_maybe=True)
+    return item_result(
+        ("accuracy",),
+        doc=doc,
+        prediction=results[0],
+        scores={"accuracy": float(extraction.value == gold)},
+        item_id=text_field(doc, "pubid"),
+        cluster=text_field(doc, "pubid"),
+        categories={"answer": gold, "answer_type": "closed"},
+        question=text_field(doc, "question"),
+        target=gold,
+        extracted=extraction.value,
+        unparsed=not extraction.parsed,
+    )

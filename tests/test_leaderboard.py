@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from obv_eval.leaderboard import (
+    BENCHMARKS,
+    DEFAULT_REFERENCE,
+    Run,
+    base_model_of,
+    benchmark_of,
+    build_gains,
+    build_table,
+    headline_note,
+    load_reference,
+    load_runs,
+    render_csv,
+    render_markdown,
+    write_leaderboard,
+)
+from obv_eval.results import paired_scores, read_results, read_samples
+from obv_eval.stats import mcnemar_exact
+
+FIXTURES = Path(__file__).parent / "fixtures" / "runs"
+BASE_RUN = FIXTURES / "qwen2vl-2b" / "fixture-base"
+OBV_RUN = FIXTURES / "qwen2vl-2b-obv" / "fixture-obv"
+
+# FACTS.md section 1, typed in independently of the committed JSON.
+FIGURE = {
+    "Qwen2-VL-2B": [21.1, 10.3, 14.7, 17.6, 39.4, 34.9, 67.7],
+    "Qwen2-VL-2B-biomed": [42.0, 20.4, 58.2, 53.5, 61.7, 34.6, 68.6],
+    "Qwen2-VL-7B": [40.0, 16.5, 55.4, 28.5, 55.2, 52.6, 73.8],
+    "Qwen2-VL-7B-biomed": [45.8, 25.1, 72.5, 64.6, 69.3, 47.4, 77.2],
+    "Ref.": [41.6, 35.8, 78.1, 90.6, 91.6, 70.6, 80.6],
+}
+
+
+@pytest.fixture(scope="module")
+def runs() -> list[Run]:
+    return load_runs([FIXTURES])
+
+
+def test_reference_file_holds_the_study_figure() -> None:
+    ref = load_reference()
+    assert "2504.14391" in ref["source"]
+    assert "Ref." in ref["ref_row_note"] and "does not say" in ref["ref_row_note"]
+    assert ref["benchmarks"] == list(BENCHMARKS)
+    assert {name: [row[b] for b in BENCHMARKS] for name, row in ref["rows"].items()} == FIGURE
+
+
+def test_names() -> None:
+    assert benchmark_of("obv_slake") == "slake" and benchmark_of("slake") == "slake"
+    assert base_model_of("qwen2vl-7b-obv") == "qwen2vl-7b"
+    assert base_model_of("qwen2vl-7b") is None
+
+
+def test_load_runs_finds_runs_under_a_folder(runs: list[Run]) -> None:
+    assert sorted(r.model for r in runs) == ["qwen2vl-2b", "qwen2vl-2b-obv"]
+    direct = load_runs([BASE_RUN, OBV_RUN / "results.json"])
+    assert [r.run_dir for r in direct] == [BASE_RUN, OBV_RUN]
+
+
+def test_table_values_from_results(runs: list[Run]) -> None:
+    table = build_table(runs)
+    assert list(table.index) == [
+        "qwen2vl-2b",
+        "qwen2vl-2b-obv",
+        "study: Qwen2-VL-2B",
+        "study: Qwen2-VL-2B-biomed",
+        "study: Qwen2-VL-7B",
+        "study: Qwen2-VL-7B-biomed",
+        "study: Ref.",
+    ]
+    assert list(dict.fromkeys(table.columns.get_level_values(0))) == [
+        "mimicechoqa",
+        "surgeryvqa",
+        "video",
+        "vqarad",
+        "pathvqa",
+        "slake",
+        "image",
+        "medqa",
+        "pubmedqa",
+        "text",
+    ]
+    base = read_results(BASE_RUN)["tasks"]
+    est = base["mimicechoqa"]["metrics"]["accuracy"]
+    row = table.loc["qwen2vl-2b"]
+    assert row[("mimicechoqa", "mean")] == pytest.approx(est["mean"] * 100)
+    assert row[("mimicechoqa", "ci_low")] == pytest.approx(est["ci_low"] * 100)
+    assert row[("mimicechoqa", "n")] == est["n"]
+    # SurgeryVideoQA's primary metric is the judge's verdict
+    assert row[("surgeryvqa", "mean")] == pytest.approx(base["surgeryvqa"]["metrics"]["judge"]["mean"] * 100)
+    # the video group is the plain mean of its two benchmarks; image and text are incomplete here
+    video = (row[("mimicechoqa", "mean")] + row[("surgeryvqa", "mean")]) / 2
+    assert row[("video", "mean")] == pytest.approx(video)
+    assert math.isnan(row[("text", "mean")]) and math.isnan(row[("vqarad", "mean")])
+    study = table.loc["study: Qwen2-VL-2B"]
+    assert study[("video", "mean")] == pytest.approx(15.7)
+    assert math.isnan(study[("video", "ci_low")])
+
+
+def test_significance_is_mcnemar_on_matched_items(runs: list[Run]) -> None:
+    table = build_table(runs)
+    a, b, _ = paired_scores(read_samples(BASE_RUN), read_samples(OBV_RUN), "mimicechoqa", "accuracy")
+    expected = mcnemar_exact(a, b).pvalue
+    assert table.loc["qwen2vl-2b-obv", ("mimicechoqa", "p_vs_base")] == pytest.approx(expected)
+    assert expected < 0.05
+    assert table.loc["qwen2vl-2b-obv", ("pubmedqa", "p_vs_base")] > 0.05
+    assert math.isnan(table.loc["qwen2vl-2b", ("mimicechoqa", "p_vs_base")])  # the base row is not tested
+    md = render_markdown(table)
+    obv_line = next(line for line in md.splitlines() if line.startswith("| qwen2vl-2b-obv"))
+    assert obv_line.count(" *") == 1
+
+
+def test_no_samples_means_no_significance(tmp_path: Path) -> None:
+    for src in (BASE_RUN, OBV_RUN):
+        dst = tmp_path / src.name
+        dst.mkdir()
+        shutil.copy(src / "results.json", dst / "results.json")
+    table = build_table(load_runs([tmp_path]), reference=False)
+    assert table[("mimicechoqa", "p_vs_base")].isna().all()
+    # without the reference only the benchmarks the runs have are shown
+    assert list(dict.fromkeys(table.columns.get_level_values(0))) == [
+        "mimicechoqa",
+        "surgeryvqa",
+        "video",
+        "pubmedqa",
+    ]
+
+
+def test_plain_results_dicts_are_accepted_and_duplicates_refused() -> None:
+    results = read_results(BASE_RUN)
+    table = build_table([results], reference=False)
+    assert list(table.index) == ["qwen2vl-2b"]
+    with pytest.raises(ValueError, match="two runs for model qwen2vl-2b"):
+        build_table([results, results])
+
+
+def test_gains_both_definitions(runs: list[Run]) -> None:
+    gains = build_gains(runs)
+    study_2b = gains.loc["study: Qwen2-VL-2B-biomed vs Qwen2-VL-2B"]
+    assert round(study_2b["video: gain of mean"], 1) == 98.7
+    assert round(study_2b["text: mean of gains"], 1) == 0.2
+    assert study_2b["mimicechoqa"] == pytest.approx((42.0 - 21.1) / 21.1 * 100)
+    study_7b = gains.loc["study: Qwen2-VL-7B-biomed vs Qwen2-VL-7B"]
+    assert study_7b["text: mean of gains"] == pytest.approx(-2.6394, abs=1e-4)
+    table = build_table(runs)
+    ours = gains.loc["qwen2vl-2b-obv vs qwen2vl-2b"]
+    b, t = table.loc["qwen2vl-2b"], table.loc["qwen2vl-2b-obv"]
+    assert ours["mimicechoqa"] == pytest.approx(
+        (t[("mimicechoqa", "mean")] - b[("mimicechoqa", "mean")]) / b[("mimicechoqa", "mean")] * 100
+    )
+    assert ours["video: gain of mean"] == pytest.approx(
+        (t[("video", "mean")] - b[("video", "mean")]) / b[("video", "mean")] * 100
+    )
+    assert math.isnan(ours["text: mean of gains"])  # MedQA was not run
+
+
+def test_headline_note_says_which_definition_reproduces_each_claim() -> None:
+    note = headline_note()
+    assert "2B video group 98.7 = gain of mean" in note
+    assert "2B text group 0.2 = mean of gains" in note
+    assert "7B text group -2.7 = mean of gains after rounding each benchmark's gain to one decimal" in note
+    assert "2B MIMICEchoQA 99.1 = per-benchmark gain" in note
+    assert re.search(r"Not reproducible .*2B image group 71\.2.*7B MIMICEchoQA 22\.5", note)
+
+
+def test_csv_is_flat_with_counts(runs: list[Run]) -> None:
+    lines = render_csv(build_table(runs)).splitlines()
+    header = lines[0].split(",")
+    assert header[:3] == ["model", "mimicechoqa.mean", "mimicechoqa.ci_low"]
+    row = dict(zip(header, lines[1].split(","), strict=True))
+    assert row["model"] == "qwen2vl-2b" and row["mimicechoqa.n"] == "40" and row["mimicechoqa.mean"] == "20"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_write_leaderboard_outputs(tmp_path: Path, runs: list[Run]) -> None:
+    paths = write_leaderboard(tmp_path / "lb", runs)
+    assert set(paths) == {"markdown", "csv", "gains_csv", "png", "html"}
+    png = paths["png"].read_bytes()
+    width, height = png_size(png)
+    assert width >= 600 and height >= 300 and len(png) > 10_000
+
+    page = paths["html"].read_text(encoding="utf-8")
+    for text in (
+        "qwen2vl-2b-obv",
+        "study: Qwen2-VL-7B-biomed",
+        "study: Ref.",
+        "MIMICEchoQA",
+        "SurgeryVideoQA",
+        "PubMedQA",
+        "Video (mean)",
+        "77.5",
+        "98.7",
+        "gain of mean",
+        "2504.14391",
+    ):
+        assert text in page, text
+    # self-contained: the chart is embedded and nothing is fetched from elsewhere
+    match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert match and base64.b64decode(match.group(1)) == png
+    assert not re.search(r"(src|href)=\"(https?:)?//", page) and "<link" not in page and "<script" not in page
+
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "| qwen2vl-2b-obv" in md and "77.5 [" in md and "SLAKE" in md
+    gains_csv = paths["gains_csv"].read_text(encoding="utf-8")
+    assert gains_csv.startswith("pair,mimicechoqa,surgeryvqa")
+
+
+def test_leaderboard_is_deterministic(tmp_path: Path, runs: list[Run]) -> None:
+    first = write_leaderboard(tmp_path / "a", runs)
+    second = write_leaderboard(tmp_path / "b", list(reversed(runs)))
+    for kind, path in first.items():
+        assert path.read_bytes() == second[kind].read_bytes(), kind
+
+
+def test_empty_leaderboard_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nothing to show"):
+        write_leaderboard(tmp_path, [], reference=False)
+
+
+def test_reference_path_override(tmp_path: Path) -> None:
+    ref = json.loads(DEFAULT_REFERENCE.read_text(encoding="utf-8"))
+    ref["rows"] = {"Only": ref["rows"]["Ref."]}
+    ref["pairs"] = []
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(ref), encoding="utf-8")
+    table = build_table([], reference_path=path)
+    assert list(table.index) == ["study: Only"]
+    with pytest.raises(FileNotFoundError, match="pass reference_path"):
+        build_table([], reference_path=tmp_path / "nope.json")

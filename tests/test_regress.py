@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from obv_eval.regress import NEW, OK, RegressReport, compare
+from obv_eval.results import read_results, read_samples
+
+FIXTURES = Path(__file__).parent / "fixtures" / "runs"
+BASE_RUN = FIXTURES / "qwen2vl-2b" / "fixture-base"
+OBV_RUN = FIXTURES / "qwen2vl-2b-obv" / "fixture-obv"
+
+
+@pytest.fixture()
+def baseline() -> dict[str, Any]:
+    return read_results(OBV_RUN)
+
+
+def failing(report: RegressReport) -> list[tuple[str, str]]:
+    return [(row.task, row.check) for row in report.failures]
+
+
+def with_mean(results: dict[str, Any], task: str, metric: str, mean: float | None) -> dict[str, Any]:
+    out = copy.deepcopy(results)
+    out["tasks"][task]["metrics"][metric]["mean"] = mean
+    return out
+
+
+def test_identical_run_passes(baseline: dict[str, Any]) -> None:
+    samples = read_samples(OBV_RUN)
+    report = compare(baseline, copy.deepcopy(baseline), baseline_samples=samples, run_samples=samples)
+    assert not report.failed and report.exit_code == 0
+    assert {row.status for row in report.rows} == {OK}
+    text = report.render()
+    assert text.splitlines()[-1].startswith("OK: ")
+    assert "mimicechoqa" in text and "fingerprint:prompt" in text
+
+
+def test_injected_drop_fails(baseline: dict[str, Any]) -> None:
+    mean = baseline["tasks"]["mimicechoqa"]["metrics"]["accuracy"]["mean"]
+    report = compare(baseline, with_mean(baseline, "mimicechoqa", "accuracy", mean - 0.05))
+    assert report.failed and report.exit_code == 1
+    assert failing(report) == [("mimicechoqa", "accuracy")]
+    row = report.failures[0]
+    assert row.delta == pytest.approx(-0.05) and row.limit == -0.02
+    assert "REGRESSION: 1 of" in report.render()
+
+
+def test_drop_of_exactly_the_tolerance_passes(baseline: dict[str, Any]) -> None:
+    run = with_mean(baseline, "pubmedqa", "accuracy", 0.5)
+    base = with_mean(baseline, "pubmedqa", "accuracy", 0.52)  # 0.5 - 0.52 is -0.020000000000000018
+    assert not compare(base, run).failed
+    assert compare(base, with_mean(baseline, "pubmedqa", "accuracy", 0.4999)).failed
+
+
+def test_tolerance_overrides(baseline: dict[str, Any]) -> None:
+    mean = baseline["tasks"]["mimicechoqa"]["metrics"]["accuracy"]["mean"]
+    run = with_mean(baseline, "mimicechoqa", "accuracy", mean - 0.05)
+    assert not compare(baseline, run, overrides={"mimicechoqa/accuracy": 0.1}).failed
+    assert not compare(baseline, run, overrides={"accuracy": 0.1}).failed
+    # the task-specific key wins over the metric-wide one
+    assert compare(baseline, run, overrides={"accuracy": 0.1, "mimicechoqa/accuracy": 0.01}).failed
+
+
+def test_paired_interval_decides_with_samples() -> None:
+    # The base model as the "run" against the fine-tuned baseline: mimicechoqa and surgeryvqa drop beyond
+    # their paired intervals; pubmedqa drops by 0.10 but its paired interval includes 0.
+    report = compare(
+        read_results(OBV_RUN),
+        read_results(BASE_RUN),
+        baseline_samples=read_samples(OBV_RUN),
+        run_samples=read_samples(BASE_RUN),
+    )
+    assert failing(report) == [
+        ("mimicechoqa", "accuracy"),
+        ("mimicechoqa", "exact_match"),
+        ("surgeryvqa", "judge"),
+        ("surgeryvqa", "token_f1"),
+    ]
+    pubmed = next(r for r in report.rows if (r.task, r.check) == ("pubmedqa", "accuracy"))
+    assert pubmed.status == OK and pubmed.delta == pytest.approx(-0.1)
+    assert pubmed.interval is not None and pubmed.interval[0] < 0 < pubmed.interval[1]
+    assert "within the paired 95% interval" in pubmed.detail
+    # without samples the tolerance alone decides
+    assert ("pubmedqa", "accuracy") in failing(compare(read_results(OBV_RUN), read_results(BASE_RUN)))
+
+
+def test_missing_items_fail(baseline: dict[str, Any]) -> None:
+    samples = read_samples(OBV_RUN)
+    fewer = [r for r in samples if not (r["task"] == "pubmedqa" and r["doc_id"] in (4, 9))]
+    report = compare(baseline, copy.deepcopy(baseline), baseline_samples=samples, run_samples=fewer)
+    assert failing(report) == [("pubmedqa", "items")]
+    assert "2 baseline doc_ids missing: 4, 9" in report.failures[0].detail
+
+    run = copy.deepcopy(baseline)
+    run["tasks"]["pubmedqa"]["n"] -= 1
+    assert failing(compare(baseline, run)) == [("pubmedqa", "n")]
+
+
+def test_missing_task_and_metric_fail_new_ones_do_not(baseline: dict[str, Any]) -> None:
+    run = copy.deepcopy(baseline)
+    del run["tasks"]["surgeryvqa"]
+    del run["tasks"]["pubmedqa"]["metrics"]["exact_match"]
+    run["tasks"]["pubmedqa"]["metrics"]["brier"] = {"mean": 0.2}
+    run["tasks"]["medqa"] = copy.deepcopy(run["tasks"]["pubmedqa"])
+    report = compare(baseline, run)
+    assert failing(report) == [("pubmedqa", "exact_match"), ("surgeryvqa", "task")]
+    assert {(r.task, r.check) for r in report.rows if r.status == NEW} == {
+        ("pubmedqa", "brier"),
+        ("medqa", "task"),
+    }
+
+
+def test_changed_fingerprint_fails(baseline: dict[str, Any]) -> None:
+    run = copy.deepcopy(baseline)
+    run["tasks"]["surgeryvqa"]["fingerprints"]["prompt"] = "sha256:changed"
+    del run["tasks"]["pubmedqa"]["fingerprints"]["task"]
+    report = compare(baseline, run)
+    assert failing(report) == [("pubmedqa", "fingerprint:task"), ("surgeryvqa", "fingerprint:prompt")]
+    assert report.failures[0].detail == "absent in run"
+
+
+def test_samples_for_one_side_only_is_a_usage_error(baseline: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="both"):
+        compare(baseline, baseline, baseline_samples=read_samples(OBV_RUN))
+
+
+def test_unscored_metric_in_run_fails(baseline: dict[str, Any]) -> None:
+    run = with_mean(baseline, "surgeryvqa", "judge", None)
+    assert failing(compare(baseline, run)) == [("surgeryvqa", "judge")]
