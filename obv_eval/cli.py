@@ -337,7 +337,107 @@ def cmd_tasks_dir(argv: Sequence[str]) -> int:
     return 0
 
 
+def _source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=os.environ.get("OBV_EVAL_DATA", "hub"), help="hub | samples | DIR")
+    parser.add_argument("--video-root", default=os.environ.get("OBV_EVAL_VIDEO_ROOT"))
+    parser.add_argument("--image-root", default=os.environ.get("OBV_EVAL_IMAGE_ROOT"))
+
+
+def _source(args: argparse.Namespace) -> Any:
+    from obv_eval.sources import DataSourceError, parse_data_source
+
+    try:
+        return parse_data_source(args.data, args.video_root, args.image_root)
+    except DataSourceError as error:
+        raise UsageError(str(error)) from error
+
+
+def cmd_data(argv: Sequence[str]) -> int:
+    """Check a benchmark's rows and media, or cut downloaded source videos into its clips."""
+    parser = argparse.ArgumentParser(prog="obv-eval data", description=cmd_data.__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    check = sub.add_parser("check", help="list malformed rows and missing or unreadable media, with counts")
+    check.add_argument("tasks", nargs="+")
+    check.add_argument("--no-progress", action="store_true")
+    _source_arguments(check)
+    prepare = sub.add_parser("prepare", help="cut source videos into clips by each row's timestamp")
+    prepare.add_argument("dataset", choices=("surgeryvqa", "openbiomedvid"))
+    prepare.add_argument(
+        "--source-videos", type=Path, required=True, help="folder of <video_id>.mp4 downloads"
+    )
+    prepare.add_argument("--rows", type=Path, help="rows file (.jsonl/.json/.parquet); default: from --data")
+    prepare.add_argument("--out", type=Path, help="clip folder; default: the dataset's video root")
+    prepare.add_argument("--no-progress", action="store_true")
+    _source_arguments(prepare)
+    args = parser.parse_args(argv)
+    return _data_check(args) if args.action == "check" else _data_prepare(args)
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from obv_eval.data.check import check_benchmark
+    from obv_eval.sources import DataSourceError
+
+    try:
+        names = resolve_task_names(args.tasks)
+    except UnknownTaskError as error:
+        raise UsageError(str(error)) from error
+    source = _source(args)
+    failed = False
+    for name in names:
+        try:
+            report = check_benchmark(BENCHMARKS[name], source, progress=not args.no_progress)
+        except DataSourceError as error:
+            raise UsageError(str(error)) from error
+        counts = (
+            ", ".join(f"{kind}: {count}" for kind, count in sorted(report.counts().items())) or "no problems"
+        )
+        print(f"{name}: {report.rows} rows, {report.media_checked} media files checked; {counts}")
+        for row, kind, detail in report.problems:
+            print(f"  row {row}: {kind}: {detail}")
+        failed = failed or not report.ok
+    return CHECK_FAILED if failed else 0
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    import datasets
+
+    from obv_eval.data.prepare import prepare_clips
+    from obv_eval.sources import DataSourceError, media_root
+    from obv_eval.tasking import load_rows, read_json_rows
+
+    source = _source(args)
+    if not args.source_videos.is_dir():
+        raise UsageError(f"--source-videos {args.source_videos}: not a folder")
+    if args.rows is not None:
+        if not args.rows.is_file():
+            raise UsageError(f"--rows {args.rows}: no such file")
+        if args.rows.suffix == ".parquet":
+            rows = list(datasets.Dataset.from_parquet(str(args.rows)))
+        else:
+            rows = read_json_rows(args.rows)
+    elif args.dataset == "surgeryvqa":
+        try:
+            rows = list(load_rows(BENCHMARKS["surgeryvqa"], source))
+        except DataSourceError as error:
+            raise UsageError(str(error)) from error
+    else:
+        raise UsageError("openbiomedvid: give the rows with --rows (e.g. DIR/openbiomedvid/train.jsonl)")
+    out = args.out or media_root(args.dataset, "video", source)
+    if out is None:
+        raise UsageError("no clip folder: pass --out DIR (or --video-root / --data DIR)")
+    report = prepare_clips(rows, args.source_videos, Path(out), progress=not args.no_progress)
+    print(f"{args.dataset}: {report.summary()} -> {out}")
+    for video_id, clips in sorted(report.missing_sources.items()):
+        print(
+            f"  missing source {video_id}: {len(clips)} clips ({', '.join(clips[:3])}{'...' if len(clips) > 3 else ''})"
+        )
+    for clip, reason in sorted(report.failed.items()):
+        print(f"  failed {clip}: {reason}")
+    return CHECK_FAILED if report.failed else 0
+
+
 HANDLERS = {
+    "data": cmd_data,
     "run": cmd_run,
     "models": cmd_models,
     "tasks": cmd_tasks,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,6 +72,11 @@ def load_visuals(visuals: tuple[Visual, ...], settings: MediaSettings) -> Loaded
     videos: list[Video] = []
     images: list[Image.Image] = []
     for visual in visuals:
+        if isinstance(visual, MediaRef) and visual.root is None and not os.path.isabs(visual.path):
+            raise MediaError(
+                f"relative {visual.kind} path {visual.path!r} but no {visual.kind} root is configured; "
+                f"pass --{visual.kind}-root DIR (or set OBV_EVAL_{visual.kind.upper()}_ROOT)"
+            )
         if isinstance(visual, Image.Image):
             images.append(load_image(visual, settings.image))
             kinds.append("image")
