@@ -25,6 +25,7 @@ class Benchmark:
     media_field: str | None  # the row field naming the video or image
     primary_metric: str
     hub_note: str = ""
+    media_subdir: str = ""  # inside a local copy's media/<benchmark>/ (SLAKE's zip unpacks to imgs/)
 
     @property
     def task(self) -> str:
@@ -90,7 +91,9 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("img_name", "question", "answer", "answer_type", "q_lang"),
             "img_name",
             "accuracy",
-            "images ship as a zip (imgs.zip) in the same hub repository: unzip it and set --image-root",
+            "images ship as a zip (imgs.zip) in the same hub repository: unzip it and set --image-root "
+            "to the imgs/ folder",
+            media_subdir="imgs",
         ),
         Benchmark(
             "medqa",

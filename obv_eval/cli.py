@@ -428,9 +428,8 @@ def _data_prepare(args: argparse.Namespace) -> int:
     report = prepare_clips(rows, args.source_videos, Path(out), progress=not args.no_progress)
     print(f"{args.dataset}: {report.summary()} -> {out}")
     for video_id, clips in sorted(report.missing_sources.items()):
-        print(
-            f"  missing source {video_id}: {len(clips)} clips ({', '.join(clips[:3])}{'...' if len(clips) > 3 else ''})"
-        )
+        shown = ", ".join(clips[:3]) + ("..." if len(clips) > 3 else "")
+        print(f"  missing source {video_id}: {len(clips)} clips ({shown})")
     for clip, reason in sorted(report.failed.items()):
         print(f"  failed {clip}: {reason}")
     return CHECK_FAILED if report.failed else 0

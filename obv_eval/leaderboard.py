@@ -57,6 +57,8 @@ FIELDS: tuple[str, ...] = ("mean", "ci_low", "ci_high", "n", "p_vs_base")
 TUNED_SUFFIX = "-obv"
 STUDY_PREFIX = "study: "
 ALPHA = 0.05
+
+
 def _default_reference() -> Path:
     """results/reference/ in a checkout, shipped as the obv_eval.reference package."""
     import obv_eval.reference

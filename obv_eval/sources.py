@@ -106,7 +106,10 @@ def media_root(
     if explicit is not None:
         return explicit
     if source.root is not None:
-        return source.root / "media" / benchmark
+        from obv_eval.benchmarks import BENCHMARKS
+
+        subdir = BENCHMARKS[benchmark].media_subdir if benchmark in BENCHMARKS else ""
+        return source.root / "media" / benchmark / subdir if subdir else source.root / "media" / benchmark
     return None
 
 

@@ -147,7 +147,8 @@ def item_result(
     out: dict[str, dict[str, Any]] = {}
     for metric in metrics:
         value = record["scores"].get(metric)
-        out[metric] = {"score": value, **record}
+        # lmms-eval's standard errors skip dicts without a score: an unscored item has none.
+        out[metric] = record if value is None else {"score": value, **record}
     return out
 
 
@@ -163,7 +164,7 @@ def text_field(doc: Mapping[str, Any], name: str) -> str:
 
 def mean_score(items: list[dict[str, Any] | float]) -> float:
     """lmms-eval aggregation: mean over scored items (unscored items, score None, are left out)."""
-    values = [item["score"] if isinstance(item, dict) else item for item in items]
+    values = [item.get("score") if isinstance(item, dict) else item for item in items]
     scored = [float(v) for v in values if v is not None]
     return sum(scored) / len(scored) if scored else float("nan")
 

@@ -1,4 +1,4 @@
-"""`obv-eval data prepare` cuts real clips by timestamp; `obv-eval data check` finds what a run would fail on."""
+"""`obv-eval data prepare` cuts real clips by timestamp; `data check` finds what a run would fail on."""
 
 from __future__ import annotations
 
