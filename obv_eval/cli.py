@@ -171,6 +171,7 @@ def cmd_rescore(argv: Sequence[str]) -> int:
         _judge_config(args),
         not args.no_progress,
         lambda line: print(line, file=sys.stderr),
+        {name: task["fingerprints"] for name, task in results["tasks"].items() if "fingerprints" in task},
     )
     write_samples(args.run / "samples.jsonl", records)
     write_results(args.run / "results.json", rescored)
@@ -353,7 +354,8 @@ def _source(args: argparse.Namespace) -> Any:
 
 
 def cmd_data(argv: Sequence[str]) -> int:
-    """Check a benchmark's rows and media, or cut downloaded source videos into its clips."""
+    """Check a benchmark's rows and media, cut downloaded source videos into its clips, or report
+    overlap between training clips and benchmark items."""
     parser = argparse.ArgumentParser(prog="obv-eval data", description=cmd_data.__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
     check = sub.add_parser("check", help="list malformed rows and missing or unreadable media, with counts")
@@ -369,6 +371,11 @@ def cmd_data(argv: Sequence[str]) -> int:
     prepare.add_argument("--out", type=Path, help="clip folder; default: the dataset's video root")
     prepare.add_argument("--no-progress", action="store_true")
     _source_arguments(prepare)
+    sub.add_parser("overlap", help="training clips that share source videos with benchmark items", add_help=False)
+    if list(argv[:1]) == ["overlap"]:
+        from obv_eval.data.overlap import main as overlap_main
+
+        return overlap_main(list(argv[1:]))
     args = parser.parse_args(argv)
     return _data_check(args) if args.action == "check" else _data_prepare(args)
 

@@ -22,6 +22,9 @@ MODELS: dict[str, ModelEntry] = {
     e.name: e
     for e in (
         ModelEntry(TINY_MODEL_NAME, "random-weight Qwen2-VL built offline (demo and tests)"),
+        ModelEntry(
+            f"{TINY_MODEL_NAME}-obv", "the tiny model after obv-train --config tiny_cpu", base=TINY_MODEL_NAME
+        ),
         ModelEntry("qwen2vl-2b", "Qwen2-VL-2B-Instruct", hub_id="Qwen/Qwen2-VL-2B-Instruct"),
         ModelEntry("qwen2vl-7b", "Qwen2-VL-7B-Instruct", hub_id="Qwen/Qwen2-VL-7B-Instruct"),
         ModelEntry(
@@ -88,9 +91,12 @@ def resolve_model(name: str, model_path: str | None = None, build: bool = True) 
             )
         return ResolvedModel(name, snapshot)
     folder = checkpoint_dir() / name
+    train_command = (
+        "obv-train --config tiny_cpu" if entry.base == TINY_MODEL_NAME else f"obv-train --model {entry.base}"
+    )
     if not folder.is_dir():
         raise ModelNotAvailable(
-            f"{name}: no checkpoint at {folder}; train it with `obv-train --model {entry.base}` "
+            f"{name}: no checkpoint at {folder}; train it with `{train_command}` "
             "or set OBV_EVAL_CHECKPOINTS / pass --model-path DIR"
         )
     return _folder(name, folder)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -66,7 +67,8 @@ def data_source_for(config: RunConfig) -> DataSource:
     if value == "auto":
         # The embedded default model is random: the bundled samples are its data. Real models
         # default to the benchmarks themselves, never silently to the samples.
-        value = "samples" if config.model == TINY_MODEL_NAME and config.model_path is None else "hub"
+        tiny = config.model.startswith(TINY_MODEL_NAME) and config.model_path is None
+        value = "samples" if tiny else "hub"
     return parse_data_source(value, config.video_root, config.image_root)
 
 
@@ -115,16 +117,74 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         raise RuntimeError("lmms-eval returned no results")
 
     records = collect_records(benchmarks, output["samples"], adapter.outputs)
+    fingerprints = {
+        b.name: task_fingerprints(b, output["samples"].get(b.task, []), records) for b in benchmarks
+    }
     provenance = build_provenance(config, source, resolved.path, adapter.backend.describe(), elapsed, records)
+    provenance["model"]["weights_sha256"] = weights_fingerprint(resolved.path, resolved.adapter_path)
+    provenance["model"]["adapter_path"] = str(resolved.adapter_path) if resolved.adapter_path else None
+    provenance["model"]["training_manifest"] = training_manifest(resolved.adapter_path or resolved.path)
     provenance["generation"] = adapter.backend.generation.to_dict()
     provenance["media"] = adapter.backend.media.to_dict()
     records, results = score_run(
-        records, run_id, config.model, provenance, config.judge, config.progress, log
+        records, run_id, config.model, provenance, config.judge, config.progress, log, fingerprints
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_samples(run_dir / "samples.jsonl", records)
     write_results(run_dir / "results.json", results)
     return RunResult(run_dir, results, records)
+
+
+def _digest(parts: Iterable[str | bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def task_fingerprints(
+    benchmark: Benchmark, samples: list[dict[str, Any]], records: list[dict[str, Any]]
+) -> dict[str, str]:
+    """What a regression gate must see unchanged: the task's code, its rendered prompts, its rows."""
+    folder = TASKS_DIR / benchmark.name
+    code = [path.read_bytes() for path in sorted(folder.glob("*")) if path.suffix in (".yaml", ".py")]
+    ordered = sorted(samples, key=lambda sample: int(sample["doc_id"]))
+    mine = sorted((r for r in records if r["task"] == benchmark.name), key=lambda r: r["doc_id"])
+    return {
+        "task": _digest(code),
+        "prompt": _digest(f"{r['doc_id']}:{r['question']}:{r['prompt']}" for r in mine),
+        "data": _digest(str(sample.get("doc_hash", "")) for sample in ordered),
+    }
+
+
+def weights_fingerprint(*folders: Path | None) -> str | None:
+    """sha256 over the weight and adapter files (names and bytes) of the model that ran."""
+    files = [
+        path
+        for folder in folders
+        if folder is not None
+        for path in sorted(Path(folder).glob("*"))
+        if path.suffix in (".safetensors", ".bin", ".pt") or path.name == "adapter_config.json"
+    ]
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def training_manifest(folder: Path | None) -> dict[str, Any] | None:
+    """The obv-train manifest of a fine-tuned checkpoint (base model, data fingerprint, config)."""
+    path = Path(folder) / "obv_manifest.json" if folder is not None else None
+    if path is None or not path.exists():
+        return None
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return manifest
 
 
 def is_open_ended(record: dict[str, Any]) -> bool:
@@ -166,6 +226,7 @@ def score_run(
     judge: JudgeConfig,
     progress: bool,
     log: Callable[[str], None],
+    fingerprints: dict[str, dict[str, str]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Judge the open-ended items and summarise every task: the one path from records to results."""
     records, judge_info = apply_judge(records, judge, progress, log)
@@ -175,6 +236,8 @@ def score_run(
         name: summarize_task([r for r in records if r["task"] == name], BENCHMARKS[name].primary_metric)
         for name in names
     }
+    for name, prints in (fingerprints or {}).items():
+        tasks[name]["fingerprints"] = prints
     return records, build_results(run_id, model, tasks, provenance)
 
 

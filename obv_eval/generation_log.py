@@ -1,0 +1,81 @@
+"""The run's append-only log of model outputs, written as they are produced; it makes runs resumable.
+
+Each backend batch is appended as one write of complete lines tagged with the batch's id and size,
+then flushed to disk. On resume only complete batches count: a batch cut short by a kill is
+generated again, whole, so every item meets the same batch-mates as in an uninterrupted run and
+the outputs (and so the records and scores) are identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+from obv_eval.backends.base import GenerationOutput, GenerationRequest
+
+
+class Backend(Protocol):
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        progress: bool = True,
+        on_batch: Callable[[list[GenerationOutput]], None] | None = None,
+    ) -> list[GenerationOutput]: ...
+
+
+class GenerationLog:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[tuple[str, int], GenerationOutput]:
+        """Outputs of every complete batch in the log (a torn last line or batch is ignored)."""
+        if not self.path.exists():
+            return {}
+        batches: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for line in self.path.read_bytes().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # the tail of a write cut short by a kill
+            batches[entry["batch"]].append(entry)
+        done: dict[tuple[str, int], GenerationOutput] = {}
+        for entries in batches.values():
+            if len(entries) != entries[0]["batch_size"]:
+                continue
+            for entry in entries:
+                output = entry["output"]
+                key = (str(output["key"][0]), int(output["key"][1]))
+                done[key] = GenerationOutput(**{**output, "key": key})
+        return done
+
+    def append_batch(self, outputs: list[GenerationOutput]) -> None:
+        if not outputs:
+            return
+        batch = uuid.uuid4().hex  # any unique id: only grouping matters, never written to results
+        lines = [
+            json.dumps({"batch": batch, "batch_size": len(outputs), "output": asdict(o)}, ensure_ascii=False)
+            for o in outputs
+        ]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def generate_resumable(
+    backend: Backend, requests: Sequence[GenerationRequest], log: GenerationLog | None, progress: bool
+) -> dict[tuple[str, int], GenerationOutput]:
+    """Outputs for every request: from the log where a complete batch holds them, generated otherwise."""
+    done = log.load() if log is not None else {}
+    todo = [request for request in requests if request.key not in done]
+    if todo:
+        produced = backend.generate(todo, progress=progress, on_batch=log.append_batch if log else None)
+        done.update({output.key: output for output in produced})
+    return done

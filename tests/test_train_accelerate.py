@@ -1,0 +1,36 @@
+"""obv-train under `accelerate launch`: two data-parallel processes on CPU take two steps together."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from obv_eval.train.config import CONFIG_DIR
+from obv_eval.train.manifest import read_manifest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_two_cpu_processes_train_one_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(CONFIG_DIR / "accelerate" / "cpu_2proc.yaml"),
+        "--main_process_port", str(_free_port()),
+        "-m", "obv_eval.train.cli",
+        "--config", "tiny_cpu", "--max-steps", "2", "--output-dir", str(out), "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    training = read_manifest(out)["training"]
+    # 4 packed sequences shared by 2 processes: 2 steps are one epoch.
+    assert (training["world_size"], training["global_steps"], training["epochs"]) == (2, 2, 1.0)
+    assert done.stdout.count("wrote ") == 1  # the main process alone reports and writes
