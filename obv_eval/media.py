@@ -305,7 +305,7 @@ class Video:
     ``frames`` is read-only because cached videos are shared between callers.
     """
 
-    frames: np.ndarray  # uint8 (T, H, W, 3), already at video_frame_size
+    frames: np.ndarray = field(repr=False)  # uint8 (T, H, W, 3), already at video_frame_size
     indices: tuple[int, ...]  # source frame index of each row of ``frames``
     source_fps: float
     total_frames: int
@@ -453,7 +453,11 @@ def clear_cache() -> None:
 
 
 def cache_stats() -> dict[str, int]:
-    """Counters since the last clear: hits, misses, decodes, disk_hits, entries, bytes."""
+    """Counters since the last clear.
+
+    hits / misses: in-memory lookups; disk_hits: misses served from ``$OBV_EVAL_FRAME_CACHE``;
+    decodes: decode passes over a file; entries / bytes: what the in-memory cache holds now.
+    """
     with _lock:
         return {**_stats, "entries": len(_videos), "bytes": _cached_bytes}
 

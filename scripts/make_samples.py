@@ -7,7 +7,9 @@ All text is invented; none of it comes from the real datasets, which cannot be r
     python scripts/make_samples.py            # (re)write tasks/samples/
     python scripts/make_samples.py --check    # exit 1 if the committed files differ from a fresh build
 
-Re-running gives byte-identical files: ids come from seeded generators, media from obv_eval.data.synth.
+Re-running gives byte-identical files (media: with the same PyAV build, which bundles FFmpeg and x264):
+ids come from seeded generators, media from obv_eval.data.synth. Video metadata in the rows describes
+the bundled clips themselves.
 """
 
 from __future__ import annotations
@@ -699,6 +701,11 @@ def check(out: Path) -> int:
                 problems.append(f"missing: {rel}")
             elif not filecmp.cmp(committed, fresh / rel, shallow=False):
                 problems.append(f"differs: {rel}")
+        # Files a build no longer writes (renamed samples) would linger unnoticed; README.md is by hand.
+        present = {p.relative_to(out) for p in out.rglob("*") if p.is_file()} if out.is_dir() else set()
+        problems += [
+            f"not generated: {rel}" for rel in sorted(present - set(expected)) if rel.name != "README.md"
+        ]
     for line in problems:
         print(line, file=sys.stderr)
     if problems:

