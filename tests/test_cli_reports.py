@@ -1,0 +1,64 @@
+"""leaderboard, regress and rescore from the command line, on committed fixture runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from obv_eval.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "runs"
+BASE = FIXTURES / "qwen2vl-2b" / "fixture-base"
+TUNED = FIXTURES / "qwen2vl-2b-obv" / "fixture-obv"
+
+
+def test_leaderboard_writes_every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["leaderboard", str(BASE), str(TUNED), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "qwen2vl-2b-obv" in out and "study: Qwen2-VL-7B-biomed" in out
+    html = (tmp_path / "leaderboard.html").read_text()
+    assert "qwen2vl-2b" in html and "MIMICEchoQA" in html and "data:image/png;base64," in html
+    assert (tmp_path / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "98.7" in (tmp_path / "leaderboard.md").read_text()  # the study's 2B video headline, reproduced
+
+
+def test_regress_passes_on_itself_and_fails_on_an_injected_drop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["regress", "--baseline", str(BASE), str(BASE)]) == 0
+    dropped = tmp_path / "dropped"
+    shutil.copytree(BASE, dropped)
+    lines = (dropped / "samples.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    for record in records:  # every mimicechoqa item now wrong
+        if record["task"] == "mimicechoqa":
+            record["scores"]["accuracy"] = 0.0
+    (dropped / "samples.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    results = json.loads((dropped / "results.json").read_text())
+    results["tasks"]["mimicechoqa"]["metrics"]["accuracy"].update(mean=0.0, ci_low=0.0, ci_high=0.0, se=0.0)
+    (dropped / "results.json").write_text(json.dumps(results))
+    capsys.readouterr()
+    assert main(["regress", "--baseline", str(BASE), str(dropped)]) == 1
+    assert "mimicechoqa" in capsys.readouterr().out
+
+
+def test_regress_fails_when_items_go_missing(tmp_path: Path) -> None:
+    fewer = tmp_path / "fewer"
+    shutil.copytree(BASE, fewer)
+    from obv_eval.results import read_results, read_samples, summarize_tasks, write_results
+
+    records = [r for r in read_samples(fewer) if not (r["task"] == "pubmedqa" and r["doc_id"] < 5)]
+    (fewer / "samples.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    results = read_results(fewer / "results.json")
+    primaries = {name: task["primary_metric"] for name, task in results["tasks"].items()}
+    results["tasks"] = summarize_tasks(records, primaries)
+    write_results(fewer / "results.json", results)
+    assert main(["regress", "--baseline", str(BASE), str(fewer)]) == 1
+
+
+def test_not_a_run_folder_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["regress", "--baseline", str(tmp_path), str(BASE)]) == 2
+    assert "not a run folder" in capsys.readouterr().err

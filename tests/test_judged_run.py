@@ -1,0 +1,83 @@
+"""A run judged by an OpenAI-compatible server: verdicts become accuracy, rescore cached, no key leaks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_chat_server import FakeChatServer, Fault
+
+from obv_eval.cli import main
+
+SECRET = "sk-test-SECRET123"
+
+
+def verdict_by_question(request: dict[str, Any]) -> str:
+    # Deterministic: 1 for questions mentioning the gallbladder, 0 otherwise.
+    text = json.dumps(request["messages"])
+    return json.dumps({"verdict": 1 if "gallbladder" in text else 0})
+
+
+def test_judged_run_then_rescore_makes_no_calls(
+    tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JUDGE_KEY", SECRET)
+    cache = tmp_path / "judge.sqlite"
+    with FakeChatServer(verdict_by_question) as server:
+        judge = [
+            "--judge-base-url",
+            server.base_url,
+            "--judge-model",
+            "open-judge",
+            "--judge-api-key-env",
+            "JUDGE_KEY",
+        ]
+        args = [
+            "--model",
+            "tiny-qwen2vl",
+            "--tasks",
+            "surgeryvqa",
+            "--output-dir",
+            str(tmp_path),
+            "--no-progress",
+        ]
+        assert main([*args, "--run-id", "judged", "--judge-cache", str(cache), *judge]) == 0
+        first_calls = server.calls
+        run = tmp_path / "tiny-qwen2vl" / "judged"
+        results = json.loads((run / "results.json").read_text())
+        assert first_calls == 8
+        assert all(r.headers.get("authorization") == f"Bearer {SECRET}" for r in server.chat_requests)
+
+        before = (run / "samples.jsonl").read_bytes()
+        assert main(["rescore", str(run), "--judge-cache", str(cache), "--no-progress", *judge]) == 0
+        assert server.calls == first_calls  # every verdict came from the cache
+        assert (run / "samples.jsonl").read_bytes() == before
+        assert json.loads((run / "results.json").read_text())["tasks"] == results["tasks"]
+
+    task = results["tasks"]["surgeryvqa"]
+    questions = [json.loads(line)["question"] for line in before.decode().splitlines()]
+    expected = sum("gallbladder" in q for q in questions) / len(questions)
+    assert task["unscored"] == 0 and task["metrics"]["accuracy"]["mean"] == pytest.approx(expected)
+    assert results["provenance"]["judge"]["settings"]["model"] == "open-judge"
+    for path in [*run.iterdir(), cache]:
+        assert SECRET not in path.read_bytes().decode("utf-8", errors="replace"), path
+    captured = capsys.readouterr()
+    assert SECRET not in captured.out + captured.err
+
+
+def test_judge_outage_is_unscored_and_fails_the_error_budget(tmp_path: Path, tiny_model_path: Path) -> None:
+    with FakeChatServer(fault_fn=lambda call, request: Fault.SERVER_ERROR) as server:
+        code = main(
+            ["--model", "tiny-qwen2vl", "--tasks", "surgeryvqa", "--output-dir", str(tmp_path),
+             "--no-progress", "--run-id", "outage", "--judge-base-url", server.base_url,
+             "--judge-retries", "1", "--judge-timeout", "2", "--judge-cache", str(tmp_path / "c.sqlite")]
+        )  # fmt: skip
+    assert code == 1  # completed, but the judge left everything unscored
+    task = json.loads((tmp_path / "tiny-qwen2vl" / "outage" / "results.json").read_text())["tasks"][
+        "surgeryvqa"
+    ]
+    assert task["unscored"] == 8 and task["n"] == 8
+    records = [json.loads(line) for line in (tmp_path / "tiny-qwen2vl" / "outage" / "samples.jsonl").open()]
+    assert all("500" in r["judge_reason"] for r in records)
