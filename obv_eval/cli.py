@@ -48,9 +48,26 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-root", default=os.environ.get("OBV_EVAL_IMAGE_ROOT"))
     parser.add_argument("--output-dir", type=Path, default=Path("results/runs"))
     parser.add_argument("--run-id", help="default: the UTC time")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "hf", "vllm", "openai"),
+        help="auto: openai for --base-url and API models, else hf (transformers); vllm on a GPU",
+    )
+    parser.add_argument(
+        "--base-url", help="an OpenAI-compatible server already serving --model (e.g. vllm serve)"
+    )
+    parser.add_argument("--device", default="cpu", help="hf backend: cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--dtype", choices=("float32", "bfloat16", "float16"), help="default: float32 (hf), bfloat16 (vllm)"
+    )
+    parser.add_argument("--batch-size", type=int, default=4, help="hf backend batch size")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per engine")
+    parser.add_argument(
+        "--data-parallel-size", type=int, default=1, help="vllm: engines, one per GPU group (0: all GPUs)"
+    )
+    parser.add_argument("--max-model-len", type=int, default=32768, help="vllm: context length")
+    parser.add_argument("--concurrency", type=int, default=8, help="openai backend: requests in flight")
     parser.add_argument("--max-new-tokens", type=int, help="override every task's token budget")
     parser.add_argument("--limit", type=int, help="only the first N items of each task")
     parser.add_argument("--no-progress", action="store_true")
@@ -109,7 +126,12 @@ def cmd_run(argv: Sequence[str]) -> int:
         benchmarks = resolve_task_names(args.tasks)
     except UnknownTaskError as error:
         raise UsageError(str(error)) from error
-    if args.model not in MODELS and args.model_path is None and not Path(args.model).is_dir():
+    if (
+        args.model not in MODELS
+        and args.model_path is None
+        and args.base_url is None
+        and not Path(args.model).is_dir()
+    ):
         raise UsageError(f"unknown model {args.model!r}; valid: {', '.join(MODELS)} (or a checkpoint folder)")
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -122,9 +144,15 @@ def cmd_run(argv: Sequence[str]) -> int:
         image_root=args.image_root,
         output_dir=args.output_dir,
         run_id=args.run_id,
+        backend=args.backend,
+        base_url=args.base_url,
         device=args.device,
         dtype=args.dtype,
         batch_size=args.batch_size,
+        tensor_parallel_size=args.tensor_parallel_size,
+        data_parallel_size=args.data_parallel_size,
+        max_model_len=args.max_model_len,
+        concurrency=args.concurrency,
         max_new_tokens=args.max_new_tokens,
         limit=args.limit,
         progress=not args.no_progress,
@@ -134,7 +162,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     quiet_libraries()
     try:
         result = run(config, log=lambda line: print(line, file=sys.stderr))
-    except (ModelNotAvailable, DataSourceError) as error:
+    except (ModelNotAvailable, DataSourceError, ImportError) as error:
         raise UsageError(str(error)) from error
     print(render_summary(result.results))
     print(f"\nwrote {result.run_dir / 'results.json'} and {result.run_dir / 'samples.jsonl'}")
@@ -371,7 +399,9 @@ def cmd_data(argv: Sequence[str]) -> int:
     prepare.add_argument("--out", type=Path, help="clip folder; default: the dataset's video root")
     prepare.add_argument("--no-progress", action="store_true")
     _source_arguments(prepare)
-    sub.add_parser("overlap", help="training clips that share source videos with benchmark items", add_help=False)
+    sub.add_parser(
+        "overlap", help="training clips that share source videos with benchmark items", add_help=False
+    )
     if list(argv[:1]) == ["overlap"]:
         from obv_eval.data.overlap import main as overlap_main
 

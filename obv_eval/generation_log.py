@@ -12,21 +12,12 @@ import json
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from obv_eval.backends.base import GenerationOutput, GenerationRequest
-
-
-class Backend(Protocol):
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        progress: bool = True,
-        on_batch: Callable[[list[GenerationOutput]], None] | None = None,
-    ) -> list[GenerationOutput]: ...
+from obv_eval.backends.base import Backend, GenerationOutput, GenerationRequest
 
 
 class GenerationLog:

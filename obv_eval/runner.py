@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import platform
 import subprocess
 import time
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from obv_eval.benchmarks import BENCHMARKS, Benchmark
+from obv_eval.generation_log import GenerationLog
 from obv_eval.judge import Judge, JudgeCache, JudgeConfig, judge_available, rescore_samples
-from obv_eval.registry import resolve_model
+from obv_eval.registry import ModelNotAvailable, ResolvedModel, resolve_model
 from obv_eval.results import build_results, summarize_task, write_results
 from obv_eval.sources import DataSource, current_data_source, parse_data_source, set_data_source
 from obv_eval.sources import tasks_package_dir as _tasks_package_dir
@@ -44,8 +46,14 @@ class RunConfig:
     image_root: str | None = None
     output_dir: Path = Path("results/runs")
     run_id: str | None = None
+    backend: str = "auto"  # auto | hf | vllm | openai
+    base_url: str | None = None  # an OpenAI-compatible server (implies the openai backend)
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str | None = None  # None: float32 for hf, bfloat16 for vllm
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    max_model_len: int = 32768
+    concurrency: int = 8
     batch_size: int = 4
     max_new_tokens: int | None = None  # None: each task's own budget
     limit: int | None = None
@@ -76,29 +84,70 @@ def default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
+def choose_backend(config: RunConfig, api_model: bool) -> str:
+    if config.backend != "auto":
+        return config.backend
+    return "openai" if config.base_url or api_model else "hf"
+
+
+def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> Any:
+    """The lmms-eval model for the chosen backend; every backend builds the same conversation."""
+    from obv_eval.model_adapters.hf import ObvHF
+    from obv_eval.model_adapters.openai import ObvOpenAI
+    from obv_eval.model_adapters.vllm import ObvVLLM
+
+    pretrained = str(resolved.path) if config.model_path else config.model
+    common: dict[str, Any] = {"progress": config.progress, **config.model_args}
+    if backend == "openai":
+        if config.base_url is None and not os.environ.get("OPENAI_API_KEY"):
+            raise ModelNotAvailable(f"{config.model}: the OpenAI API needs OPENAI_API_KEY (or pass --base-url)")
+        return ObvOpenAI(
+            pretrained=config.model, base_url=config.base_url, concurrency=config.concurrency, **common
+        )
+    if backend == "vllm":
+        return ObvVLLM(
+            pretrained=pretrained,
+            dtype=config.dtype or "bfloat16",
+            tensor_parallel_size=config.tensor_parallel_size,
+            data_parallel_size=config.data_parallel_size,
+            max_model_len=config.max_model_len,
+            **common,
+        )
+    return ObvHF(
+        pretrained=pretrained,
+        device=config.device,
+        dtype=config.dtype or "float32",
+        batch_size=config.batch_size,
+        **common,
+    )
+
+
 def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
-    from obv_eval.model_adapters.hf import ObvHF
-
     benchmarks = [BENCHMARKS[name] for name in config.benchmarks]
     source = data_source_for(config)
     set_data_source(source)
-    resolved = resolve_model(config.model, config.model_path)
+    served = config.base_url is not None
+    # A model behind a server need not be on this machine.
+    resolved = (
+        ResolvedModel(config.model, None, api=True)
+        if served
+        else resolve_model(config.model, config.model_path)
+    )
+    backend = choose_backend(config, resolved.api)
     run_id = config.run_id or default_run_id()
     run_dir = Path(config.output_dir) / _safe_name(config.model) / run_id
-    log(f"obv-eval: model {config.model} | data {source.describe()} | run {run_dir}")
-
-    adapter_args: dict[str, Any] = {
-        "pretrained": str(resolved.path) if config.model_path else config.model,
-        "device": config.device,
-        "dtype": config.dtype,
-        "batch_size": config.batch_size,
-        "progress": config.progress,
-        **config.model_args,
-    }
-    adapter = ObvHF(**adapter_args)
+    generations = run_dir / "generations.jsonl"
+    resuming = generations.exists()
+    log(
+        f"obv-eval: model {config.model} ({backend}) | data {source.describe()} | run {run_dir}"
+        + (" | resuming" if resuming else "")
+    )
+    adapter = build_adapter(config, backend, resolved)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    adapter.generation_log = GenerationLog(generations)
     task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, verbosity="ERROR")
     started = time.time()
     gen_kwargs = f"max_new_tokens={config.max_new_tokens}" if config.max_new_tokens else None
@@ -124,12 +173,12 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     provenance["model"]["weights_sha256"] = weights_fingerprint(resolved.path, resolved.adapter_path)
     provenance["model"]["adapter_path"] = str(resolved.adapter_path) if resolved.adapter_path else None
     provenance["model"]["training_manifest"] = training_manifest(resolved.adapter_path or resolved.path)
+    provenance["resumed"] = resuming
     provenance["generation"] = adapter.backend.generation.to_dict()
     provenance["media"] = adapter.backend.media.to_dict()
     records, results = score_run(
         records, run_id, config.model, provenance, config.judge, config.progress, log, fingerprints
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_samples(run_dir / "samples.jsonl", records)
     write_results(run_dir / "results.json", results)
     return RunResult(run_dir, results, records)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -57,6 +58,22 @@ class GenerationOutput:
     output_tokens: int | None = None
     frames: list[int] = field(default_factory=list)  # sampled frames per video
     error: str | None = None
+
+
+class Backend(Protocol):
+    """What the adapters and the generation log need of a backend (transformers, vLLM, OpenAI)."""
+
+    generation: GenerationSettings
+    media: MediaSettings
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        progress: bool = ...,
+        on_batch: Callable[[list[GenerationOutput]], None] | None = ...,
+    ) -> list[GenerationOutput]: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -97,9 +97,13 @@ class HFBackend:
         self,
         requests: Sequence[GenerationRequest],
         progress: bool = True,
-        on_output: Callable[[GenerationOutput], None] | None = None,
+        on_batch: Callable[[list[GenerationOutput]], None] | None = None,
     ) -> list[GenerationOutput]:
-        """Generate for every request; an item whose media cannot be loaded fails alone."""
+        """Generate for every request; an item whose media cannot be loaded fails alone.
+
+        `on_batch` receives each finished batch (a failed item is a batch of its own), so a caller
+        can log outputs as they are produced.
+        """
         outputs: dict[int, GenerationOutput] = {}
         ready: list[tuple[int, GenerationRequest, LoadedVisuals, str]] = []
         for index, request in enumerate(requests):
@@ -107,8 +111,8 @@ class HFBackend:
                 visuals = load_visuals(request.visuals, self.media)
             except MediaError as error:
                 outputs[index] = GenerationOutput(request.key, "", error=f"MediaError: {error}")
-                if on_output:
-                    on_output(outputs[index])
+                if on_batch:
+                    on_batch([outputs[index]])
                 continue
             prompt = render_prompt(self.processor, build_messages(request.text, visuals.kinds))
             ready.append((index, request, visuals, prompt))
@@ -120,11 +124,11 @@ class HFBackend:
         bar = tqdm(total=len(requests), desc="generating", disable=not progress, initial=len(outputs))
         for start in range(0, len(ready), self.batch_size):
             batch = ready[start : start + self.batch_size]
-            for output in self._generate_batch(batch, config):
-                index = next(i for i, req, _, _ in batch if req.key == output.key)
+            produced = self._generate_batch(batch, config)
+            for (index, *_), output in zip(batch, produced, strict=True):
                 outputs[index] = output
-                if on_output:
-                    on_output(output)
+            if on_batch:
+                on_batch(produced)
             bar.update(len(batch))
         bar.close()
         return [outputs[i] for i in range(len(requests))]
@@ -133,7 +137,8 @@ class HFBackend:
     def _generate_batch(
         self, batch: list[tuple[int, GenerationRequest, LoadedVisuals, str]], config: Any
     ) -> list[GenerationOutput]:
-        videos = [video.frames for _, _, visuals, _ in batch for video in visuals.videos]
+        # Cached frames are shared and read-only; torch wants its own writable copy.
+        videos = [video.frames.copy() for _, _, visuals, _ in batch for video in visuals.videos]
         images = [image for _, _, visuals, _ in batch for image in visuals.images]
         inputs = self.processor(
             text=[prompt for *_, prompt in batch],

@@ -12,6 +12,7 @@ one engine on a shard of the items; the parent merges their outputs by (task, do
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.util
 import json
 import os
@@ -124,7 +125,9 @@ class ShardResult:
     error: str | None = None  # why its worker stopped early; the outputs it wrote are kept
 
 
-def merge_outputs(requests: Sequence[GenerationRequest], shards: Sequence[ShardResult]) -> list[GenerationOutput]:
+def merge_outputs(
+    requests: Sequence[GenerationRequest], shards: Sequence[ShardResult]
+) -> list[GenerationOutput]:
     """Outputs in the order of `requests`, matched by (task, doc_id).
 
     An item whose worker died before answering it fails alone with the worker's reason; nothing is
@@ -219,6 +222,8 @@ class VLLMBackend:
     ) -> None:
         """`data_parallel_size` 0 means one engine per group of `tensor_parallel_size` visible GPUs."""
         require_vllm()
+        from transformers import AutoProcessor
+
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
         self.model_path = Path(model_path)
@@ -239,7 +244,11 @@ class VLLMBackend:
         if dp < 0:
             raise ValueError(f"data_parallel_size must be 0 (all GPUs) or positive, got {dp}")
         self.data_parallel_size = dp
+        # The same processor (and chat template) the transformers backend renders with.
+        self.processor = AutoProcessor.from_pretrained(self.model_path)
+        self.eos_token_id = int(self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))
         self.llm: Any = None
+        self.lora_request: Any = None
         if dp == 1:
             self._start_engine()
 
@@ -279,16 +288,9 @@ class VLLMBackend:
         return {**args, **self.engine_kwargs}
 
     def _start_engine(self) -> None:
-        from transformers import AutoProcessor
-        from vllm import LLM, SamplingParams
+        from vllm import LLM
 
-        # The same processor (and chat template) the transformers backend renders with.
-        self.processor = AutoProcessor.from_pretrained(self.model_path)
-        eos = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        self.sampling = sampling_params_dict(self.generation, [eos])
-        self._sampling_params = SamplingParams(**self.sampling)
         self.llm = LLM(**self.engine_args())
-        self.lora_request = None
         if self.adapter_path is not None:
             from vllm.lora.request import LoRARequest
 
@@ -306,7 +308,7 @@ class VLLMBackend:
             "limit_mm_per_prompt": self.limit_mm_per_prompt,
             "lora": self.adapter_path is not None,
             "seed": self.seed,
-            "sampling": sampling_params_dict(self.generation),
+            "sampling": sampling_params_dict(self.generation, [self.eos_token_id]),
         }
 
     # -- generation ---------------------------------------------------------------------------
@@ -314,67 +316,77 @@ class VLLMBackend:
         self,
         requests: Sequence[GenerationRequest],
         progress: bool = True,
-        on_output: Callable[[GenerationOutput], None] | None = None,
+        on_batch: Callable[[list[GenerationOutput]], None] | None = None,
     ) -> list[GenerationOutput]:
         """Generate for every request; an item whose media or prompt fails, fails alone."""
         if self.data_parallel_size > 1:
-            return self._generate_data_parallel(requests, progress, on_output)
-        if self.generation.to_dict() != self._generation_used():
-            self._refresh_sampling()
+            return self._generate_data_parallel(requests, progress, on_batch)
+        from vllm import SamplingParams
+
+        # Built per call: the lmms-eval adapter may set a task's token budget between calls.
+        self._sampling_params = SamplingParams(**sampling_params_dict(self.generation, [self.eos_token_id]))
+        chunks = [
+            requests[start : start + self.chunk_size] for start in range(0, len(requests), self.chunk_size)
+        ]
         outputs: list[GenerationOutput] = []
         bar = tqdm(total=len(requests), desc="generating (vLLM)", disable=not progress)
-        for start in range(0, len(requests), self.chunk_size):
-            for output in self._generate_chunk(requests[start : start + self.chunk_size]):
-                outputs.append(output)
-                if on_output:
-                    on_output(output)
-                bar.update(1)
+        # Frames for the next chunk are decoded (CPU) while the engine generates the current one (GPU).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as loader:
+            pending = loader.submit(self._prepare, chunks[0]) if chunks else None
+            for index in range(len(chunks)):
+                assert pending is not None
+                prepared = pending.result()
+                pending = loader.submit(self._prepare, chunks[index + 1]) if index + 1 < len(chunks) else None
+                for output in self._generate_prepared(prepared):
+                    outputs.append(output)
+                    if on_batch:
+                        on_batch([output])  # items are independent here: each is a batch of one
+                    bar.update(1)
         bar.close()
         return outputs
 
-    def _generation_used(self) -> dict[str, Any]:
-        return getattr(self, "_generation_snapshot", {})
-
-    def _refresh_sampling(self) -> None:
-        # The lmms-eval adapter may change the token budget between calls (a task's max_new_tokens).
-        from vllm import SamplingParams
-
-        eos = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        self.sampling = sampling_params_dict(self.generation, [eos])
-        self._sampling_params = SamplingParams(**self.sampling)
-        self._generation_snapshot = self.generation.to_dict()
-
-    def _generate_chunk(self, chunk: Sequence[GenerationRequest]) -> list[GenerationOutput]:
-        results: list[GenerationOutput | None] = [None] * len(chunk)
-        ready: list[tuple[int, dict[str, Any], list[int]]] = []
-        for index, request in enumerate(chunk):
+    def _prepare(self, chunk: Sequence[GenerationRequest]) -> list[_Prepared]:
+        """Each item's vLLM inputs, or its media failure."""
+        prepared = []
+        for request in chunk:
             try:
                 visuals = load_visuals(request.visuals, self.media)
             except MediaError as error:
-                results[index] = GenerationOutput(request.key, "", error=f"MediaError: {error}")
+                prepared.append(_Prepared(request, error=f"MediaError: {error}"))
                 continue
-            inputs = vllm_inputs(request.text, visuals, self.processor)
-            ready.append((index, inputs, [video.num_frames for video in visuals.videos]))
+            frames = [video.num_frames for video in visuals.videos]
+            prepared.append(_Prepared(request, vllm_inputs(request.text, visuals, self.processor), frames))
+        return prepared
+
+    def _generate_prepared(self, chunk: list[_Prepared]) -> list[GenerationOutput]:
+        ready = [(index, item.inputs) for index, item in enumerate(chunk) if item.inputs is not None]
+        results: dict[int, Any] = {}
         if ready:
+            prompts = [inputs for _, inputs in ready]
             try:
-                produced = self._run([inputs for _, inputs, _ in ready])
+                batch = self._run(prompts)
             except Exception:
                 # vLLM rejects a whole batch for one bad prompt (too long, too many visuals): run
                 # the items one by one so only the bad one fails.
-                produced = [self._run_one(inputs) for _, inputs, _ in ready]
-            for (index, inputs, frames), result in zip(ready, produced, strict=True):
-                request = chunk[index]
-                if isinstance(result, str):
-                    results[index] = GenerationOutput(request.key, "", prompt=inputs["prompt"], error=result)
-                else:
-                    results[index] = _to_output(request.key, inputs["prompt"], frames, result)
-        return [output for output in results if output is not None]
+                batch = [self._run_one(prompt) for prompt in prompts]
+            results = {index: result for (index, _), result in zip(ready, batch, strict=True)}
+        outputs = []
+        for index, item in enumerate(chunk):
+            key = item.request.key
+            if item.inputs is None:
+                outputs.append(GenerationOutput(key, "", error=item.error))
+            elif isinstance(results[index], str):
+                prompt = item.inputs["prompt"]
+                outputs.append(
+                    GenerationOutput(key, "", prompt=prompt, frames=item.frames, error=results[index])
+                )
+            else:
+                outputs.append(_to_output(key, item.inputs["prompt"], item.frames, results[index]))
+        return outputs
 
     def _run(self, prompts: list[dict[str, Any]]) -> list[Any]:
         return list(
-            self.llm.generate(
-                prompts, self._sampling_params, use_tqdm=False, lora_request=self.lora_request
-            )
+            self.llm.generate(prompts, self._sampling_params, use_tqdm=False, lora_request=self.lora_request)
         )
 
     def _run_one(self, prompt: dict[str, Any]) -> Any:
@@ -384,53 +396,71 @@ class VLLMBackend:
             return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
 
     # -- data parallel ------------------------------------------------------------------------
+    def _start_worker(self, index: int, gpus: str, requests: list[GenerationRequest], tmp: Path) -> _Worker:
+        folder = tmp / f"worker-{index}"
+        folder.mkdir()
+        with (folder / "job.pkl").open("wb") as handle:
+            pickle.dump({"backend": self._worker_kwargs(), "requests": requests}, handle)
+        env = {
+            **os.environ,
+            "CUDA_VISIBLE_DEVICES": gpus,
+            "VLLM_PORT": str(_WORKER_PORT_BASE + _WORKER_PORT_STRIDE * index),
+        }
+        log = (folder / "worker.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "obv_eval.backends.vllm", "worker", str(folder)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return _Worker(index, gpus, folder, process, log)
+
     def _generate_data_parallel(
         self,
         requests: Sequence[GenerationRequest],
         progress: bool,
-        on_output: Callable[[GenerationOutput], None] | None,
+        on_batch: Callable[[list[GenerationOutput]], None] | None,
     ) -> list[GenerationOutput]:
         groups = device_groups(visible_gpus(), self.tensor_parallel_size, self.data_parallel_size)
         shards = [ShardResult(list(part)) for part in shard_requests(requests, len(groups))]
         bar = tqdm(total=len(requests), desc=f"generating (vLLM x{len(groups)})", disable=not progress)
+        workers: list[_Worker] = []
         with tempfile.TemporaryDirectory(prefix="obv-vllm-dp-") as tmp:
-            workers = []
-            for index, (group, shard) in enumerate(zip(groups, shards, strict=True)):
-                if not shard.requests:
-                    continue
-                folder = Path(tmp) / f"worker-{index}"
-                folder.mkdir()
-                with (folder / "job.pkl").open("wb") as handle:
-                    pickle.dump({"backend": self._worker_kwargs(), "requests": shard.requests}, handle)
-                env = {
-                    **os.environ,
-                    "CUDA_VISIBLE_DEVICES": group,
-                    "VLLM_PORT": str(_WORKER_PORT_BASE + _WORKER_PORT_STRIDE * index),
-                }
-                log = (folder / "worker.log").open("wb")
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "obv_eval.backends.vllm", "worker", str(folder)],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                workers.append(_Worker(index, group, folder, process, log))
-            while workers:
-                for worker in list(workers):
-                    done = worker.process.poll() is not None
-                    for output in worker.read_new():  # after poll(): a finished worker is read to the end
-                        shards[worker.index].outputs.append(output)
-                        if on_output:
-                            on_output(output)
-                        bar.update(1)
-                    if done:
-                        worker.log.close()
-                        if worker.process.returncode != 0:
-                            shards[worker.index].error = worker.failure()
-                        workers.remove(worker)
-                time.sleep(0.5)
+            try:
+                for index, (group, shard) in enumerate(zip(groups, shards, strict=True)):
+                    if shard.requests:
+                        workers.append(self._start_worker(index, group, shard.requests, Path(tmp)))
+                running = list(workers)
+                while running:
+                    for worker in list(running):
+                        done = worker.process.poll() is not None
+                        for output in worker.read_new():  # after poll(): a finished worker is read to the end
+                            shards[worker.index].outputs.append(output)
+                            if on_batch:
+                                on_batch([output])  # items are independent here: each is a batch of one
+                            bar.update(1)
+                        if done:
+                            if worker.process.returncode != 0:
+                                shards[worker.index].error = worker.failure()
+                            running.remove(worker)
+                    if running:
+                        time.sleep(0.5)
+            finally:
+                for worker in workers:  # interrupted: no worker may outlive the run holding a GPU
+                    if worker.process.poll() is None:
+                        worker.process.terminate()
+                        worker.process.wait()
+                    worker.log.close()
         bar.close()
         return merge_outputs(requests, shards)
+
+
+@dataclass
+class _Prepared:
+    request: GenerationRequest
+    inputs: dict[str, Any] | None = None  # None: the media failed
+    frames: list[int] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass
@@ -457,7 +487,8 @@ class _Worker:
     def failure(self) -> str:
         lines = (self.folder / "worker.log").read_text(errors="replace").strip().splitlines()
         last = lines[-1] if lines else "no output"
-        return f"data-parallel worker {self.index} (GPUs {self.gpus}) exited with code {self.process.returncode}: {last}"
+        code = self.process.returncode
+        return f"data-parallel worker {self.index} (GPUs {self.gpus}) exited with code {code}: {last}"
 
 
 def _to_output(key: tuple[str, int], prompt: str, frames: list[int], result: Any) -> GenerationOutput:
@@ -500,11 +531,11 @@ def _worker_main(folder: Path) -> int:
     backend = VLLMBackend(**job["backend"])
     with (folder / "outputs.jsonl").open("w", encoding="utf-8") as sink:
 
-        def write(output: GenerationOutput) -> None:
-            sink.write(output_to_json(output) + "\n")
+        def write(outputs: list[GenerationOutput]) -> None:
+            sink.writelines(output_to_json(output) + "\n" for output in outputs)
             sink.flush()  # the parent streams these lines while the worker runs
 
-        backend.generate(job["requests"], progress=False, on_output=write)
+        backend.generate(job["requests"], progress=False, on_batch=write)
     return 0
 
 

@@ -1,0 +1,92 @@
+"""What every obv lmms-eval model shares: unpacking lmms-eval's requests for a generation backend.
+
+A subclass only builds `self.backend` (anything with generate/describe and the generation and media
+settings, see `Backend`); this class turns lmms-eval Instances into GenerationRequests, runs them,
+keeps every GenerationOutput in `self.outputs` for the runner's per-item records, and reports failed
+items through obv_eval.failures so they are scored 0 and counted, never dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
+from lmms_eval.api.model import lmms
+
+from obv_eval.backends.base import (
+    Backend,
+    GenerationOutput,
+    GenerationRequest,
+    MediaSettings,
+)
+from obv_eval.failures import failure_text
+from obv_eval.generation_log import GenerationLog, generate_resumable
+from obv_eval.media import ImageSettings, VideoSettings
+
+
+def media_settings(fps: float, min_frames: int, max_frames: int) -> MediaSettings:
+    """The frame sampler's settings from --model_args (strings arrive as numbers or text)."""
+    return MediaSettings(
+        video=VideoSettings(fps=float(fps), min_frames=int(min_frames), max_frames=int(max_frames)),
+        image=ImageSettings(),
+    )
+
+
+class ObvModel(lmms):
+    """Base of obv_hf, obv_vllm and obv_openai; subclasses set `adapter_id` and `backend`."""
+
+    is_simple = True
+    adapter_id = "obv"
+    backend: Backend
+
+    def __init__(self, progress: bool = True) -> None:
+        super().__init__()
+        self.progress = bool(progress)
+        self.outputs: dict[tuple[str, int], GenerationOutput] = {}
+        # Set by the runner: outputs are logged as produced, and a resumed run reuses them.
+        self.generation_log: GenerationLog | None = None
+
+    def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
+        prepared: list[GenerationRequest] = []
+        failures: dict[int, str] = {}
+        for index, request in enumerate(requests):
+            context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
+            self._check_gen_kwargs(gen_kwargs)
+            try:
+                visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
+            except Exception as error:  # a bad row must fail its item, not the run
+                failures[index] = f"{type(error).__name__}: {error}"
+                visuals = []
+            prepared.append(GenerationRequest((task, int(doc_id)), str(context), tuple(visuals)))
+        todo = [req for i, req in enumerate(prepared) if i not in failures]
+        produced = generate_resumable(self.backend, todo, self.generation_log, self.progress)
+        results = []
+        for index, request in enumerate(prepared):
+            if index in failures:
+                output = GenerationOutput(request.key, "", error=failures[index])
+            else:
+                output = produced[request.key]
+            self.outputs[request.key] = output
+            text = failure_text(output.error) if output.error else output.text
+            results.append(GenerationResult(text, TokenCounts(output.prompt_tokens, output.output_tokens)))
+        return results
+
+    def _check_gen_kwargs(self, gen_kwargs: dict[str, Any]) -> None:
+        # The task's token budget wins; anything that would stop greedy decoding is refused.
+        if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature", 0) or 0) > 0:
+            raise ValueError(f"{self.adapter_id} decodes greedily; the task asked for sampling")
+        budget = gen_kwargs.get("max_new_tokens")
+        if budget is not None and int(budget) != self.backend.generation.max_new_tokens:
+            self.backend.generation = dataclasses.replace(self.backend.generation, max_new_tokens=int(budget))
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        raise NotImplementedError("obv tasks are generative; loglikelihood is not supported")
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
+        raise NotImplementedError("obv tasks are single-turn")
+
+
+def reject_unknown(adapter_id: str, kwargs: dict[str, Any]) -> None:
+    if kwargs:
+        raise ValueError(f"{adapter_id}: unknown model_args {sorted(kwargs)}")

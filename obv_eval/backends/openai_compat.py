@@ -1,0 +1,395 @@
+"""The OpenAI-compatible backend: a running vLLM server (`--base-url`) or the OpenAI API (gpt-4o).
+
+The harness sends its own frames (obv_eval.media), so a served model sees exactly what the offline
+backends see: a video as one ``video_url`` part holding a data URL of JPEG frames
+(``data:video/jpeg;base64,<f1>,<f2>,...``, which vLLM's server turns back into a frame array without
+re-sampling), or, for APIs without video input (OpenAI), as that many ``image_url`` parts. Images go
+as lossless PNG data URLs. The content order is conversation.build_messages' (visuals, then text);
+the server renders it with the model's chat template.
+
+Transport faults (connection errors, timeouts, 408/409/429/5xx) are retried with backoff by the
+official ``openai`` client (``max_retries``); whatever still fails becomes that item's
+GenerationOutput(error=...). Concurrency is bounded by a semaphore. The API key is read from the
+environment when a run starts and never appears in describe(), outputs or error text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextvars
+import io
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any, Literal, cast
+
+import numpy as np
+import openai
+from openai.types.chat import ChatCompletionMessageParam
+from PIL import Image
+from tqdm import tqdm
+
+from obv_eval.backends.base import (
+    GenerationOutput,
+    GenerationRequest,
+    GenerationSettings,
+    LoadedVisuals,
+    MediaSettings,
+    load_visuals,
+)
+from obv_eval.conversation import ChatTemplater, Message, build_messages, render_prompt
+from obv_eval.judge.config import OPENAI_BASE_URL, sanitize_endpoint
+from obv_eval.media import MediaError
+
+log = logging.getLogger(__name__)
+
+VideoMode = Literal["video", "frames"]
+ServerKind = Literal["vllm", "openai"]
+VIDEO_MODES: tuple[VideoMode, ...] = ("video", "frames")
+SERVER_KINDS: tuple[ServerKind, ...] = ("vllm", "openai")
+JPEG_QUALITY = 95
+# Servers without their own key (a local vLLM) still need a non-empty bearer for the client.
+_PLACEHOLDER_KEY = "EMPTY"
+_RETRIED_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+_MESSAGE_CHARS = 160
+
+# HTTP requests sent for the item handled by the current task (retries included), counted by an
+# httpx event hook that runs in the task sending the request.
+_attempts: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "obv_openai_attempts", default=None
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Deterministic media encoding
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def encode_png(image: Image.Image) -> str:
+    """Base64 PNG: lossless, and the same bytes for the same pixels (fixed compression, no metadata)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", compress_level=6, optimize=False)
+    return _b64(buffer.getvalue())
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> str:
+    """Base64 JPEG of one RGB frame, fixed quality and subsampling (same bytes for the same pixels)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(frame), mode="RGB").save(
+        buffer, format="JPEG", quality=quality, subsampling=0, optimize=False
+    )
+    return _b64(buffer.getvalue())
+
+
+def image_part(image: Image.Image) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + encode_png(image)}}
+
+
+def frame_part(frame: np.ndarray, quality: int = JPEG_QUALITY) -> dict[str, Any]:
+    return {
+        "type": "image_url",
+        "image_url": {"url": "data:image/jpeg;base64," + encode_jpeg(frame, quality)},
+    }
+
+
+def video_part(frames: np.ndarray, quality: int = JPEG_QUALITY) -> dict[str, Any]:
+    """One video as vLLM's server accepts it: a data URL of comma-separated base64 JPEG frames."""
+    url = "data:video/jpeg;base64," + ",".join(encode_jpeg(frame, quality) for frame in frames)
+    return {"type": "video_url", "video_url": {"url": url}}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure request building (golden-tested)
+
+
+def chat_messages(
+    text: str, visuals: LoadedVisuals, video_mode: VideoMode, jpeg_quality: int = JPEG_QUALITY
+) -> list[Message]:
+    """conversation.build_messages with each visual placeholder replaced by its data-URL part(s)."""
+    if video_mode not in VIDEO_MODES:
+        raise ValueError(f"video_mode {video_mode!r} is not one of {', '.join(VIDEO_MODES)}")
+    videos, images = iter(visuals.videos), iter(visuals.images)
+    messages = []
+    for message in build_messages(text, visuals.kinds):
+        content: list[dict[str, Any]] = []
+        for part in message["content"]:
+            if part["type"] == "video":
+                frames = next(videos).frames
+                if video_mode == "video":
+                    content.append(video_part(frames, jpeg_quality))
+                else:
+                    content.extend(frame_part(frame, jpeg_quality) for frame in frames)
+            elif part["type"] == "image":
+                content.append(image_part(next(images)))
+            else:
+                content.append(dict(part))
+        messages.append({**message, "content": content})
+    return messages
+
+
+def sampling_fields(settings: GenerationSettings, server: ServerKind) -> dict[str, Any]:
+    """Greedy decoding, explicit. vLLM's server also applies the checkpoint's generation_config
+    (Qwen2-VL-Instruct: top_k 1, repetition_penalty 1.05) unless told otherwise, so it gets vLLM's
+    extra fields too; the OpenAI API refuses unknown fields, so it gets only the standard ones."""
+    if settings.do_sample or settings.num_beams != 1:
+        raise ValueError("the OpenAI-compatible backend decodes greedily: do_sample=False, num_beams=1")
+    fields: dict[str, Any] = {
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "max_tokens": settings.max_new_tokens,
+        "seed": settings.seed,
+        "n": 1,
+    }
+    if server == "vllm":
+        fields["extra_body"] = {
+            "top_k": max(0, settings.top_k),
+            "min_p": 0.0,
+            "repetition_penalty": settings.repetition_penalty,
+            "skip_special_tokens": True,
+        }
+    return fields
+
+
+def chat_request(
+    text: str,
+    visuals: LoadedVisuals,
+    model: str,
+    settings: GenerationSettings,
+    video_mode: VideoMode,
+    server: ServerKind = "vllm",
+    jpeg_quality: int = JPEG_QUALITY,
+) -> dict[str, Any]:
+    """Keyword arguments of client.chat.completions.create for an item's already-loaded visuals."""
+    return {
+        "model": model,
+        "messages": chat_messages(text, visuals, video_mode, jpeg_quality),
+        **sampling_fields(settings, server),
+    }
+
+
+def build_chat_request(
+    request: GenerationRequest,
+    media: MediaSettings,
+    model: str,
+    settings: GenerationSettings,
+    video_mode: VideoMode,
+    server: ServerKind = "vllm",
+) -> dict[str, Any]:
+    """What the backend sends for one item; raises MediaError when its media cannot be loaded."""
+    return chat_request(
+        request.text, load_visuals(request.visuals, media), model, settings, video_mode, server
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The backend
+
+
+class OpenAICompatBackend:
+    name = "openai-compatible"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        server: ServerKind | None = None,
+        video_mode: VideoMode | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout_s: float = 120.0,
+        max_retries: int = 3,
+        generation: GenerationSettings | None = None,
+        media: MediaSettings | None = None,
+        templater: ChatTemplater | None = None,
+        jpeg_quality: int = JPEG_QUALITY,
+    ) -> None:
+        """`server` defaults to "openai" without a base_url and "vllm" with one; `video_mode` to
+        "video" for vLLM (Qwen2-VL's video input) and "frames" for OpenAI (no video input there).
+        `templater` (the served checkpoint's processor, when it is local) only renders the prompt
+        recorded with each output; the server renders its own."""
+        self.model = model
+        self.server: ServerKind = server or ("openai" if base_url is None else "vllm")
+        if self.server not in SERVER_KINDS:
+            raise ValueError(f"server {self.server!r} is not one of {', '.join(SERVER_KINDS)}")
+        self.video_mode: VideoMode = video_mode or ("video" if self.server == "vllm" else "frames")
+        if self.video_mode not in VIDEO_MODES:
+            raise ValueError(f"video_mode {self.video_mode!r} is not one of {', '.join(VIDEO_MODES)}")
+        # Explicit even for the OpenAI API, so OPENAI_BASE_URL in the environment cannot redirect it.
+        self.endpoint = sanitize_endpoint(base_url or OPENAI_BASE_URL)
+        self.api_key_env = api_key_env
+        if base_url is None and not os.environ.get(api_key_env):
+            raise ValueError(f"the OpenAI API needs a key: set {api_key_env} (or pass a --base-url server)")
+        if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
+            raise ValueError("concurrency >= 1, max_retries >= 0 and timeout_s > 0 are required")
+        self.concurrency = int(concurrency)
+        self.timeout_s = float(timeout_s)
+        self.max_retries = int(max_retries)
+        self.generation = generation or GenerationSettings()
+        self.media = media or MediaSettings()
+        self.templater = templater
+        self.jpeg_quality = int(jpeg_quality)
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance: what answered and how. Never the key."""
+        return {
+            "backend": self.name,
+            "server": self.server,
+            "model": self.model,
+            "endpoint": self.endpoint,
+            "video_mode": self.video_mode,
+            "jpeg_quality": self.jpeg_quality,
+            "concurrency": self.concurrency,
+            "timeout_s": self.timeout_s,
+            "max_retries": self.max_retries,
+            "openai": _version("openai"),
+            "sampling": sampling_fields(self.generation, self.server),
+        }
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        progress: bool = True,
+        on_batch: Callable[[list[GenerationOutput]], None] | None = None,
+    ) -> list[GenerationOutput]:
+        """One output per request, in order; a failed call or unreadable media fails that item alone."""
+        coroutine = self.agenerate(requests, progress, on_batch)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coroutine)
+        # Called from inside an event loop (a notebook): run ours in a thread of its own.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
+
+    async def agenerate(
+        self,
+        requests: Sequence[GenerationRequest],
+        progress: bool = True,
+        on_batch: Callable[[list[GenerationOutput]], None] | None = None,
+    ) -> list[GenerationOutput]:
+        async def count_request(request: object) -> None:  # an httpx request; only counted
+            counter = _attempts.get()
+            if counter is not None:
+                counter[0] += 1
+
+        api_key = os.environ.get(self.api_key_env) or _PLACEHOLDER_KEY
+        client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=self.endpoint,
+            timeout=self.timeout_s,
+            max_retries=self.max_retries,
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [count_request]}),
+        )
+        semaphore = asyncio.Semaphore(self.concurrency)
+        bar = tqdm(total=len(requests), desc=f"generating ({self.model})", disable=not progress)
+
+        async def run_one(request: GenerationRequest) -> GenerationOutput:
+            async with semaphore:
+                output = await self._one(client, request)
+            if on_batch:
+                on_batch([output])  # items are independent here: each is a batch of one
+            bar.update(1)
+            return output
+
+        try:
+            async with client:
+                return list(await asyncio.gather(*(run_one(request) for request in requests)))
+        finally:
+            bar.close()
+
+    async def _one(self, client: openai.AsyncOpenAI, request: GenerationRequest) -> GenerationOutput:
+        try:
+            # Decoding is blocking CPU work: off the event loop, so other items' calls proceed.
+            visuals = await asyncio.to_thread(load_visuals, request.visuals, self.media)
+        except MediaError as error:
+            return GenerationOutput(request.key, "", error=f"MediaError: {error}")
+        frames = [video.num_frames for video in visuals.videos]
+        prompt = self._prompt_record(request.text, visuals)
+        try:
+            body = await asyncio.to_thread(
+                chat_request,
+                request.text,
+                visuals,
+                self.model,
+                self.generation,
+                self.video_mode,
+                self.server,
+                self.jpeg_quality,
+            )
+            text, usage = await self._call(client, body)
+        except _CallFailed as failure:
+            return GenerationOutput(request.key, "", prompt=prompt, frames=frames, error=failure.reason)
+        except Exception as error:  # anything unexpected fails this item, never the run
+            reason = f"{type(error).__name__}: {self._redact(str(error))[:_MESSAGE_CHARS]}"
+            return GenerationOutput(request.key, "", prompt=prompt, frames=frames, error=reason)
+        return GenerationOutput(
+            request.key, text, prompt=prompt, prompt_tokens=usage[0], output_tokens=usage[1], frames=frames
+        )
+
+    async def _call(
+        self, client: openai.AsyncOpenAI, body: dict[str, Any]
+    ) -> tuple[str, tuple[int | None, int | None]]:
+        counter = [0]
+        _attempts.set(counter)  # each item runs in its own task: the value stays local to it
+        messages = cast("list[ChatCompletionMessageParam]", body.pop("messages"))
+        try:
+            response = await client.chat.completions.create(messages=messages, **body)
+        except openai.APIStatusError as error:
+            retries = max(counter[0] - 1, 0)
+            if error.status_code in _RETRIED_STATUSES:
+                raise _CallFailed(f"HTTP {error.status_code} after {retries} retries") from None
+            # Not retried (bad model name, bad request, bad key): the server's message says what to mend.
+            message = error.body.get("message") if isinstance(error.body, dict) else None
+            detail = self._redact(" ".join(str(message or error.message).split()))[:_MESSAGE_CHARS]
+            raise _CallFailed(f"HTTP {error.status_code}: {detail}") from None
+        except openai.APITimeoutError:
+            retries = max(counter[0] - 1, 0)
+            raise _CallFailed(f"timeout ({self.timeout_s:g} s) after {retries} retries") from None
+        except openai.APIConnectionError:
+            retries = max(counter[0] - 1, 0)
+            raise _CallFailed(f"connection error after {retries} retries") from None
+        except (json.JSONDecodeError, openai.APIResponseValidationError):
+            raise _CallFailed("malformed response body (not a chat completion)") from None
+        if not getattr(response, "choices", None):
+            raise _CallFailed("malformed response body (no choices)")
+        message = response.choices[0].message
+        if message.content is None:
+            refusal = f": refusal {message.refusal[:_MESSAGE_CHARS]!r}" if message.refusal else ""
+            raise _CallFailed(f"reply without content{refusal}")
+        usage = response.usage
+        tokens = (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (None, None)
+        return message.content.strip(), tokens
+
+    def _prompt_record(self, text: str, visuals: LoadedVisuals) -> str:
+        messages = build_messages(text, visuals.kinds)
+        if self.templater is not None:
+            return render_prompt(self.templater, messages)
+        # Without the checkpoint's template, the conversation itself (visual placeholders, no payload).
+        return json.dumps(messages, ensure_ascii=False)
+
+    def _redact(self, text: str) -> str:
+        key = os.environ.get(self.api_key_env)
+        return text.replace(key, "[redacted]") if key else text
+
+
+class _CallFailed(Exception):
+    """A call that failed for good; ``reason`` is safe to record (no key, no body)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,450 @@
+"""What each backend sends for a video, an image and a text item, pinned by golden files.
+
+The golden files (tests/golden/requests/*.json) hold the exact prompt, frame counts, frame sizes and
+sampling settings of the vLLM offline request and of the chat request sent to a vLLM server and to
+the OpenAI API. Regenerate them after an intended change with
+
+    OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py
+
+Also here: the transformers backend renders the same prompt as the vLLM request; the vLLM backend's
+generation loop, LoRA and data-parallel workers against a stand-in `vllm` package (the real one
+needs a GPU; scripts/vllm_parity.py checks that on one).
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import importlib.util
+import io
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from obv_eval.backends.base import GenerationOutput, GenerationRequest, GenerationSettings, MediaSettings
+from obv_eval.backends.openai_compat import build_chat_request
+from obv_eval.backends.vllm import (
+    VLLM_EXTRA_HINT,
+    ShardResult,
+    build_vllm_request,
+    device_groups,
+    merge_outputs,
+    output_from_json,
+    output_to_json,
+    sampling_params_dict,
+    shard_requests,
+)
+from obv_eval.conversation import render_prompt
+from obv_eval.sources import SAMPLES_DIR, MediaRef
+
+GOLDEN_DIR = Path(__file__).parent / "golden" / "requests"
+UPDATE = os.environ.get("OBV_EVAL_UPDATE_GOLDEN") == "1"
+SETTINGS = GenerationSettings(max_new_tokens=32)
+MEDIA = MediaSettings()
+
+ITEMS: dict[str, GenerationRequest] = {
+    "video": GenerationRequest(
+        ("obv_surgeryvqa", 0),
+        "What structure is retracted to expose the gallbladder?",
+        (MediaRef("video", "Qm7_vB2xKpL_112_115.mp4", str(SAMPLES_DIR / "media" / "surgeryvqa")),),
+    ),
+    "image": GenerationRequest(
+        ("obv_vqarad", 0),
+        "is there evidence of a pneumothorax?\nAnswer the question using a single word or phrase.",
+        (MediaRef("image", "synpic90001.png", str(SAMPLES_DIR / "media" / "vqarad")),),
+    ),
+    "text": GenerationRequest(
+        ("obv_pubmedqa", 0),
+        "Context: Statins lowered LDL in 80% of patients.\nQuestion: Do statins lower LDL?\n"
+        "Answer the question with yes, no, or maybe.",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_path: Path) -> Any:
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_model_path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Golden files
+
+
+def _summarize_url(url: str) -> str:
+    """A data URL as '<head>: [N frames] WxH' (the base64 itself depends on the JPEG library build)."""
+    head, _, payload = url.partition(",")
+    video = head == "data:video/jpeg;base64"
+    chunks = payload.split(",") if video else [payload]
+    sizes = {Image.open(io.BytesIO(base64.b64decode(chunk))).size for chunk in chunks}
+    assert len(sizes) == 1, "every frame of one video has one size"
+    (width, height) = sizes.pop()
+    return f"{head}: {len(chunks)} frames {width}x{height}" if video else f"{head}: {width}x{height}"
+
+
+def _summarize_chat(body: dict[str, Any]) -> dict[str, Any]:
+    messages = []
+    for message in body["messages"]:
+        content = []
+        for part in message["content"]:
+            if part["type"] in ("image_url", "video_url"):
+                content.append({"type": part["type"], "url": _summarize_url(part[part["type"]]["url"])})
+            else:
+                content.append(part)
+        messages.append({"role": message["role"], "content": content})
+    return {**{k: v for k, v in body.items() if k != "messages"}, "messages": messages}
+
+
+def _summarize_vllm(request: dict[str, Any], sampling: dict[str, Any]) -> dict[str, Any]:
+    data = request.get("multi_modal_data", {})
+    return {
+        "prompt": request["prompt"],
+        "videos": [{"shape": list(v.shape), "dtype": str(v.dtype)} for v in data.get("video", [])],
+        "images": [{"size": list(image.size), "mode": image.mode} for image in data.get("image", [])],
+        "sampling_params": sampling,
+    }
+
+
+def _golden(name: str, processor: Any) -> dict[str, Any]:
+    request = ITEMS[name]
+    eos = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return {
+        "item": {
+            "key": list(request.key),
+            "text": request.text,
+            "visuals": [str(v.path) for v in request.visuals],
+        },
+        "vllm_offline": _summarize_vllm(
+            build_vllm_request(request, processor, MEDIA), sampling_params_dict(SETTINGS, [eos])
+        ),
+        "vllm_server": _summarize_chat(
+            build_chat_request(request, MEDIA, "qwen2vl-7b", SETTINGS, "video", "vllm")
+        ),
+        "openai_api": _summarize_chat(
+            build_chat_request(request, MEDIA, "gpt-4o", SETTINGS, "frames", "openai")
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(ITEMS))
+def test_requests_match_golden_files(name: str, processor: Any) -> None:
+    actual = json.dumps(_golden(name, processor), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    path = GOLDEN_DIR / f"{name}.json"
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+        return
+    assert path.exists(), (
+        f"{path} is missing; create it with OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py"
+    )
+    expected = path.read_text(encoding="utf-8")
+    if actual != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True), actual.splitlines(keepends=True), str(path), "now"
+            )
+        )
+        pytest.fail(
+            f"the {name} request changed; if intended, run "
+            f"OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py\n{diff}"
+        )
+
+
+def test_golden_files_pin_what_matters(processor: Any) -> None:
+    # Guards the goldens themselves: a regenerated file that lost these would pin nothing.
+    video = json.loads((GOLDEN_DIR / "video.json").read_text())
+    frames = video["vllm_offline"]["videos"][0]["shape"][0]
+    assert frames >= 4 and frames % 2 == 0
+    assert "<|vision_start|><|video_pad|><|vision_end|>" in video["vllm_offline"]["prompt"]
+    assert video["vllm_server"]["messages"][0]["content"][0]["url"].startswith(
+        f"data:video/jpeg;base64: {frames} frame"
+    )
+    openai_parts = video["openai_api"]["messages"][0]["content"]
+    assert (
+        sum(p["type"] == "image_url" for p in openai_parts) == frames and openai_parts[-1]["type"] == "text"
+    )
+    assert "extra_body" not in video["openai_api"]  # the OpenAI API refuses vLLM's fields
+    assert video["vllm_server"]["extra_body"]["repetition_penalty"] == 1.0
+    sampling = video["vllm_offline"]["sampling_params"]
+    assert (sampling["temperature"], sampling["top_p"], sampling["max_tokens"]) == (0.0, 1.0, 32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# One conversation for every backend
+
+
+def test_hf_backend_renders_the_vllm_prompt(tiny_model_path: Path, processor: Any) -> None:
+    from obv_eval.backends.hf import HFBackend
+
+    backend = HFBackend(tiny_model_path, generation=GenerationSettings(max_new_tokens=2))
+    outputs = backend.generate(list(ITEMS.values()), progress=False)
+    for output, request in zip(outputs, ITEMS.values(), strict=True):
+        assert output.error is None
+        vllm_request = build_vllm_request(request, processor, MEDIA)
+        assert output.prompt == vllm_request["prompt"]
+        videos = vllm_request.get("multi_modal_data", {}).get("video", [])
+        assert output.frames == [len(v) for v in videos]
+
+
+@pytest.mark.parametrize("name", sorted(ITEMS))
+def test_server_renders_the_offline_prompt(name: str, processor: Any) -> None:
+    # vLLM's server turns each video_url / image_url part into a video / image placeholder of the
+    # chat template, in place; doing the same here must give the offline prompt exactly.
+    body = build_chat_request(ITEMS[name], MEDIA, "m", SETTINGS, "video", "vllm")
+    placeholders = {"video_url": {"type": "video"}, "image_url": {"type": "image"}}
+    messages = [
+        {**m, "content": [placeholders.get(p["type"], p) for p in m["content"]]} for m in body["messages"]
+    ]
+    assert render_prompt(processor, messages) == build_vllm_request(ITEMS[name], processor, MEDIA)["prompt"]
+
+
+def test_video_goes_as_one_video_of_the_sampled_frames(processor: Any) -> None:
+    request = build_vllm_request(ITEMS["video"], processor, MEDIA)
+    (video,) = request["multi_modal_data"]["video"]
+    assert "image" not in request["multi_modal_data"]
+    assert video.dtype == np.uint8 and video.ndim == 4 and video.shape[-1] == 3
+    assert video.shape[1] % 28 == 0 and video.shape[2] % 28 == 0  # already at Qwen2-VL's size
+    assert "multi_modal_data" not in build_vllm_request(ITEMS["text"], processor, MEDIA)
+
+
+def test_sampling_params_are_explicit_and_greedy() -> None:
+    params = sampling_params_dict(GenerationSettings(max_new_tokens=7, seed=3), [5])
+    assert params["temperature"] == 0.0 and params["top_p"] == 1.0 and params["top_k"] == 0
+    assert (params["max_tokens"], params["seed"], params["stop_token_ids"]) == (7, 3, [5])
+    assert params["repetition_penalty"] == 1.0 and params["n"] == 1
+    with pytest.raises(ValueError, match="greedily"):
+        sampling_params_dict(GenerationSettings(do_sample=True))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data parallel: sharding and merging
+
+
+def _requests(n: int) -> list[GenerationRequest]:
+    return [GenerationRequest(("t", i), f"q{i}") for i in range(n)]
+
+
+def test_shards_are_balanced_and_cover_every_item() -> None:
+    requests = _requests(10)
+    shards = shard_requests(requests, 3)
+    assert [len(s) for s in shards] == [4, 3, 3]
+    assert sorted(r.key for s in shards for r in s) == [r.key for r in requests]
+    assert shard_requests(requests[:1], 2) == [requests[:1], []]
+    with pytest.raises(ValueError):
+        shard_requests(requests, 0)
+
+
+def test_merge_restores_order_and_fails_unanswered_items_alone() -> None:
+    requests = _requests(5)
+    shards = [ShardResult(part) for part in shard_requests(requests, 2)]
+    # Worker 0 answered in its own order; worker 1 died after one item.
+    shards[0].outputs = [GenerationOutput(r.key, f"a{r.key[1]}") for r in reversed(shards[0].requests)]
+    shards[1].outputs = [GenerationOutput(shards[1].requests[0].key, "a1")]
+    shards[1].error = "worker 1 exited with code 3"
+    merged = merge_outputs(requests, shards)
+    assert [o.key for o in merged] == [r.key for r in requests]
+    assert [o.text for o in merged] == ["a0", "a1", "a2", "", "a4"]
+    assert merged[3].error is not None and "exited with code 3" in merged[3].error
+
+
+def test_merge_refuses_inconsistent_shards() -> None:
+    requests = _requests(3)
+    shards = [ShardResult(part) for part in shard_requests(requests, 2)]
+    shards[0].outputs = [GenerationOutput(("t", 1), "not mine")]
+    with pytest.raises(ValueError, match="not given"):
+        merge_outputs(requests, shards)
+    with pytest.raises(ValueError, match="distinct"):
+        merge_outputs([*requests, requests[0]], shards)
+    with pytest.raises(ValueError, match="exactly"):
+        merge_outputs(requests, shards[:1])
+
+
+def test_device_groups() -> None:
+    assert device_groups(["0", "1", "2", "3"], 1, 4) == ["0", "1", "2", "3"]
+    assert device_groups(["4", "5", "6", "7"], 2, 2) == ["4,5", "6,7"]
+    with pytest.raises(ValueError, match="need 4 GPUs"):
+        device_groups(["0", "1"], 2, 2)
+
+
+def test_outputs_survive_the_worker_file_format() -> None:
+    output = GenerationOutput(("obv_x", 3), "réponse", "p", 10, 2, [8], None)
+    assert output_from_json(output_to_json(output)) == output
+
+
+# ---------------------------------------------------------------------------------------------------
+# The backend itself, against a stand-in vllm package
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_without_vllm_the_error_names_the_extra(tiny_model_path: Path) -> None:
+    from obv_eval.backends.vllm import VLLMBackend
+
+    with pytest.raises(ImportError) as info:
+        VLLMBackend(tiny_model_path)
+    assert str(info.value) == VLLM_EXTRA_HINT
+
+
+FAKE_VLLM = '''
+"""Stand-in for vllm's offline API: records what it is given and answers deterministically."""
+import os
+from types import SimpleNamespace
+
+CALLS = []
+
+
+class SamplingParams:
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+class LLM:
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        CALLS.append(("init", kwargs))
+
+    def generate(self, prompts, sampling_params, use_tqdm=True, lora_request=None):
+        CALLS.append(("generate", len(prompts), sampling_params.kwargs, lora_request))
+        texts = [p["prompt"] for p in prompts]
+        if any("CRASH" in t for t in texts):
+            os._exit(3)
+        if any("TOO-LONG" in t for t in texts):
+            raise ValueError("prompt is longer than max_model_len")
+        results = []
+        for prompt in prompts:
+            videos = prompt.get("multi_modal_data", {}).get("video", [])
+            text = " gpu%s frames%s " % (os.environ.get("CUDA_VISIBLE_DEVICES"), [len(v) for v in videos])
+            results.append(
+                SimpleNamespace(
+                    prompt_token_ids=list(range(len(prompt["prompt"].split()))),
+                    outputs=[SimpleNamespace(text=text, token_ids=[1, 2, 3])],
+                )
+            )
+        return results
+'''
+
+FAKE_LORA = """
+class LoRARequest:
+    def __init__(self, name, int_id, path):
+        self.args = (name, int_id, path)
+"""
+
+
+@pytest.fixture()
+def fake_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    root = tmp_path / "fake_site"
+    (root / "vllm" / "lora").mkdir(parents=True)
+    (root / "vllm" / "__init__.py").write_text(textwrap.dedent(FAKE_VLLM))
+    (root / "vllm" / "lora" / "__init__.py").write_text("")
+    (root / "vllm" / "lora" / "request.py").write_text(textwrap.dedent(FAKE_LORA))
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    import vllm
+
+    yield vllm
+    for name in [n for n in sys.modules if n == "vllm" or n.startswith("vllm.")]:
+        del sys.modules[name]
+
+
+def test_vllm_backend_sends_video_frames_and_explicit_settings(
+    fake_vllm: Any, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from obv_eval.backends.vllm import VLLMBackend
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    backend = VLLMBackend(tiny_model_path, dtype="float32", generation=GenerationSettings(max_new_tokens=5))
+    outputs = backend.generate(list(ITEMS.values()), progress=False)
+    init = fake_vllm.CALLS[0][1]
+    assert init["dtype"] == "float32" and init["limit_mm_per_prompt"] == {"video": 1, "image": 1}
+    assert init["generation_config"] == "vllm" and "enable_lora" not in init
+    _, count, sampling, lora = fake_vllm.CALLS[1]
+    assert count == 3 and lora is None
+    assert sampling["max_tokens"] == 5 and sampling["temperature"] == 0.0
+    video, image, text = outputs
+    assert video.frames and video.text == f"gpuNone frames{video.frames}"  # stripped, frames as one video
+    assert image.frames == [] and text.output_tokens == 3
+    assert text.prompt_tokens == len(text.prompt.split())
+
+
+def test_vllm_backend_fails_bad_items_alone(fake_vllm: Any, tiny_model_path: Path) -> None:
+    from obv_eval.backends.vllm import VLLMBackend
+
+    backend = VLLMBackend(tiny_model_path, chunk_size=3)  # two chunks: the second decoded during the first
+    requests = [
+        *_requests(2),
+        GenerationRequest(("t", 2), "TOO-LONG"),
+        GenerationRequest(("t", 3), "q", (MediaRef("video", "missing.mp4", str(SAMPLES_DIR)),)),
+    ]
+    seen: list[GenerationOutput] = []
+    outputs = backend.generate(requests, progress=False, on_batch=seen.extend)
+    assert [o.key for o in outputs] == [r.key for r in requests] and len(seen) == 4
+    assert outputs[0].error is None and outputs[1].error is None
+    assert outputs[2].error is not None and "max_model_len" in outputs[2].error
+    assert outputs[3].error is not None and outputs[3].error.startswith("MediaError")
+
+
+def test_vllm_backend_loads_a_lora_adapter(fake_vllm: Any, tiny_model_path: Path, tmp_path: Path) -> None:
+    from obv_eval.backends.vllm import VLLMBackend
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 48, "base_model_name_or_path": "x"}))
+    backend = VLLMBackend(tiny_model_path, adapter_path=adapter)
+    backend.generate(_requests(1), progress=False)
+    init = fake_vllm.CALLS[0][1]
+    assert init["enable_lora"] is True and init["max_lora_rank"] == 64  # the smallest vLLM rank >= 48
+    assert fake_vllm.CALLS[1][3].args == ("adapter", 1, str(adapter))
+    assert backend.describe()["lora"] is True
+
+
+def test_data_parallel_workers_run_shards_on_their_gpus(
+    fake_vllm: Any, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from obv_eval.backends.vllm import VLLMBackend
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    backend = VLLMBackend(tiny_model_path, data_parallel_size=0, chunk_size=1)
+    assert backend.data_parallel_size == 2 and backend.llm is None  # engines live in the workers
+    requests = [*_requests(5), GenerationRequest(("t", 5), "CRASH")]  # item 5 goes to worker 1, last
+    seen: list[GenerationOutput] = []
+    outputs = backend.generate(requests, progress=False, on_batch=seen.extend)
+    assert [o.key for o in outputs] == [r.key for r in requests]
+    assert [o.text for o in outputs[:5]] == [
+        "gpu4 frames[]",
+        "gpu5 frames[]",
+        "gpu4 frames[]",
+        "gpu5 frames[]",
+        "gpu4 frames[]",
+    ]
+    crashed = outputs[5].error
+    assert crashed is not None and "worker 1 (GPUs 5) exited with code 3" in crashed
+    assert len(seen) == 5  # streamed as the workers wrote them; the crashed item has no output
+
+
+def test_obv_vllm_adapter_runs_a_task(fake_vllm: Any, samples_source: None) -> None:
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.tasks import TaskManager
+    from obv_eval.model_adapters.vllm import ObvVLLM
+
+    from obv_eval.sources import tasks_package_dir
+
+    adapter = ObvVLLM(pretrained="tiny-qwen2vl", tensor_parallel_size="1", progress=False, batch_size=1)
+    manager = TaskManager(include_path=str(tasks_package_dir()), include_defaults=False, verbosity="ERROR")
+    output = simple_evaluate(
+        model=adapter, tasks=["obv_surgeryvqa"], task_manager=manager, limit=2, log_samples=True,
+        bootstrap_iters=0, verbosity="ERROR",
+    )  # fmt: skip
+    assert output is not None
+    assert [key for key in adapter.outputs] == [("obv_surgeryvqa", 0), ("obv_surgeryvqa", 1)]
+    assert all(o.error is None and o.frames == [6] for o in adapter.outputs.values())
+    init = fake_vllm.CALLS[0][1]
+    assert init["tensor_parallel_size"] == 1 and init["dtype"] == "bfloat16"
+    assert adapter.backend.describe()["sampling"]["max_tokens"] == 32  # the task's budget
