@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from obv_eval.files import atomic_write_text
 from obv_eval.stats import mean_estimate
 
 SCHEMA_VERSION = 1
@@ -299,16 +299,7 @@ def write_results(path: str | os.PathLike[str], results: Mapping[str, Any]) -> P
     """Validate and write atomically (a reader never sees half a file)."""
     target = Path(path)
     validate_results(dict(results), source=str(target))
-    text = dumps_results(results)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, dumps_results(results))
     return target
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from obv_eval.benchmarks import BENCHMARKS, Benchmark
+from obv_eval.files import atomic_write_text
 from obv_eval.generation_log import GenerationLog
 from obv_eval.judge import Judge, JudgeCache, JudgeConfig, judge_available, rescore_samples
 from obv_eval.registry import ModelNotAvailable, ResolvedModel, resolve_model
@@ -100,7 +101,9 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
     common: dict[str, Any] = {"progress": config.progress, **config.model_args}
     if backend == "openai":
         if config.base_url is None and not os.environ.get("OPENAI_API_KEY"):
-            raise ModelNotAvailable(f"{config.model}: the OpenAI API needs OPENAI_API_KEY (or pass --base-url)")
+            raise ModelNotAvailable(
+                f"{config.model}: the OpenAI API needs OPENAI_API_KEY (or pass --base-url)"
+            )
         return ObvOpenAI(
             pretrained=config.model, base_url=config.base_url, concurrency=config.concurrency, **common
         )
@@ -336,9 +339,9 @@ def collect_records(
 
 def write_samples(path: Path, records: list[dict[str, Any]]) -> None:
     # Deterministic bytes: sorted keys, no timing, one record per line.
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(_finite(record), sort_keys=True, ensure_ascii=False) + "\n")
+    atomic_write_text(
+        path, "".join(json.dumps(_finite(r), sort_keys=True, ensure_ascii=False) + "\n" for r in records)
+    )
 
 
 def _finite(value: Any) -> Any:

@@ -128,3 +128,13 @@ def test_plain_lmms_eval_runs_an_obv_task(tmp_path: Path, tiny_model_path: Path)
     results = json.loads(written[0].read_text())
     assert "obv_surgeryvqa" in results["results"]
     assert "token_f1,none" in results["results"]["obv_surgeryvqa"]
+
+
+BASELINE = Path(__file__).resolve().parent.parent / "results" / "baselines" / "tiny-qwen2vl" / "samples"
+
+
+def test_demo_passes_the_committed_baseline(
+    demo_runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The regression gate CI runs on every change: same items, prompts, data and scores as committed.
+    assert main(["regress", "--baseline", str(BASELINE), str(demo_runs[0])]) == 0, capsys.readouterr().out
