@@ -29,7 +29,7 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="obv-eval",
         description="Evaluate a vision-language model on the OpenBiomedVid benchmarks (lmms-eval tasks).",
         epilog="Other commands: obv-eval models | tasks | tasks-dir | rescore | judge-agreement | "
-        "leaderboard | regress (each with --help)",
+        "leaderboard | compare | regress | data (each with --help)",
     )
     parser.add_argument("--model", default="tiny-qwen2vl", help="registry name or checkpoint folder")
     parser.add_argument("--model-path", help="checkpoint folder (full weights or LoRA adapter) for --model")
@@ -280,6 +280,43 @@ def cmd_leaderboard(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_compare(argv: Sequence[str]) -> int:
+    """Paired comparison of two runs on the same items: difference, 95% interval, McNemar's exact test."""
+    from obv_eval.results import paired_scores, read_results, read_samples
+    from obv_eval.stats import is_binary, mcnemar_exact, paired_difference
+
+    parser = argparse.ArgumentParser(prog="obv-eval compare", description=cmd_compare.__doc__)
+    parser.add_argument("base", type=Path, help="run folder of the reference model (e.g. the base model)")
+    parser.add_argument("other", type=Path, help="run folder of the model compared with it (e.g. fine-tuned)")
+    args = parser.parse_args(argv)
+    base, base_records = _read_run(args.base, read_results, read_samples)
+    other, other_records = _read_run(args.other, read_results, read_samples)
+    rows = []
+    for task in [t for t in base["tasks"] if t in other["tasks"]]:
+        metric = base["tasks"][task]["primary_metric"]
+        a, b, clusters = paired_scores(base_records, other_records, task, metric)
+        if not a:
+            rows.append([task, metric, 0, "-", "-", "-", "no paired items"])
+            continue
+        diff = paired_difference(a, b, clusters)
+        exact = mcnemar_exact(a, b) if is_binary(a) and is_binary(b) else None
+        rows.append(
+            [
+                task,
+                metric,
+                len(a),
+                f"{100 * diff.mean:+.1f}",
+                f"[{100 * diff.ci_low:+.1f}, {100 * diff.ci_high:+.1f}]" if diff.se == diff.se else "-",
+                f"{exact.pvalue:.3g} ({exact.b01} gained, {exact.b10} lost)" if exact else "-",
+                "",
+            ]
+        )
+    print(f"{other['model']} vs {base['model']} (paired items, intervals clustered by source)")
+    headers = ["task", "metric", "paired n", "difference (pts)", "95% CI", "McNemar exact p", "note"]
+    print(tabulate(rows, headers=headers, disable_numparse=True))
+    return 0
+
+
 def cmd_regress(argv: Sequence[str]) -> int:
     """Compare a run with a committed baseline; exit 1 on a drop, missing items or changed prompts."""
     from obv_eval.regress import compare
@@ -482,6 +519,7 @@ HANDLERS = {
     "judge-agreement": cmd_judge_agreement,
     "leaderboard": cmd_leaderboard,
     "regress": cmd_regress,
+    "compare": cmd_compare,
 }
 
 

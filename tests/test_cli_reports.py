@@ -62,3 +62,19 @@ def test_regress_fails_when_items_go_missing(tmp_path: Path) -> None:
 def test_not_a_run_folder_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["regress", "--baseline", str(tmp_path), str(BASE)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_compare_reports_paired_differences_and_mcnemar(capsys: pytest.CaptureFixture[str]) -> None:
+    from scipy.stats import binomtest
+
+    from obv_eval.results import paired_scores, read_samples
+
+    assert main(["compare", str(BASE), str(TUNED)]) == 0
+    out = capsys.readouterr().out
+    a, b, _ = paired_scores(read_samples(BASE), read_samples(TUNED), "mimicechoqa", "accuracy")
+    gained = sum(1 for x, y in zip(a, b, strict=True) if x == 0 and y == 1)
+    lost = sum(1 for x, y in zip(a, b, strict=True) if x == 1 and y == 0)
+    expected_p = binomtest(lost, gained + lost, 0.5).pvalue
+    line = next(line for line in out.splitlines() if line.startswith("mimicechoqa"))
+    assert f"{expected_p:.3g} ({gained} gained, {lost} lost)" in line
+    assert f"{100 * (sum(b) - sum(a)) / len(a):+.1f}" in line

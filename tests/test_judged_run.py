@@ -81,3 +81,49 @@ def test_judge_outage_is_unscored_and_fails_the_error_budget(tmp_path: Path, tin
     assert task["unscored"] == 8 and task["n"] == 8
     records = [json.loads(line) for line in (tmp_path / "tiny-qwen2vl" / "outage" / "samples.jsonl").open()]
     assert all("500" in r["judge_reason"] for r in records)
+
+
+def test_judge_agreement_between_two_judges(
+    tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    args = [
+        "--model",
+        "tiny-qwen2vl",
+        "--tasks",
+        "surgeryvqa",
+        "--output-dir",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    assert main([*args, "--run-id", "plain"]) == 0
+    run = tmp_path / "tiny-qwen2vl" / "plain"
+    questions = [json.loads(line)["question"] for line in (run / "samples.jsonl").read_text().splitlines()]
+
+    def two_judges(request: dict[str, Any]) -> str:
+        strict = request["model"] == "strict"
+        verdict = int("gallbladder" in json.dumps(request["messages"])) if strict else 1
+        return json.dumps({"verdict": verdict})
+
+    with FakeChatServer(two_judges) as server:
+        judges = f"strict@{server.base_url},lenient@{server.base_url}"
+        capsys.readouterr()
+        code = main(
+            [
+                "judge-agreement",
+                str(run),
+                "--judges",
+                judges,
+                "--no-progress",
+                "--judge-cache",
+                str(tmp_path / "c"),
+            ]
+        )
+    assert code == 0
+    strict = [int("gallbladder" in q) for q in questions]
+    expected_agreement = 100 * sum(strict) / len(strict)
+    row = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert float(row[-2]) == pytest.approx(expected_agreement)
+    kappa = cohen_kappa_score(strict, [1] * len(strict))
+    assert row[-1] in ("None", "nan") or float(row[-1]) == pytest.approx(kappa)
