@@ -368,7 +368,7 @@ def render_summary(results: dict[str, Any]) -> str:
     table = tabulate(rows, headers=headers)
     judge = results["provenance"].get("judge", {})
     note = ""
-    if not judge.get("configured", True):
+    if not judge.get("configured", True) and any(t["unscored"] for t in results["tasks"].values()):
         note = (
             "\nOpen-ended items: not scored: no judge configured. Their accuracy (the study's metric) is "
             "left out; the lexical metrics beside it are not the study's metric."

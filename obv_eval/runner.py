@@ -410,6 +410,11 @@ def build_provenance(
 
 def quiet_libraries() -> None:
     """lmms-eval and transformers log at INFO by default; a user wants our table, not theirs."""
+    import datasets
+    import transformers
+
     for name in ("lmms-eval", "lmms_eval", "transformers", "datasets", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     current_data_source()  # fail early on a bad OBV_EVAL_DATA

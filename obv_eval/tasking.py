@@ -194,3 +194,67 @@ def image_key(doc: Mapping[str, Any], field: str) -> str:
         return str(value.get("path") or hashlib.sha256(value.get("bytes") or b"").hexdigest()[:16])
     tobytes = getattr(value, "tobytes", None)
     return hashlib.sha256(tobytes()).hexdigest()[:16] if tobytes else repr(value)
+
+
+VQA_METRICS = ("accuracy", "exact_match", "token_f1", "answer_recall")
+VQA_INSTRUCTION = "Answer the question using a single word or phrase."
+
+
+class ImageVqa:
+    """The lmms-eval functions of an image VQA task (VQA-RAD, PathVQA, SLAKE): one place for all three.
+
+    Closed items are those whose gold answer is yes/no unless the rows say (`answer_type_field`);
+    categories name extra row fields reported per value.
+    """
+
+    def __init__(
+        self,
+        benchmark: str,
+        image_field: str,
+        answer_type_field: str | None = None,
+        category_fields: tuple[str, ...] = (),
+    ) -> None:
+        self.benchmark = benchmark
+        self.image_field = image_field
+        self.answer_type_field = answer_type_field
+        self.category_fields = category_fields
+
+    def doc_to_visual(self, doc: dict[str, Any]) -> list[Any]:
+        return image_visual(doc, self.image_field, self.benchmark)
+
+    def doc_to_text(
+        self, doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None
+    ) -> str:
+        return f"{text_field(doc, 'question').strip()}\n{VQA_INSTRUCTION}"
+
+    def doc_to_target(self, doc: dict[str, Any]) -> str:
+        return text_field(doc, "answer")
+
+    def is_closed(self, doc: dict[str, Any]) -> bool:
+        from obv_eval.scoring.vqa import is_closed_answer
+
+        if self.answer_type_field is not None:
+            return text_field(doc, self.answer_type_field).upper() == "CLOSED"
+        return is_closed_answer(text_field(doc, "answer"))
+
+    def process_results(self, doc: dict[str, Any], results: list[str]) -> dict[str, dict[str, Any]]:
+        from obv_eval.scoring.vqa import score_vqa
+
+        gold, closed = text_field(doc, "answer"), self.is_closed(doc)
+        scored = score_vqa(results[0], gold, closed)
+        cluster = image_key(doc, self.image_field)
+        categories = {"answer_type": "closed" if closed else "open"}
+        categories.update({name: text_field(doc, name) for name in self.category_fields})
+        return item_result(
+            VQA_METRICS,
+            doc=doc,
+            prediction=results[0],
+            scores=scored.scores,
+            item_id=f"{cluster}|{text_field(doc, 'question')}",
+            cluster=cluster,
+            categories=categories,
+            question=text_field(doc, "question"),
+            target=gold,
+            extracted=scored.extracted,
+            unparsed=scored.unparsed,
+        )

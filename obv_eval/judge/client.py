@@ -174,7 +174,7 @@ class Judge:
         )
         stats.structured_output_used = self._structured
         stats.elapsed_s = time.perf_counter() - started
-        if stats.unscored:
+        if stats.unscored and judge_available(self.config)[0]:  # with no judge, the caller says so once
             log.warning(
                 "judge: %d of %d items unscored: %s", stats.unscored, len(items), stats.unscored_reasons
             )
