@@ -263,7 +263,7 @@ def cmd_judge_agreement(argv: Sequence[str]) -> int:
 
 def cmd_leaderboard(argv: Sequence[str]) -> int:
     """Tables (Markdown, CSV, HTML) and a bar chart from results files, beside the study's figure."""
-    from obv_eval.leaderboard import load_runs, write_leaderboard
+    from obv_eval.leaderboard import latest_per_model, load_runs, write_leaderboard
 
     parser = argparse.ArgumentParser(prog="obv-eval leaderboard", description=cmd_leaderboard.__doc__)
     parser.add_argument("runs", nargs="*", type=Path, help="results files or run folders (default: none)")
@@ -271,7 +271,12 @@ def cmd_leaderboard(argv: Sequence[str]) -> int:
     parser.add_argument("--no-reference", action="store_true", help="leave out the study's published rows")
     args = parser.parse_args(argv)
     try:
-        runs = load_runs(args.runs)
+        runs, older = latest_per_model(load_runs(args.runs))
+        for run in older:
+            print(
+                f"obv-eval: leaving out {run.model} run {run.run_id} (a newer run of it is shown)",
+                file=sys.stderr,
+            )
         paths = write_leaderboard(args.out, runs, reference=not args.no_reference)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from error

@@ -114,6 +114,20 @@ def load_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Run]:
     return [Run(read_results(f), f.parent) for f in files]
 
 
+def latest_per_model(runs: Iterable[Run]) -> tuple[list[Run], list[Run]]:
+    """(the newest run of each model, the older ones left out); newest by creation time, then run id."""
+
+    def age(run: Run) -> tuple[str, str]:
+        return (str(run.results.get("provenance", {}).get("created", "")), run.run_id)
+
+    newest: dict[str, Run] = {}
+    for run in runs:
+        if run.model not in newest or age(run) > age(newest[run.model]):
+            newest[run.model] = run
+    kept = list(newest.values())
+    return kept, [run for run in runs if all(run is not k for k in kept)]
+
+
 def _as_runs(runs: Iterable[RunLike]) -> list[Run]:
     out = [r if isinstance(r, Run) else Run(dict(r)) for r in runs]
     seen: dict[str, str] = {}

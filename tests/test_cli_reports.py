@@ -78,3 +78,18 @@ def test_compare_reports_paired_differences_and_mcnemar(capsys: pytest.CaptureFi
     line = next(line for line in out.splitlines() if line.startswith("mimicechoqa"))
     assert f"{expected_p:.3g} ({gained} gained, {lost} lost)" in line
     assert f"{100 * (sum(b) - sum(a)) / len(a):+.1f}" in line
+
+
+def test_leaderboard_shows_the_newest_run_of_each_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    shutil.copytree(BASE, runs / "qwen2vl-2b" / "old")
+    shutil.copytree(BASE, runs / "qwen2vl-2b" / "new")
+    results = json.loads((runs / "qwen2vl-2b" / "new" / "results.json").read_text())
+    results["run_id"] = "new"
+    results["provenance"]["created"] = "2999-01-01T00:00:00+00:00"
+    (runs / "qwen2vl-2b" / "new" / "results.json").write_text(json.dumps(results))
+    assert main(["leaderboard", str(runs), "--out", str(tmp_path / "board"), "--no-reference"]) == 0
+    err = capsys.readouterr().err
+    assert "leaving out qwen2vl-2b run fixture-base" in err
