@@ -373,6 +373,14 @@ def render_summary(results: dict[str, Any]) -> str:
     table = tabulate(rows, headers=headers)
     judge = results["provenance"].get("judge", {})
     note = ""
+    stats = judge.get("stats") or {}
+    if judge.get("configured") and stats:
+        cost = stats.get("estimated_cost_usd")
+        note += (
+            f"\njudge {judge['settings']['model']}: {stats['calls']} calls, {stats['cache_hits']} cached, "
+            f"{stats['prompt_tokens']}+{stats['completion_tokens']} tokens"
+            + (f", about ${cost:.4f}" if cost is not None else ", cost unknown for this model")
+        )
     if not judge.get("configured", True) and any(t["unscored"] for t in results["tasks"].values()):
         note = (
             "\nOpen-ended items: not scored: no judge configured. Their accuracy (the study's metric) is "

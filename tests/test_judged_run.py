@@ -44,6 +44,7 @@ def test_judged_run_then_rescore_makes_no_calls(
             "--no-progress",
         ]
         assert main([*args, "--run-id", "judged", "--judge-cache", str(cache), *judge]) == 0
+        assert "judge open-judge: 8 calls, 0 cached" in capsys.readouterr().out
         first_calls = server.calls
         run = tmp_path / "tiny-qwen2vl" / "judged"
         results = json.loads((run / "results.json").read_text())
