@@ -308,7 +308,11 @@ class SamplingParams:
 
 class LLM:
     def __init__(self, **kwargs):
+        from transformers import AutoTokenizer
+
         self.kwargs = kwargs
+        # Replies are token ids, as from the real engine: the backend decodes them itself.
+        self.tokenizer = AutoTokenizer.from_pretrained(kwargs["model"])
         CALLS.append(("init", kwargs))
 
     def generate(self, prompts, sampling_params, use_tqdm=True, lora_request=None):
@@ -325,7 +329,7 @@ class LLM:
             results.append(
                 SimpleNamespace(
                     prompt_token_ids=list(range(len(prompt["prompt"].split()))),
-                    outputs=[SimpleNamespace(text=text, token_ids=[1, 2, 3])],
+                    outputs=[SimpleNamespace(text="(ignored)", token_ids=self.tokenizer.encode(text))],
                 )
             )
         return results
@@ -370,7 +374,9 @@ def test_vllm_backend_sends_video_frames_and_explicit_settings(
     assert sampling["max_tokens"] == 5 and sampling["temperature"] == 0.0
     video, image, text = outputs
     assert video.frames and video.text == f"gpuNone frames{video.frames}"  # stripped, frames as one video
-    assert image.frames == [] and text.output_tokens == 3
+    assert image.frames == [] and text.output_tokens == len(
+        backend.processor.tokenizer.encode(" gpuNone frames[] ")
+    )
     assert text.prompt_tokens == len(text.prompt.split())
 
 

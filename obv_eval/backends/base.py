@@ -76,6 +76,22 @@ class Backend(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+def decode_reply(
+    tokenizer: Any, token_ids: Sequence[int], eos_id: int, pad_id: int | None
+) -> tuple[str, int]:
+    """The reply text and its token count: up to and including the first end-of-turn token.
+
+    Every backend decodes with the checkpoint's own tokenizer here, so the same tokens always give
+    the same text (vLLM's incremental detokenizer, for one, drops a trailing partial character).
+    """
+    tokens = list(token_ids)
+    if eos_id in tokens:
+        tokens = tokens[: tokens.index(eos_id) + 1]
+    while tokens and pad_id is not None and tokens[-1] == pad_id:
+        tokens.pop()
+    return str(tokenizer.decode(tokens, skip_special_tokens=True)).strip(), len(tokens)
+
+
 @dataclass(frozen=True)
 class LoadedVisuals:
     kinds: tuple[VisualKind, ...]

@@ -15,6 +15,7 @@ from obv_eval.backends.base import (
     GenerationSettings,
     LoadedVisuals,
     MediaSettings,
+    decode_reply,
     load_visuals,
 )
 from obv_eval.conversation import build_messages, render_prompt
@@ -152,19 +153,16 @@ class HFBackend:
         new_tokens = generated[:, inputs["input_ids"].shape[1] :]
         results = []
         for row, (_, request, visuals, prompt) in enumerate(batch):
-            tokens = new_tokens[row].tolist()
-            if self.eos_token_id in tokens:
-                tokens = tokens[: tokens.index(self.eos_token_id) + 1]
-            while tokens and tokens[-1] == self.pad_token_id:
-                tokens.pop()
-            text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            text, count = decode_reply(
+                self.processor.tokenizer, new_tokens[row].tolist(), self.eos_token_id, self.pad_token_id
+            )
             results.append(
                 GenerationOutput(
                     key=request.key,
                     text=text,
                     prompt=prompt,
                     prompt_tokens=int(inputs["attention_mask"][row].sum()),
-                    output_tokens=len(tokens),
+                    output_tokens=count,
                     frames=[len(video.indices) for video in visuals.videos],
                 )
             )

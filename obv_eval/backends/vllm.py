@@ -35,6 +35,7 @@ from obv_eval.backends.base import (
     GenerationSettings,
     LoadedVisuals,
     MediaSettings,
+    decode_reply,
     load_visuals,
 )
 from obv_eval.conversation import ChatTemplater, build_messages, render_prompt
@@ -381,7 +382,16 @@ class VLLMBackend:
                     GenerationOutput(key, "", prompt=prompt, frames=item.frames, error=results[index])
                 )
             else:
-                outputs.append(_to_output(key, item.inputs["prompt"], item.frames, results[index]))
+                outputs.append(
+                    _to_output(
+                        key,
+                        item.inputs["prompt"],
+                        item.frames,
+                        results[index],
+                        self.processor.tokenizer,
+                        self.eos_token_id,
+                    )
+                )
         return outputs
 
     def _run(self, prompts: list[dict[str, Any]]) -> list[Any]:
@@ -491,14 +501,16 @@ class _Worker:
         return f"data-parallel worker {self.index} (GPUs {self.gpus}) exited with code {code}: {last}"
 
 
-def _to_output(key: tuple[str, int], prompt: str, frames: list[int], result: Any) -> GenerationOutput:
-    completion = result.outputs[0]
+def _to_output(
+    key: tuple[str, int], prompt: str, frames: list[int], result: Any, tokenizer: Any, eos_id: int
+) -> GenerationOutput:
+    text, count = decode_reply(tokenizer, result.outputs[0].token_ids, eos_id, tokenizer.pad_token_id)
     return GenerationOutput(
         key=key,
-        text=completion.text.strip(),
+        text=text,
         prompt=prompt,
         prompt_tokens=len(result.prompt_token_ids or []),
-        output_tokens=len(completion.token_ids),
+        output_tokens=count,
         frames=frames,
     )
 
