@@ -69,6 +69,14 @@ def resolve_model(name: str, model_path: str | None = None, build: bool = True) 
     """Resolve a registry name or a local checkpoint folder. Raises ModelNotAvailable / KeyError."""
     if model_path is not None:
         path = Path(model_path).expanduser()
+        if not path.exists() and model_path.count("/") == 1:  # a hub id: only from the local cache
+            snapshot = _hub_snapshot(model_path)
+            if snapshot is None:
+                raise ModelNotAvailable(
+                    f"--model-path {model_path}: not a folder, and not in the local Hugging Face cache "
+                    f"(download it first: huggingface-cli download {model_path})"
+                )
+            path = snapshot
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise ModelNotAvailable(f"--model-path {path}: no config.json or adapter_config.json there")
         return _folder(name, path)

@@ -74,3 +74,29 @@ def test_models_lists_availability(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("tiny-qwen2vl", "qwen2vl-2b", "qwen2vl-7b-obv", "gpt-4o"):
         assert name in out
     assert "OPENAI_API_KEY not set" in out
+
+
+def test_model_path_hub_id_not_in_cache_says_how_to_get_it(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--model", "qwen2vl-2b", "--model-path", "Qwen/Qwen2-VL-2B-Instruct", "--tasks", "medqa"])
+    assert code == 2
+    assert "huggingface-cli download Qwen/Qwen2-VL-2B-Instruct" in capsys.readouterr().err
+
+
+def test_model_path_folder_runs_under_its_own_name(
+    tmp_path: object, tiny_model_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pathlib import Path
+
+    out = Path(str(tmp_path))
+    args = [
+        "--model",
+        "my-model",
+        "--model-path",
+        str(tiny_model_path),
+        "--tasks",
+        "medqa",
+        "--data",
+        "samples",
+    ]
+    assert main([*args, "--output-dir", str(out), "--run-id", "r", "--no-progress", "--limit", "2"]) == 0
+    assert (out / "my-model" / "r" / "results.json").exists()
