@@ -358,6 +358,10 @@ def render_summary(results: dict[str, Any]) -> str:
         metrics = task["metrics"]
         primary = task["primary_metric"]
         others = ", ".join(f"{m} {_fmt(metrics[m])}" for m in sorted(metrics) if m != primary)
+        by_type = task.get("categories", {}).get("answer_type", {})
+        if len(by_type) > 1:  # closed and open items: the split the image benchmarks report
+            split = ", ".join(f"{kind} {_fmt(by_type[kind].get(primary))}" for kind in sorted(by_type))
+            others = f"{primary}: {split}; {others}"
         rows.append(
             [
                 name,
