@@ -108,15 +108,11 @@ class JudgeConfig:
 
     def describe(self) -> dict[str, Any]:
         """Provenance for results.json: what judged and how. Never the key or local paths."""
+        # The host alone: a full endpoint URL can carry credentials or local details.
+        verdict_settings = {k: v for k, v in self.settings().items() if k != "endpoint"}
         return {
-            "model": self.model,
+            **verdict_settings,
             "endpoint_host": self.endpoint_host,
-            "prompt_version": self.prompt_version,
-            "prompt_sha256": PROMPT_SHA256,
-            "temperature": self.temperature,
-            "seed": self.seed,
-            "max_tokens": self.max_tokens,
-            "structured_output": self.structured_output,
             "concurrency": self.concurrency,
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,
