@@ -157,7 +157,6 @@ def cmd_run(argv: Sequence[str]) -> int:
         limit=args.limit,
         progress=not args.no_progress,
         judge=_judge_config(args),
-        max_unscored_fraction=args.max_unscored,
     )
     quiet_libraries()
     try:

@@ -27,7 +27,7 @@ from obv_eval.generation_log import GenerationLog
 from obv_eval.judge import Judge, JudgeCache, JudgeConfig, judge_available, rescore_samples
 from obv_eval.registry import ModelNotAvailable, ResolvedModel, resolve_model
 from obv_eval.results import build_results, summarize_task, write_results
-from obv_eval.sources import DataSource, current_data_source, parse_data_source, set_data_source
+from obv_eval.sources import DataSource, parse_data_source, set_data_source
 from obv_eval.sources import tasks_package_dir as _tasks_package_dir
 from obv_eval.tiny_model import TINY_MODEL_NAME
 
@@ -61,7 +61,6 @@ class RunConfig:
     progress: bool = True
     model_args: dict[str, Any] = field(default_factory=dict)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
-    max_unscored_fraction: float = 0.05  # error budget for judge verdicts, when a judge is configured
 
 
 @dataclass
@@ -417,4 +416,3 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-    current_data_source()  # fail early on a bad OBV_EVAL_DATA

@@ -124,13 +124,18 @@ def item_result(
     target: str,
     extracted: str | None = None,
     unparsed: bool = False,
+    choices: Iterable[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The per-metric dicts lmms-eval aggregates; each carries the whole record.
 
-    A failed item (bad row, or the model could not run it) scores 0 on every metric.
+    A failed item (bad row, or the model could not run it) scores 0 on every metric. With `choices`
+    (the option letters shown), a gold letter outside them is a bad row: failed, not scored wrong.
     """
-    row_error = doc.get(ROW_ERROR_FIELD)
-    failure = row_error or parse_failure(prediction)
+    shown = sorted(choices) if choices is not None else None
+    bad_gold = (
+        f"gold answer {target!r} is not one of the options {shown}" if shown and target not in shown else None
+    )
+    failure = doc.get(ROW_ERROR_FIELD) or bad_gold or parse_failure(prediction)
     record: dict[str, Any] = {
         "item_id": item_id,
         "cluster": cluster,

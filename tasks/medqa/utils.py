@@ -37,13 +37,11 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[s
     choices = options(doc)
     gold = text_field(doc, "answer_idx").strip().upper()
     extraction = extract_choice(results[0], choices)
-    row = dict(doc)
-    if gold not in choices and not row.get("_obv_error"):
-        row["_obv_error"] = f"answer_idx {gold!r} is not one of the options {sorted(choices)}"
     question = text_field(doc, "question")
     return item_result(
         ("accuracy",),
-        doc=row,
+        doc=doc,
+        choices=choices,
         prediction=results[0],
         scores={"accuracy": float(extraction.value == gold)},
         item_id=question[:80],

@@ -56,16 +56,10 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[s
     else:
         extraction = extract_choice(prediction, choices)
         extraction_value, parsed = extraction.value, extraction.parsed
-    # A gold letter outside the shown options is a bad row: fail it rather than score it wrong.
-    bad_gold = (
-        None if gold in choices else f"correct_option {gold!r} is not one of the options {sorted(choices)}"
-    )
-    row = dict(doc)
-    if bad_gold and not row.get("_obv_error"):
-        row["_obv_error"] = bad_gold
     return item_result(
         ("accuracy",),
-        doc=row,
+        doc=doc,
+        choices=choices,
         prediction=prediction,
         scores={"accuracy": float(extraction_value == gold)},
         item_id=text_field(doc, "messages_id"),
