@@ -410,12 +410,12 @@ def cmd_tasks(argv: Sequence[str]) -> int:
 
 
 def cmd_tasks_dir(argv: Sequence[str]) -> int:
-    from obv_eval.runner import TASKS_DIR
+    from obv_eval.sources import tasks_package_dir
 
     argparse.ArgumentParser(
         prog="obv-eval tasks-dir", description="Print the lmms-eval include path"
     ).parse_args(argv)
-    print(TASKS_DIR)
+    print(tasks_package_dir())
     return 0
 
 
