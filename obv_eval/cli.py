@@ -117,11 +117,11 @@ def _judge_config(args: argparse.Namespace, model: str | None = None, base_url: 
 
 
 def cmd_run(argv: Sequence[str]) -> int:
+    args = _run_parser().parse_args(argv)
     from obv_eval.registry import MODELS, ModelNotAvailable
     from obv_eval.runner import RunConfig, quiet_libraries, run
     from obv_eval.sources import DataSourceError
 
-    args = _run_parser().parse_args(argv)
     try:
         benchmarks = resolve_task_names(args.tasks)
     except UnknownTaskError as error:
@@ -179,15 +179,15 @@ def _error_budget(results: dict[str, Any], budget: float) -> int:
 
 def cmd_rescore(argv: Sequence[str]) -> int:
     """Re-judge a finished run's open-ended items without re-running the model."""
-    from obv_eval.results import read_results, read_samples, write_results
-    from obv_eval.runner import score_run, write_samples
-
     parser = argparse.ArgumentParser(prog="obv-eval rescore", description=cmd_rescore.__doc__)
     parser.add_argument("run", type=Path, help="a run folder (holding results.json and samples.jsonl)")
     parser.add_argument("--max-unscored", type=float, default=0.05)
     parser.add_argument("--no-progress", action="store_true")
     _add_judge_arguments(parser)
     args = parser.parse_args(argv)
+    from obv_eval.results import read_results, read_samples, write_results
+    from obv_eval.runner import score_run, write_samples
+
     results, records = _read_run(args.run, read_results, read_samples)
     provenance = {k: v for k, v in results["provenance"].items() if k != "judge"}
     records, rescored = score_run(
@@ -219,10 +219,6 @@ def _read_run(run: Path, read_results: Any, read_samples: Any) -> tuple[dict[str
 
 def cmd_judge_agreement(argv: Sequence[str]) -> int:
     """Agreement and Cohen's kappa between two judges (or a judge and a lexical metric) on a run."""
-    from obv_eval.judge import Judge, JudgeCache, agreement, rescore_samples
-    from obv_eval.results import read_results, read_samples
-    from obv_eval.runner import is_open_ended
-
     parser = argparse.ArgumentParser(prog="obv-eval judge-agreement", description=cmd_judge_agreement.__doc__)
     parser.add_argument("run", type=Path)
     parser.add_argument(
@@ -233,6 +229,10 @@ def cmd_judge_agreement(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", action="store_true")
     _add_judge_arguments(parser)
     args = parser.parse_args(argv)
+    from obv_eval.judge import Judge, JudgeCache, agreement, rescore_samples
+    from obv_eval.results import read_results, read_samples
+    from obv_eval.runner import is_open_ended
+
     specs = [spec.strip() for spec in args.judges.split(",") if spec.strip()]
     if len(specs) != 2:
         raise UsageError("--judges takes exactly two judges, e.g. gpt-4o,exact_match")
@@ -262,13 +262,13 @@ def cmd_judge_agreement(argv: Sequence[str]) -> int:
 
 def cmd_leaderboard(argv: Sequence[str]) -> int:
     """Tables (Markdown, CSV, HTML) and a bar chart from results files, beside the study's figure."""
-    from obv_eval.leaderboard import latest_per_model, load_runs, write_leaderboard
-
     parser = argparse.ArgumentParser(prog="obv-eval leaderboard", description=cmd_leaderboard.__doc__)
     parser.add_argument("runs", nargs="*", type=Path, help="results files or run folders (default: none)")
     parser.add_argument("--out", type=Path, default=Path("results/leaderboard"))
     parser.add_argument("--no-reference", action="store_true", help="leave out the study's published rows")
     args = parser.parse_args(argv)
+    from obv_eval.leaderboard import latest_per_model, load_runs, write_leaderboard
+
     try:
         runs, older = latest_per_model(load_runs(args.runs))
         for run in older:
@@ -286,13 +286,13 @@ def cmd_leaderboard(argv: Sequence[str]) -> int:
 
 def cmd_compare(argv: Sequence[str]) -> int:
     """Paired comparison of two runs on the same items: difference, 95% interval, McNemar's exact test."""
-    from obv_eval.results import paired_scores, read_results, read_samples
-    from obv_eval.stats import is_binary, mcnemar_exact, paired_difference
-
     parser = argparse.ArgumentParser(prog="obv-eval compare", description=cmd_compare.__doc__)
     parser.add_argument("base", type=Path, help="run folder of the reference model (e.g. the base model)")
     parser.add_argument("other", type=Path, help="run folder of the model compared with it (e.g. fine-tuned)")
     args = parser.parse_args(argv)
+    from obv_eval.results import paired_scores, read_results, read_samples
+    from obv_eval.stats import is_binary, mcnemar_exact, paired_difference
+
     base, base_records = _read_run(args.base, read_results, read_samples)
     other, other_records = _read_run(args.other, read_results, read_samples)
     rows = []
@@ -323,14 +323,14 @@ def cmd_compare(argv: Sequence[str]) -> int:
 
 def cmd_regress(argv: Sequence[str]) -> int:
     """Compare a run with a committed baseline; exit 1 on a drop, missing items or changed prompts."""
-    from obv_eval.regress import compare
-    from obv_eval.results import read_results, read_samples
-
     parser = argparse.ArgumentParser(prog="obv-eval regress", description=cmd_regress.__doc__)
     parser.add_argument("--baseline", type=Path, required=True, help="a baseline run folder or results.json")
     parser.add_argument("run", type=Path, help="a run folder or results.json")
     parser.add_argument("--tolerance", type=float, default=0.02, help="largest allowed absolute drop")
     args = parser.parse_args(argv)
+    from obv_eval.regress import compare
+    from obv_eval.results import read_results, read_samples
+
     folders = [p if p.is_dir() else p.parent for p in (args.baseline, args.run)]
     base, base_records = _read_run(folders[0], read_results, read_samples)
     run, run_records = _read_run(folders[1], read_results, read_samples)
