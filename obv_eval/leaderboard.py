@@ -427,43 +427,121 @@ def render_csv(table: pd.DataFrame) -> str:
     return text
 
 
-def render_bar_chart(table: pd.DataFrame, png_path: str | os.PathLike[str]) -> Path:
-    """Grouped bars like the study's figure: benchmarks on x, one bar per model, 95% intervals as error bars.
-    Study rows are hatched and have no error bars (the figure publishes none)."""
+@dataclass(frozen=True)
+class ChartSeries:
+    """One model's bars: means, the error bar below and above each mean (None: no interval, as for the
+    study's rows), and which benchmarks' primary metric was not fully scored (unscored items left out)."""
+
+    model: str
+    means: list[float]
+    yerr: tuple[list[float], list[float]] | None
+    not_fully_scored: list[bool]
+    study: bool
+
+
+NOT_FULLY_SCORED_MARK = "\u2020"  # dagger, drawn above a bar whose primary metric left items unscored
+NOT_FULLY_SCORED_LEGEND = (
+    f"{NOT_FULLY_SCORED_MARK} primary metric not fully scored (unscored items are left out of the mean); "
+    "error bars: 95% interval (none for the study's rows, which publish none)"
+)
+
+
+def unscored_counts(runs: Iterable[RunLike]) -> dict[str, dict[str, int]]:
+    """Items left unscored by each run's primary metric, per model and benchmark (non-zero counts only)."""
+    out: dict[str, dict[str, int]] = {}
+    for run in _as_runs(runs):
+        for task, summary in run.results["tasks"].items():
+            if int(summary.get("unscored", 0)) > 0:
+                out.setdefault(run.model, {})[benchmark_of(task)] = int(summary["unscored"])
+    return out
+
+
+def chart_series(
+    table: pd.DataFrame, unscored: Mapping[str, Mapping[str, int]] | None = None
+) -> tuple[list[str], list[ChartSeries]]:
+    """The benchmarks on the chart's x axis and one series per table row, as render_bar_chart draws them."""
     benches = [c for c in dict.fromkeys(table.columns.get_level_values(0)) if c not in GROUPS]
-    models = list(table.index)
-    fig = Figure(figsize=(max(8.0, 1.4 * len(benches) + 0.15 * len(benches) * len(models)), 4.8), dpi=100)
+    series: list[ChartSeries] = []
+    for model in table.index:
+        means = np.array([table.loc[model, (b, "mean")] for b in benches], dtype=float)
+        low = np.array([table.loc[model, (b, "ci_low")] for b in benches], dtype=float)
+        high = np.array([table.loc[model, (b, "ci_high")] for b in benches], dtype=float)
+        has_ci = np.isfinite(low) & np.isfinite(high) & np.isfinite(means)
+        study = str(model).startswith(STUDY_PREFIX)
+        yerr = None
+        if has_ci.any() and not study:
+            yerr = (
+                [float(v) for v in np.where(has_ci, means - low, 0.0)],
+                [float(v) for v in np.where(has_ci, high - means, 0.0)],
+            )
+        counts = (unscored or {}).get(str(model), {})
+        series.append(
+            ChartSeries(
+                model=str(model),
+                means=[float(v) for v in means],
+                yerr=yerr,
+                not_fully_scored=[counts.get(b, 0) > 0 for b in benches],
+                study=study,
+            )
+        )
+    return benches, series
+
+
+def render_bar_chart(
+    table: pd.DataFrame,
+    png_path: str | os.PathLike[str],
+    unscored: Mapping[str, Mapping[str, int]] | None = None,
+) -> Path:
+    """Grouped bars like the study's figure: benchmarks on x, one bar per model, 95% intervals as error bars.
+    Study rows are hatched and have no error bars (the figure publishes none). A run's bar is marked with a
+    dagger where its primary metric was not fully scored (`unscored`: model -> benchmark -> count), and a
+    benchmark with nothing scored says so instead of drawing an empty bar."""
+    benches, series = chart_series(table, unscored)
+    models = [s.model for s in series]
+    fig = Figure(figsize=(max(8.0, 1.4 * len(benches) + 0.15 * len(benches) * len(models)), 5.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     width = 0.8 / max(len(models), 1)
     x = np.arange(len(benches))
     colors = _palette(len(models))
-    for i, model in enumerate(models):
-        means = np.array([table.loc[model, (b, "mean")] for b in benches], dtype=float)
-        low = np.array([table.loc[model, (b, "ci_low")] for b in benches], dtype=float)
-        high = np.array([table.loc[model, (b, "ci_high")] for b in benches], dtype=float)
-        has_ci = np.isfinite(low) & np.isfinite(high) & np.isfinite(means)
-        yerr = np.vstack([np.where(has_ci, means - low, 0.0), np.where(has_ci, high - means, 0.0)])
-        study = str(model).startswith(STUDY_PREFIX)
+    any_marked = False
+    for i, item in enumerate(series):
+        positions = x - 0.4 + width * (i + 0.5)
+        means = np.array(item.means, dtype=float)
+        marked = any(item.not_fully_scored)
+        any_marked = any_marked or marked
         ax.bar(
-            x - 0.4 + width * (i + 0.5),
+            positions,
             np.nan_to_num(means),
             width,
-            yerr=yerr if has_ci.any() else None,
+            yerr=None if item.yerr is None else np.vstack(item.yerr),
             capsize=2,
-            label=str(model),
+            error_kw={"elinewidth": 1, "ecolor": "#333333"},
+            label=item.model + (f" {NOT_FULLY_SCORED_MARK}" if marked else ""),
             color=colors[i],
-            hatch="//" if study else None,
-            edgecolor="white" if study else None,
+            hatch="//" if item.study else None,
+            edgecolor="white" if item.study else None,
             linewidth=0,
         )
+        for j, flagged in enumerate(item.not_fully_scored):
+            if not flagged:
+                continue
+            top = 0.0 if not math.isfinite(means[j]) else means[j]
+            if item.yerr is not None and math.isfinite(means[j]):
+                top += item.yerr[1][j]
+            text = (
+                NOT_FULLY_SCORED_MARK if math.isfinite(means[j]) else f"{NOT_FULLY_SCORED_MARK}\nnot scored"
+            )
+            ax.text(positions[j], min(top, 92.0) + 1.0, text, ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [LABELS.get(b, b) for b in benches])
     ax.set_ylabel("score x 100")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     ax.legend(fontsize="small", ncol=2, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
+    caption = NOT_FULLY_SCORED_LEGEND if any_marked else NOT_FULLY_SCORED_LEGEND.split("; ", 1)[1]
+    fig.text(0.01, 0.01, caption[0].upper() + caption[1:], fontsize=7, ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     target = Path(png_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, format="png", metadata={"Software": None})
@@ -546,6 +624,6 @@ def write_leaderboard(
     paths["markdown"].write_text(render_markdown(table, gains, note), encoding="utf-8")
     paths["csv"].write_text(render_csv(table), encoding="utf-8")
     paths["gains_csv"].write_text(gains.to_csv(float_format="%.6g", lineterminator="\n"), encoding="utf-8")
-    render_bar_chart(table, paths["png"])
+    render_bar_chart(table, paths["png"], unscored_counts(run_list))
     paths["html"].write_text(render_html(table, gains, note, png=paths["png"]), encoding="utf-8")
     return paths
