@@ -124,12 +124,15 @@ def item_result(
     target: str,
     extracted: str | None = None,
     unparsed: bool = False,
+    unparsed_reason: str | None = None,
     choices: Iterable[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The per-metric dicts lmms-eval aggregates; each carries the whole record.
 
     A failed item (bad row, or the model could not run it) scores 0 on every metric. With `choices`
     (the option letters shown), a gold letter outside them is a bad row: failed, not scored wrong.
+    `reason` says why a failed item failed, and why nothing was read from an unparsed one
+    (`unparsed_reason`, e.g. "empty reply", "contradictory: no, yes"; "unparsed" when not given).
     """
     shown = sorted(choices) if choices is not None else None
     bad_gold = (
@@ -145,7 +148,7 @@ def item_result(
         "prediction": "" if failure else prediction,
         "extracted": None if failure else extracted,
         "status": "failed" if failure else "ok",
-        "reason": failure,
+        "reason": failure or ((unparsed_reason or "unparsed") if unparsed else None),
         "unparsed": bool(unparsed) and not failure,
         "scores": {name: (0.0 if failure else value) for name, value in scores.items()},
     }
@@ -246,7 +249,7 @@ class ImageVqa:
         from obv_eval.scoring.vqa import score_vqa
 
         gold, closed = text_field(doc, "answer"), self.is_closed(doc)
-        scored = score_vqa(results[0], gold, closed)
+        scored = score_vqa(results[0], gold, closed, question=text_field(doc, "question"))
         cluster = image_key(doc, self.image_field)
         categories = {"answer_type": "closed" if closed else "open"}
         categories.update({name: text_field(doc, name) for name in self.category_fields})
@@ -262,4 +265,5 @@ class ImageVqa:
             target=gold,
             extracted=scored.extracted,
             unparsed=scored.unparsed,
+            unparsed_reason=scored.reason,
         )

@@ -104,24 +104,54 @@ def _strip_punctuation(text: str) -> str:
     )
 
 
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+
+
+def _small_number(tokens: list[str], i: int) -> tuple[int, int] | None:
+    """The value of a number below 100 spelled at ``tokens[i]`` ("twenty one", "7"), and its length."""
+    token = tokens[i]
+    if token in _TENS:
+        value = _TENS[token]
+        # "twenty one" / "twenty-one" (the hyphen is already a space) is a single number.
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if 1 <= _UNITS.get(nxt, 0) <= 9:
+            return value + _UNITS[nxt], 2
+        return value, 1
+    if token in _UNITS:
+        return _UNITS[token], 1
+    return None
+
+
 def _numbers_to_digits(tokens: list[str]) -> list[str]:
+    """Spelled numbers to digits: "twenty one" -> "21", "one hundred" -> "100",
+    "two thousand five hundred" -> "2500"; a lone "hundred" (from "a hundred") is 100."""
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        token = tokens[i]
-        if token in _TENS:
-            value = _TENS[token]
-            # "twenty one" / "twenty-one" (the hyphen is already a space) is a single number.
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-            if 1 <= _UNITS.get(nxt, 0) <= 9:
-                value += _UNITS[nxt]
+        small = _small_number(tokens, i)
+        if small is None and tokens[i] not in _SCALES:
+            out.append(tokens[i])
+            i += 1
+            continue
+        total, current = 0, 0
+        if small is not None:
+            current, used = small
+            i += used
+        while i < len(tokens):
+            if tokens[i] in _SCALES:
+                scale = _SCALES[tokens[i]]
+                current = (current or 1) * scale
+                if scale > 100:  # "two thousand five hundred": bank the thousands
+                    total, current = total + current, 0
                 i += 1
-            out.append(str(value))
-        elif token in _UNITS:
-            out.append(str(_UNITS[token]))
-        else:
-            out.append(token)
-        i += 1
+                continue
+            nxt = _small_number(tokens, i)
+            # only after a scale word ("hundred five"), never "two three"
+            if nxt is None or i == 0 or tokens[i - 1] not in _SCALES:
+                break
+            current += nxt[0]
+            i += nxt[1]
+        out.append(str(total + current))
     return out
 
 

@@ -20,17 +20,21 @@ class VqaScore:
     scores: dict[str, float | None]
     extracted: str | None
     unparsed: bool
+    reason: str | None = None  # why nothing was read, when unparsed
 
 
-def score_vqa(prediction: str, gold: str, closed: bool) -> VqaScore:
+def score_vqa(prediction: str, gold: str, closed: bool, question: str | None = None) -> VqaScore:
     """accuracy: rule-based for closed items, None for open items until the judge rules;
-    exact match, token F1 and answer recall always, for every item."""
+    exact match, token F1 and answer recall always, for every item. ``question`` lets the closed
+    scorer apply the presence synonyms of a yes/no item (see ``obv_eval.scoring.yesno``)."""
     lexical: dict[str, float | None] = {
         "exact_match": exact_match(prediction, gold),
         "token_f1": token_f1(prediction, gold),
         "answer_recall": answer_recall(prediction, gold),
     }
     if closed:
-        score, extraction = score_closed_vqa(prediction, gold)
-        return VqaScore({"accuracy": score, **lexical}, extraction.value, not extraction.parsed)
+        score, extraction = score_closed_vqa(prediction, gold, question=question)
+        return VqaScore(
+            {"accuracy": score, **lexical}, extraction.value, not extraction.parsed, extraction.reason
+        )
     return VqaScore({"accuracy": None, "judge": None, **lexical}, None, False)

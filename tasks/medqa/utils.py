@@ -51,4 +51,5 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[s
         target=gold,
         extracted=extraction.value,
         unparsed=not extraction.parsed,
+        unparsed_reason=extraction.reason,
     )

@@ -49,13 +49,13 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[s
     choices = options(doc)
     gold = text_field(doc, "correct_option").strip().upper()
     if is_yes_no(doc):
-        said = extract_yes_no(prediction)
+        said = extract_yes_no(prediction, question=text_field(doc, "question"))
         by_text = {text.lower(): letter for letter, text in choices.items()}
         letter = by_text.get(said.value) if said.value else None
-        extraction_value, parsed = letter, said.parsed
+        extraction_value, parsed, reason = letter, said.parsed, said.reason
     else:
         extraction = extract_choice(prediction, choices)
-        extraction_value, parsed = extraction.value, extraction.parsed
+        extraction_value, parsed, reason = extraction.value, extraction.parsed, extraction.reason
     return item_result(
         ("accuracy",),
         doc=doc,
@@ -74,4 +74,5 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[s
         target=gold,
         extracted=extraction_value,
         unparsed=not parsed,
+        unparsed_reason=reason,
     )
