@@ -6,7 +6,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from obv_eval.tiny_model import TINY_MODEL_NAME, default_cache_root, tiny_model_dir
+from obv_eval.tiny_model import (
+    RANDOM_2B_NAME,
+    TINY_MODEL_NAME,
+    default_cache_root,
+    qwen2vl_2b_random_dir,
+    tiny_model_dir,
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,10 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry(TINY_MODEL_NAME, "random-weight Qwen2-VL built offline (demo and tests)"),
         ModelEntry(
             f"{TINY_MODEL_NAME}-obv", "the tiny model after obv-train --config tiny_cpu", base=TINY_MODEL_NAME
+        ),
+        ModelEntry(
+            RANDOM_2B_NAME,
+            "random weights, Qwen2-VL-2B's real architecture, built offline (GPU throughput checks)",
         ),
         ModelEntry("qwen2vl-2b", "Qwen2-VL-2B-Instruct", hub_id="Qwen/Qwen2-VL-2B-Instruct"),
         ModelEntry("qwen2vl-7b", "Qwen2-VL-7B-Instruct", hub_id="Qwen/Qwen2-VL-7B-Instruct"),
@@ -90,6 +100,8 @@ def resolve_model(name: str, model_path: str | None = None, build: bool = True) 
         return ResolvedModel(name, None, api=True)
     if entry.name == TINY_MODEL_NAME:
         return ResolvedModel(name, tiny_model_dir() if build else None)
+    if entry.name == RANDOM_2B_NAME:
+        return ResolvedModel(name, qwen2vl_2b_random_dir() if build else None)
     if entry.hub_id is not None:
         snapshot = _hub_snapshot(entry.hub_id)
         if snapshot is None:

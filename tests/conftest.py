@@ -31,3 +31,18 @@ def samples_source() -> Iterator[None]:
     set_data_source(parse_data_source("samples"))
     yield
     set_data_source(None)
+
+
+# Real benchmark files and Qwen2-VL's own configs, present in CI beside the clone (../shared/realdata);
+# a user's clone lacks them, so tests that need them skip with this reason.
+REALDATA = Path(
+    os.environ.get("OBV_EVAL_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata")
+)
+NO_REALDATA = f"real data not found at {REALDATA} (CI has it; set OBV_EVAL_REALDATA to run these tests)"
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip(NO_REALDATA)
+    return REALDATA
