@@ -128,9 +128,7 @@ def test_tokenizer_equals_one_built_from_qwen2vls_own_files(tiny_model_path: Pat
     )
     ours = AutoProcessor.from_pretrained(tiny_model_path)
     texts = [
-        render_prompt(
-            ours, build_messages("Which chamber is enlarged?\nA. Left atrium\nB. Right", ["video"])
-        ),
+        render_prompt(ours, build_messages("Which chamber?\nA. Left atrium\nB. Right", ["video"])),
         render_prompt(ours, build_messages("Ist das Gefäß erweitert? 这是什么 μm – 12.5%", ["image"])),
         "Context: Mitochondrial DNA (mtDNA) ... \t\n  β-blockers' effect?",
     ]
