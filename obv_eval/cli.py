@@ -450,6 +450,15 @@ def cmd_data(argv: Sequence[str]) -> int:
     )
     prepare.add_argument("--rows", type=Path, help="rows file (.jsonl/.json/.parquet); default: from --data")
     prepare.add_argument("--out", type=Path, help="clip folder; default: the dataset's video root")
+    prepare.add_argument(
+        "--keep-source-format",
+        action="store_true",
+        help="keep the source's frame rate and size (default: the row's video_metadata.original fps and "
+        "resolution, as the published clips are)",
+    )
+    prepare.add_argument(
+        "--allow-missing", action="store_true", help="exit 0 when source videos are missing (partial set)"
+    )
     prepare.add_argument("--no-progress", action="store_true")
     _source_arguments(prepare)
     sub.add_parser(
@@ -484,6 +493,11 @@ def _data_check(args: argparse.Namespace) -> int:
         print(f"{name}: {report.rows} rows, {report.media_checked} media files checked; {counts}")
         for row, kind, detail in report.problems:
             print(f"  row {row}: {kind}: {detail}")
+        if report.warnings:  # clips that disagree with their rows: the items still run and count
+            warned = ", ".join(f"{kind}: {n}" for kind, n in sorted(report.warning_counts().items()))
+            print(f"{name}: warnings (items still run): {warned}")
+            for row, kind, detail in report.warnings:
+                print(f"  {'file' if row < 0 else f'row {row}'}: warning: {kind}: {detail}")
         failed = failed or not report.ok
     return CHECK_FAILED if failed else 0
 
@@ -515,14 +529,22 @@ def _data_prepare(args: argparse.Namespace) -> int:
     out = args.out or media_root(args.dataset, "video", source)
     if out is None:
         raise UsageError("no clip folder: pass --out DIR (or --video-root / --data DIR)")
-    report = prepare_clips(rows, args.source_videos, Path(out), progress=not args.no_progress)
+    report = prepare_clips(
+        rows,
+        args.source_videos,
+        Path(out),
+        progress=not args.no_progress,
+        keep_source_format=args.keep_source_format,
+    )
     print(f"{args.dataset}: {report.summary()} -> {out}")
     for video_id, clips in sorted(report.missing_sources.items()):
         shown = ", ".join(clips[:3]) + ("..." if len(clips) > 3 else "")
         print(f"  missing source {video_id}: {len(clips)} clips ({shown})")
     for clip, reason in sorted(report.failed.items()):
         print(f"  failed {clip}: {reason}")
-    return CHECK_FAILED if report.failed else 0
+    if report.missing_sources and not args.allow_missing:
+        print(f"  {report.missing_clips} clips not made: download their sources or pass --allow-missing")
+    return CHECK_FAILED if report.failed or (report.missing_sources and not args.allow_missing) else 0
 
 
 HANDLERS = {

@@ -48,7 +48,7 @@ def test_prepare_cli_reports_missing_sources(tmp_path: Path, capsys: pytest.Capt
         ["data", "prepare", "openbiomedvid", "--source-videos", str(tmp_path / "src"), "--rows", str(rows),
          "--out", str(tmp_path / "out"), "--no-progress"]
     )  # fmt: skip
-    assert code == 0
+    assert code == 1  # missing sources fail unless --allow-missing (tests/test_prepare_clips.py)
     assert "missing source nope: 1 clips" in capsys.readouterr().out
 
 

@@ -14,7 +14,15 @@ from typing import Literal
 from tqdm import tqdm
 
 from obv_eval.benchmarks import Benchmark
-from obv_eval.media import ImageSettings, MediaError, VideoSettings, load_image, load_video
+from obv_eval.data.clipcheck import ONE_QUESTION_PER_CLIP, clip_mismatches, one_question_per_clip
+from obv_eval.media import (
+    ImageSettings,
+    MediaError,
+    VideoSettings,
+    load_image,
+    load_video,
+    resolve_media_path,
+)
 from obv_eval.sources import DataSource, media_root
 from obv_eval.tasking import ROW_ERROR_FIELD, load_rows, text_field
 
@@ -25,6 +33,9 @@ class CheckReport:
     rows: int = 0
     media_checked: int = 0
     problems: list[tuple[int, str, str]] = field(default_factory=list)  # (row, kind, detail)
+    # Clips that disagree with their rows, the one-question-per-clip file (row -1: the whole file).
+    # Warnings do not fail the check: in a run such items still run and count.
+    warnings: list[tuple[int, str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -32,6 +43,9 @@ class CheckReport:
 
     def counts(self) -> Counter[str]:
         return Counter(kind for _, kind, _ in self.problems)
+
+    def warning_counts(self) -> Counter[str]:
+        return Counter(kind for _, kind, _ in self.warnings)
 
 
 def _problem_kind(error: MediaError) -> str:
@@ -48,6 +62,10 @@ def check_benchmark(benchmark: Benchmark, source: DataSource, progress: bool = T
     report = CheckReport(benchmark.name, rows=len(rows))
     kind: Literal["video", "image"] = "video" if benchmark.modality == "video" else "image"
     root = media_root(benchmark.name, kind, source)
+    if benchmark.name == "surgeryvqa" and benchmark.media_field in rows.column_names:
+        warning = one_question_per_clip(list(rows[benchmark.media_field]))
+        if warning is not None:
+            report.warnings.append((-1, ONE_QUESTION_PER_CLIP, warning))
     for index, row in enumerate(tqdm(rows, desc=f"checking {benchmark.name}", disable=not progress)):
         if row.get(ROW_ERROR_FIELD):
             report.problems.append((index, "malformed row", str(row[ROW_ERROR_FIELD])))
@@ -61,6 +79,8 @@ def check_benchmark(benchmark: Benchmark, source: DataSource, progress: bool = T
         try:
             if kind == "video":
                 load_video(text_field(row, benchmark.media_field), VideoSettings(), root=root)
+                clip = resolve_media_path(text_field(row, benchmark.media_field), root)
+                report.warnings.extend((index, k, detail) for k, detail in clip_mismatches(clip, row))
             else:
                 load_image(text_field(row, benchmark.media_field), ImageSettings(), root=root)
         except MediaError as error:

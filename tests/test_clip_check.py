@@ -1,0 +1,130 @@
+"""`data check` compares each clip with its row (duration, fps, frame count, resolution) and warns
+on a SurgeryVideoQA file with one question per clip. Mismatches are warnings: the check still
+passes, every row stays counted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from obv_eval.benchmarks import BENCHMARKS
+from obv_eval.cli import main
+from obv_eval.data.check import check_benchmark
+from obv_eval.data.clipcheck import ONE_QUESTION_PER_CLIP, clip_mismatches, one_question_per_clip, probe_clip
+from obv_eval.data.prepare import ClipFormat, cut_clip
+from obv_eval.data.synth import write_video
+from obv_eval.sources import DataSource, parse_data_source
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "surgeryvqa"
+REAL_ROWS = REALDATA / "surgeryvideoqa_processed.jsonl"
+
+
+def _row(
+    clip: str, start: float, end: float, fps: float, width: int, height: int, count: int
+) -> dict[str, Any]:
+    return {
+        "id": f"{clip}-q",
+        "video_id": clip.split("_")[0],
+        "video": clip,
+        "timestamp": [start, end],
+        "question": "What is shown?",
+        "answer": "A gallbladder.",
+        "video_metadata": {
+            "original": {"duration": end - start, "fps": fps, "frame_count": count,
+                         "resolution": {"width": width, "height": height}}
+        },
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local copy whose media folder holds one right clip and three wrong ones, cut from one source."""
+    root = tmp_path_factory.mktemp("local")
+    media = root / "media" / "surgeryvqa"
+    media.mkdir(parents=True)
+    source = write_video(root / "src.mp4", num_frames=250, fps=25, width=96, height=56, seed=4)  # 10 s
+    cut_clip(source, 2, 8, media / "good.mp4", ClipFormat(Fraction(1), 84, 48))  # 6 frames, 1 fps, 84x48
+    cut_clip(source, 2, 8, media / "source_rate.mp4", None)  # 25 fps, 96x56: a cut kept at the download's
+    cut_clip(source, 2, 5, media / "short.mp4", ClipFormat(Fraction(1), 84, 48))  # 3 s
+    return root
+
+
+def test_a_clip_that_matches_its_row_has_no_mismatch(clips: Path) -> None:
+    facts = probe_clip(clips / "media" / "surgeryvqa" / "good.mp4")
+    assert (facts.frames, facts.width, facts.height, facts.first_time_s, facts.monotonic) == (
+        6,
+        84,
+        48,
+        0,
+        True,
+    )
+    assert facts.duration_s == pytest.approx(6) and facts.fps == pytest.approx(1)
+    assert (
+        clip_mismatches(clips / "media" / "surgeryvqa" / "good.mp4", _row("good.mp4", 2, 8, 1.0, 84, 48, 6))
+        == []
+    )
+    # The published clips sometimes hold the frame at `end` too (frame_count = span + 1): still a match.
+    assert (
+        clip_mismatches(clips / "media" / "surgeryvqa" / "good.mp4", _row("good.mp4", 2, 7, 1.0, 84, 48, 6))
+        == []
+    )
+
+
+def test_each_disagreement_is_named(clips: Path) -> None:
+    media = clips / "media" / "surgeryvqa"
+    kinds = {
+        kind for kind, _ in clip_mismatches(media / "source_rate.mp4", _row("x.mp4", 2, 8, 1.0, 84, 48, 6))
+    }
+    assert kinds == {"clip fps", "clip frame count", "clip resolution"}
+    kinds = {kind for kind, _ in clip_mismatches(media / "short.mp4", _row("x.mp4", 2, 8, 1.0, 84, 48, 6))}
+    assert kinds == {"clip duration", "clip frame count"}
+    wrong_size = clip_mismatches(media / "good.mp4", _row("x.mp4", 2, 8, 1.0, 840, 476, 6))
+    assert wrong_size == [("clip resolution", "good.mp4: 84x48, the row says 840x476")]
+
+
+def test_data_check_warns_per_row_and_keeps_every_row(
+    clips: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        _row("good.mp4", 2, 8, 1.0, 84, 48, 6),
+        _row("good.mp4", 2, 8, 1.0, 84, 48, 6),  # a second question on the same clip
+        _row("source_rate.mp4", 2, 8, 1.0, 84, 48, 6),
+        _row("short.mp4", 2, 8, 1.0, 84, 48, 6),
+    ]
+    folder = clips / "surgeryvqa"
+    folder.mkdir(exist_ok=True)
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = check_benchmark(BENCHMARKS["surgeryvqa"], parse_data_source(str(clips)), progress=False)
+    assert report.ok and report.rows == 4 and report.media_checked == 4
+    assert report.warning_counts() == {
+        "clip fps": 1, "clip frame count": 2, "clip resolution": 1, "clip duration": 1,
+    }  # fmt: skip
+    assert {row for row, _, _ in report.warnings} == {2, 3}
+    assert main(["data", "check", "surgeryvqa", "--data", str(clips), "--no-progress"]) == 0  # warnings only
+    out = capsys.readouterr().out
+    assert "4 rows, 4 media files checked; no problems" in out
+    assert "row 3: warning: clip duration: short.mp4: 3.000 s, the row's timestamp spans 6 s" in out
+    assert ONE_QUESTION_PER_CLIP not in out
+
+
+def test_one_question_per_clip_is_flagged() -> None:
+    assert one_question_per_clip(["a.mp4", "b.mp4", "c.mp4"]) is not None
+    assert one_question_per_clip(["a.mp4", "a.mp4", "b.mp4"]) is None
+    assert one_question_per_clip(["a.mp4"]) is None
+
+
+@pytest.mark.skipif(not REAL_ROWS.is_file(), reason=f"real SurgeryVideoQA rows not present at {REALDATA}")
+def test_the_real_preprocessed_file_is_flagged(tmp_path: Path) -> None:
+    (tmp_path / "surgeryvqa").mkdir()
+    shutil.copy(REAL_ROWS, tmp_path / "surgeryvqa" / "test.jsonl")
+    expected = len(REAL_ROWS.read_text().splitlines())
+    report = check_benchmark(BENCHMARKS["surgeryvqa"], DataSource("local", tmp_path), progress=False)
+    assert report.rows == expected
+    flagged = [detail for row, kind, detail in report.warnings if kind == ONE_QUESTION_PER_CLIP]
+    assert len(flagged) == 1 and f"each of the {expected} clips" in flagged[0]
+    assert report.counts() == {"missing media": expected}  # the clips are not here: every row still counted
