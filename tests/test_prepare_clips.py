@@ -201,6 +201,8 @@ def test_failed_cuts_leave_nothing_behind(tmp_path: Path, capsys: pytest.Capture
          "video_metadata": {"original": {"fps": 1.0, "frame_count": 3,
                                          "resolution": {"width": 84, "height": 48}}}},
     ]  # fmt: skip
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "junk_0_2.mp4.partial").write_bytes(b"left by an interrupted run")
     report = prepare_clips(rows, src, tmp_path / "out", progress=False)
     assert report.made == ["short_1_3.mp4"]
     assert set(report.failed) == {"short_2_30.mp4", "junk_0_2.mp4"}

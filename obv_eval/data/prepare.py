@@ -310,6 +310,7 @@ def prepare_clips(
         except MediaError as error:
             report.failed[spec.clip] = str(error)
             continue
+        target.with_name(target.name + ".partial").unlink(missing_ok=True)  # left by an interrupted run
         if target.exists() and target.stat().st_size > 0:
             report.existing.append(spec.clip)
             continue
