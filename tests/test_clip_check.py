@@ -128,3 +128,30 @@ def test_the_real_preprocessed_file_is_flagged(tmp_path: Path) -> None:
     flagged = [detail for row, kind, detail in report.warnings if kind == ONE_QUESTION_PER_CLIP]
     assert len(flagged) == 1 and f"each of the {expected} clips" in flagged[0]
     assert report.counts() == {"missing media": expected}  # the clips are not here: every row still counted
+
+
+def test_prepared_clips_pass_the_check_and_source_format_ones_warn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`data prepare` then `data check`, through the CLI: the default clips match their rows; clips
+    kept at the source's format are flagged (fps, frame count, resolution) but do not fail."""
+    sources = tmp_path / "youtube"
+    write_video(sources / "vidA.mp4", num_frames=300, fps=30, width=96, height=56, seed=5)  # 10 s
+    rows = [_row("vidA_1_7.mp4", 1, 7, 1.0, 84, 48, 6), _row("vidA_1_7.mp4", 1, 7, 1.0, 84, 48, 6)]
+    rows.append(_row("vidA_3_9.mp4", 3, 9, 1.0, 84, 48, 7))  # frame_count = span + 1: the frame at `end` too
+    for name, extra in (("default", []), ("source", ["--keep-source-format"])):
+        local = tmp_path / name
+        (local / "surgeryvqa").mkdir(parents=True)
+        (local / "surgeryvqa" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        argv = ["data", "prepare", "surgeryvqa", "--source-videos", str(sources), "--data", str(local),
+                "--no-progress", *extra]  # fmt: skip
+        assert main(argv) == 0
+        assert "2 clips made" in capsys.readouterr().out
+        assert main(["data", "check", "surgeryvqa", "--data", str(local), "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "3 rows, 3 media files checked; no problems" in out
+        if name == "default":
+            assert "warning" not in out
+            assert probe_clip(local / "media" / "surgeryvqa" / "vidA_3_9.mp4").frames == 7
+        else:
+            assert "clip fps: 3, clip frame count: 3, clip resolution: 3" in out
