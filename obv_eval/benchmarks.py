@@ -26,6 +26,13 @@ class Benchmark:
     primary_metric: str
     hub_note: str = ""
     media_subdir: str = ""  # inside a local copy's media/<benchmark>/ (SLAKE's zip unpacks to imgs/)
+    rows_from: str = ""  # another benchmark whose rows this one reads (a different selection of them)
+    labels: tuple[str, ...] = ()  # a closed label set: macro-F1 over these labels is reported too
+
+    @property
+    def rows_name(self) -> str:
+        """The folder of a local copy (and of the samples) that holds this benchmark's rows."""
+        return self.rows_from or self.name
 
     @property
     def task(self) -> str:
@@ -42,7 +49,8 @@ BENCHMARKS: dict[str, Benchmark] = {
             "connectthapa84/MIMICEchoQA",
             None,
             "test",
-            ("video", "question", "answer", "correct_option", "study"),
+            # correct_option is checked per item type: Yes/No items are scored by the answer text.
+            ("video", "question", "answer", "study"),
             "video",
             "accuracy",
             "videos come from PhysioNet MIMIC-IV-ECHO (credentialed access)",
@@ -116,7 +124,23 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("pubid", "question", "context", "final_decision"),
             None,
             "accuracy",
-            "the hub's pqa_labeled has the 1,000 labelled items in one 'train' split",
+            "the hub's pqa_labeled has the 1,000 labelled items in one 'train' split; the benchmark is the "
+            "500 of them in the original release's test ground truth",
+            labels=("yes", "no", "maybe"),
+        ),
+        Benchmark(
+            "pubmedqa_all",
+            "PubMedQA (PQA-L, all 1,000 labelled items)",
+            "text",
+            "qiaojin/PubMedQA",
+            "pqa_labeled",
+            "train",
+            ("pubid", "question", "context", "final_decision"),
+            None,
+            "accuracy",
+            "every labelled item, not only the official test split (not comparable with the literature)",
+            rows_from="pubmedqa",
+            labels=("yes", "no", "maybe"),
         ),
     )
 }

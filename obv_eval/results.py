@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from obv_eval.corpus_metrics import corpus_metrics
 from obv_eval.files import atomic_write_text
 from obv_eval.stats import mean_estimate
 
@@ -144,6 +145,10 @@ def summarize_task(records: list[dict[str, Any]], primary_metric: str) -> dict[s
         estimate, unscored = _metric_estimate(records, metric)
         metrics[metric] = estimate
         unscored_by_metric[metric] = unscored
+    if records:
+        corpus = corpus_metrics(str(records[0].get("task", "")), records)
+        metrics.update(corpus)
+        unscored_by_metric.update(dict.fromkeys(corpus, 0))
 
     categories: dict[str, dict[str, Any]] = {}
     fields = sorted({f for r in records for f in (r.get("categories") or {})})

@@ -19,6 +19,7 @@ from lmms_eval.api.task import ConfigurableTask
 
 from obv_eval.benchmarks import Benchmark, benchmark_for_task
 from obv_eval.failures import parse_failure
+from obv_eval.release_formats import RELEASE_KEY, adapt_row, in_test_split
 from obv_eval.sources import DataSource, DataSourceError, current_data_source, local_rows_location
 
 ROW_ERROR_FIELD = "_obv_error"
@@ -29,6 +30,10 @@ def read_json_rows(path: Path) -> list[dict[str, Any]]:
     raw = path.read_bytes()
     if path.suffix == ".json" and raw.lstrip().startswith(b"["):
         return [dict(row) for row in json.loads(raw.decode("utf-8"))]
+    if path.suffix == ".json" and raw.lstrip().startswith(b"{"):
+        # A release file keyed by item id (PubMedQA's ori_pqal.json): the key goes with the row.
+        keyed = json.loads(raw.decode("utf-8"))
+        return [{**dict(row), RELEASE_KEY: key} for key, row in keyed.items()]
     rows: list[dict[str, Any]] = []
     for number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
@@ -83,16 +88,42 @@ def load_rows(benchmark: Benchmark, source: DataSource) -> datasets.Dataset:
                 "or --data samples for the bundled samples"
             ) from error
     else:
-        builder, kwargs = local_rows_location(benchmark.name, split, source)
+        builder, kwargs = local_rows_location(benchmark.rows_name, split, source)
         if builder == "load_from_disk":
             dataset = datasets.load_from_disk(str(kwargs["dataset_path"]))
         elif builder == "json":
             files = kwargs["data_files"]
             assert isinstance(files, dict)
-            dataset = rows_to_dataset(read_json_rows(Path(files[split])))
+            rows = read_json_rows(Path(files[split]))
+            dataset = rows_to_dataset([adapt_row(benchmark.name, row) for row in rows])
         else:
             dataset = datasets.load_dataset(builder, split=split, **kwargs)
-    return mark_invalid_rows(dataset, benchmark)
+    return mark_invalid_rows(select_test_split(benchmark, dataset), benchmark)
+
+
+def select_test_split(benchmark: Benchmark, dataset: datasets.Dataset) -> datasets.Dataset:
+    """The benchmark's test items of a file that holds more (PubMedQA's 1,000, VQA-RAD's whole release).
+
+    Rows that cannot be read are kept (they fail with their reason)."""
+    columns = [c for c in ("pubid", "phrase_type") if c in dataset.column_names]
+    if not columns:
+        return dataset
+    if ROW_ERROR_FIELD in dataset.column_names:
+        columns.append(ROW_ERROR_FIELD)
+    view = dataset.select_columns(columns)
+    keep = [i for i, row in enumerate(view) if row.get(ROW_ERROR_FIELD) or in_test_split(benchmark.name, row)]
+    if len(keep) == len(dataset):
+        return dataset
+    if not keep:
+        raise DataSourceError(
+            f"{benchmark.name}: none of the {len(dataset)} rows belongs to the benchmark's test split"
+            + (
+                " (the 500 official PMIDs); the task pubmedqa_all takes every row"
+                if benchmark.rows_from == "" and benchmark.labels
+                else ""
+            )
+        )
+    return dataset.select(keep)
 
 
 class ObvTask(ConfigurableTask):
@@ -211,7 +242,8 @@ VQA_INSTRUCTION = "Answer the question using a single word or phrase."
 class ImageVqa:
     """The lmms-eval functions of an image VQA task (VQA-RAD, PathVQA, SLAKE): one place for all three.
 
-    Closed items are those whose gold answer is yes/no unless the rows say (`answer_type_field`);
+    Closed items are those the rows label CLOSED in `answer_type_field` (SLAKE, VQA-RAD's original
+    release), else those whose gold answer is yes/no (VQA-RAD's hub copy, PathVQA);
     categories name extra row fields reported per value.
     """
 
@@ -241,8 +273,10 @@ class ImageVqa:
     def is_closed(self, doc: dict[str, Any]) -> bool:
         from obv_eval.scoring.vqa import is_closed_answer
 
-        if self.answer_type_field is not None:
-            return text_field(doc, self.answer_type_field).upper() == "CLOSED"
+        labelled = text_field(doc, self.answer_type_field).strip().upper() if self.answer_type_field else ""
+        if labelled in ("CLOSED", "OPEN"):
+            return labelled == "CLOSED"
+        # Rows without the label (VQA-RAD's hub copy): closed when the gold is yes/no.
         return is_closed_answer(text_field(doc, "answer"))
 
     def process_results(self, doc: dict[str, Any], results: list[str]) -> dict[str, dict[str, Any]]:

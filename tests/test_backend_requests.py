@@ -59,7 +59,7 @@ ITEMS: dict[str, GenerationRequest] = {
     "image": GenerationRequest(
         ("obv_vqarad", 0),
         "is there evidence of a pneumothorax?\nAnswer the question using a single word or phrase.",
-        (MediaRef("image", "synpic90001.png", str(SAMPLES_DIR / "media" / "vqarad")),),
+        (MediaRef("image", "synpic59536.jpg", str(SAMPLES_DIR / "media" / "vqarad")),),
     ),
     "text": GenerationRequest(
         ("obv_pubmedqa", 0),

@@ -325,7 +325,9 @@ def test_describe_is_provenance_without_secrets_or_paths(key_env: str) -> None:
     )
     described = config.describe()
     assert described["endpoint_host"] == "10.0.0.5:8000"
-    assert described["prompt_version"] == "v1" and len(described["prompt_sha256"]) == 64
+    # the study's rubric is the default preset (issue 15)
+    assert described["preset"] == "study-rubric" and described["prompt_version"] == "study-rubric-r1"
+    assert len(described["prompt_sha256"]) == 64
     text = json.dumps(described)
     assert "pw" not in text and "abc" not in text and "/home/me" not in text
     assert JudgeConfig().describe()["endpoint_host"] == "api.openai.com"

@@ -31,7 +31,7 @@ from obv_eval.sources import SAMPLES_DIR, MediaRef
 SECRET = "sk-test-SECRET123"
 KEY_ENV = "OBV_TEST_OPENAI_KEY"
 VIDEO = MediaRef("video", "Qm7_vB2xKpL_112_115.mp4", str(SAMPLES_DIR / "media" / "surgeryvqa"))
-IMAGE = MediaRef("image", "synpic90001.png", str(SAMPLES_DIR / "media" / "vqarad"))
+IMAGE = MediaRef("image", "synpic59536.jpg", str(SAMPLES_DIR / "media" / "vqarad"))
 
 
 def _text_requests(n: int) -> list[GenerationRequest]:

@@ -21,7 +21,7 @@ GOLDEN = Path(__file__).parent / "golden" / "prompts"
 
 
 def task_utils(benchmark: str) -> ModuleType:
-    path = tasks_package_dir() / benchmark / "utils.py"
+    path = tasks_package_dir() / BENCHMARKS[benchmark].rows_name / "utils.py"
     spec = importlib.util.spec_from_file_location(f"obv_task_utils_{benchmark}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -9,12 +9,16 @@ import datasets
 import pytest
 
 from obv_eval.benchmarks import BENCHMARKS, GROUPS
+from obv_eval.release_formats import adapt_row, in_test_split
 from obv_eval.sources import SAMPLES_DIR, DataSourceError, parse_data_source, tasks_package_dir
-from obv_eval.tasking import ROW_ERROR_FIELD, load_rows
+from obv_eval.tasking import ROW_ERROR_FIELD, load_rows, read_json_rows
 
 
 def _jsonl_rows(benchmark: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (SAMPLES_DIR / benchmark / "test.jsonl").read_text().splitlines()]
+    """The sample's test rows in the hub schema (PubMedQA's sample is in the original release format)."""
+    path = next(SAMPLES_DIR.joinpath(benchmark).glob("test.json*"))
+    rows = [adapt_row(benchmark, row) for row in read_json_rows(path)]
+    return [row for row in rows if in_test_split(benchmark, row)]
 
 
 @pytest.mark.parametrize("benchmark", ["surgeryvqa", "mimicechoqa", "medqa", "pubmedqa"])

@@ -24,7 +24,8 @@ def options(doc: dict[str, Any]) -> dict[str, str]:
 
 
 def is_yes_no(doc: dict[str, Any]) -> bool:
-    return sorted(o.lower() for o in options(doc).values()) == ["no", "yes"]
+    """A Yes/No item, decided by the answer text as the study's scripts do, whatever the options hold."""
+    return text_field(doc, "answer").strip().rstrip(".").lower() in ("yes", "no")
 
 
 def doc_to_visual(doc: dict[str, Any]) -> list[MediaRef]:
@@ -48,18 +49,19 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[s
     prediction = results[0]
     choices = options(doc)
     gold = text_field(doc, "correct_option").strip().upper()
-    if is_yes_no(doc):
+    yes_no = is_yes_no(doc)
+    if yes_no:
+        # Scored against the answer text: the options may be Yes/No, null, or anything else.
         said = extract_yes_no(prediction, question=text_field(doc, "question"))
-        by_text = {text.lower(): letter for letter, text in choices.items()}
-        letter = by_text.get(said.value) if said.value else None
-        extraction_value, parsed, reason = letter, said.parsed, said.reason
+        gold = text_field(doc, "answer").strip().rstrip(".").lower()
+        extraction_value, parsed, reason = said.value, said.parsed, said.reason
     else:
         extraction = extract_choice(prediction, choices)
         extraction_value, parsed, reason = extraction.value, extraction.parsed, extraction.reason
     return item_result(
         ("accuracy",),
         doc=doc,
-        choices=choices,
+        choices=None if yes_no else choices,
         prediction=prediction,
         scores={"accuracy": float(extraction_value == gold)},
         item_id=text_field(doc, "messages_id"),

@@ -1,0 +1,62 @@
+"""The benchmarks' original release files, read as their hub schema, and each benchmark's test split.
+
+A local copy may hold a benchmark's original release instead of a hub export:
+- PubMedQA `ori_pqal.json` (1,000 labelled items keyed by PMID, upper-case fields);
+- VQA-RAD `VQA_RAD Dataset Public.json` (all 2,248 rows; `image_name`, `phrase_type`, `answer_type`).
+Rows are mapped onto the hub schema here, and the test split is selected: VQA-RAD's by `phrase_type`,
+PubMedQA's as the 500 PMIDs of the original release's `test_ground_truth.json` (shipped in assets/).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+RELEASE_KEY = "_release_key"  # the key of a row in a release file that is a JSON object of rows
+VQARAD_TEST_PHRASE_TYPES = frozenset({"test_freeform", "test_para"})
+
+
+@cache
+def pubmedqa_test_pmids() -> frozenset[str]:
+    """The official 500-item PubMedQA test split (PMIDs of the original release's test ground truth)."""
+    path = Path(__file__).parent / "assets" / "pubmedqa_test_pmids.json"
+    return frozenset(str(pmid) for pmid in json.loads(path.read_text()))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else ([] if value is None else [value])
+
+
+def adapt_row(benchmark: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` in the benchmark's hub schema (unchanged when it already is)."""
+    out = {k: v for k, v in row.items() if k != RELEASE_KEY}
+    if benchmark in ("pubmedqa", "pubmedqa_all") and "QUESTION" in row and "question" not in row:
+        out = {
+            "pubid": row.get(RELEASE_KEY),
+            "question": row.get("QUESTION"),
+            "context": {
+                "contexts": _as_list(row.get("CONTEXTS")),
+                "labels": _as_list(row.get("LABELS")),
+                "meshes": _as_list(row.get("MESHES")),
+            },
+            "long_answer": row.get("LONG_ANSWER"),
+            "final_decision": row.get("final_decision"),
+        }
+    if benchmark == "vqarad":
+        if "image" not in out and "image_name" in out:
+            out["image"] = out["image_name"]
+        if isinstance(out.get("answer_type"), str):
+            out["answer_type"] = out["answer_type"].strip()  # two release values carry a trailing space
+    return out
+
+
+def in_test_split(benchmark: str, row: Mapping[str, Any]) -> bool:
+    """Whether a row of a file that may hold more than the test split belongs to it."""
+    if benchmark == "vqarad" and row.get("phrase_type") is not None:
+        return str(row["phrase_type"]).strip() in VQARAD_TEST_PHRASE_TYPES
+    if benchmark == "pubmedqa":
+        return str(row.get("pubid", "")).strip() in pubmedqa_test_pmids()
+    return True
