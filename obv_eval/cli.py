@@ -29,7 +29,7 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="obv-eval",
         description="Evaluate a vision-language model on the OpenBiomedVid benchmarks (lmms-eval tasks).",
         epilog="Other commands: obv-eval models | tasks | tasks-dir | rescore | judge-agreement | "
-        "leaderboard | compare | regress | data (each with --help)",
+        "leaderboard | compare | regress | report | data (each with --help)",
     )
     parser.add_argument("--model", default="tiny-qwen2vl", help="registry name or checkpoint folder")
     parser.add_argument("--model-path", help="checkpoint folder (full weights or LoRA adapter) for --model")
@@ -321,6 +321,44 @@ def cmd_compare(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_report(argv: Sequence[str]) -> int:
+    """A self-contained HTML page of a run's items (or a pair's, with the flips) for error analysis."""
+    from obv_eval.report import write_report
+    from obv_eval.results import ResultsError
+
+    parser = argparse.ArgumentParser(prog="obv-eval report", description=cmd_report.__doc__)
+    parser.add_argument("run", type=Path, help="a run folder (holding results.json and samples.jsonl)")
+    parser.add_argument(
+        "--against", type=Path, help="a second run folder to compare with (e.g. the base model)"
+    )
+    parser.add_argument("--out", type=Path, help="the HTML file (default: RUN/report.html)")
+    parser.add_argument("--no-media", action="store_true", help="leave out the contact sheets of frames")
+    parser.add_argument(
+        "--data", help="where the run's media are (hub | samples | DIR); default: as recorded"
+    )
+    parser.add_argument("--video-root")
+    parser.add_argument("--image-root")
+    args = parser.parse_args(argv)
+    for folder in [args.run, *([args.against] if args.against else [])]:
+        if not (folder / "results.json").is_file() or not (folder / "samples.jsonl").is_file():
+            raise UsageError(f"{folder}: not a run folder (needs results.json and samples.jsonl)")
+    try:
+        path = write_report(
+            args.run,
+            args.out,
+            against=args.against,
+            media=not args.no_media,
+            data=args.data,
+            video_root=args.video_root,
+            image_root=args.image_root,
+            log=lambda line: print(line, file=sys.stderr),
+        )
+    except ResultsError as error:
+        raise UsageError(str(error)) from error
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_regress(argv: Sequence[str]) -> int:
     """Compare a run with a committed baseline; exit 1 on a drop, missing items or changed prompts."""
     parser = argparse.ArgumentParser(prog="obv-eval regress", description=cmd_regress.__doc__)
@@ -558,6 +596,7 @@ HANDLERS = {
     "leaderboard": cmd_leaderboard,
     "regress": cmd_regress,
     "compare": cmd_compare,
+    "report": cmd_report,
 }
 
 
