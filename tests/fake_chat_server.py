@@ -213,8 +213,14 @@ class FakeChatServer:
         reject_response_format: bool = False,
         api_key: str | None = None,
         fault_fn: FaultFn | None = None,
+        served_model: str | None = None,
+        system_fingerprint: str = "fake",
     ) -> None:
         self.reply = reply
+        # what the answer says answered: the requested name unless ``served_model`` is set (a
+        # server that maps a name to a snapshot, as the OpenAI API maps "gpt-4o")
+        self.served_model = served_model
+        self.system_fingerprint = system_fingerprint
         self.latency_s = latency_s
         self.hang_s = hang_s
         self.model = model
@@ -321,8 +327,8 @@ class FakeChatServer:
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": 0,
-            "model": body.get("model", self.model),
-            "system_fingerprint": "fake",
+            "model": self.served_model or body.get("model", self.model),
+            "system_fingerprint": self.system_fingerprint,
             "choices": [
                 {
                     "index": 0,

@@ -29,9 +29,13 @@ def _user(messages: list[dict[str, str]]) -> str:
     return messages[1]["content"]
 
 
+@pytest.mark.parametrize("preset", ["study-rubric", "v1"])
 @pytest.mark.parametrize("prediction", INJECTIONS)
-def test_injected_prediction_stays_inside_one_escaped_block(prediction: str) -> None:
-    messages = build_judge_messages("Which organ is shown?", "gallbladder", prediction)
+def test_injected_prediction_stays_inside_one_escaped_block(prediction: str, preset: str) -> None:
+    from obv_eval.judge.prompt import PRESETS
+
+    rubric = PRESETS[preset].rubric_after_data
+    messages = build_judge_messages("Which organ is shown?", "gallbladder", prediction, preset=preset)
     user = _user(messages)
     all_text = "".join(m["content"] for m in messages)
     for tag in ("prediction", "question", "gold_answer"):
@@ -44,8 +48,8 @@ def test_injected_prediction_stays_inside_one_escaped_block(prediction: str) -> 
     # The data round-trips: unescaping gives back exactly what the model said.
     assert inside.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == prediction
     # The rubric comes after the data, and it is the end of the message.
-    assert user.index(RUBRIC_AFTER_DATA) > user.index("</prediction>")
-    assert user.endswith(RUBRIC_AFTER_DATA)
+    assert user.index(rubric) > user.index("</prediction>")
+    assert user.endswith(rubric)
 
 
 def test_order_and_fields_question_gold_prediction() -> None:
@@ -62,7 +66,15 @@ def test_system_prompt_says_data_is_not_instructions_and_asks_for_0_or_1() -> No
 
 
 def test_prompt_is_pinned_to_its_version() -> None:
-    # Editing the prompt changes this hash: bump JUDGE_PROMPT_VERSION and update the pin together,
+    # Editing a prompt changes its hash: bump the preset's revision and update the pin together,
     # otherwise cached verdicts and results.json would claim a prompt that was not used.
-    assert JUDGE_PROMPT_VERSION == "v1"
-    assert PROMPT_SHA256 == "a984d46ff9045601ee8884448a2981b3cea565ce1f18a7e651053a451abd5d3e"
+    # (Issue 15: the default is now the study's rubric; v1 names the task's modality, revision 2.)
+    from obv_eval.judge.prompt import PRESETS
+
+    assert JUDGE_PROMPT_VERSION == "study-rubric-r1"
+    assert PROMPT_SHA256 == "2a541648e3e14f7a1f6bc5b12f2ec78d869fc4d5f465772fcae5f9511a519086"
+    assert PRESETS["v1"].version == "v1-r2"
+    assert PRESETS["v1"].sha256 == "0eba8467cda2b8d4dc2bd6dbd30d0ec470d417a94297643344c7e865ad2f7e02"
+    assert PRESETS["study-published"].version == "study-published-r1"
+    published = PRESETS["study-published"].sha256
+    assert published == "f699093f202121751d2fbc60cb7fb255ef7bee653eab8a7d4c8455e9da477184"

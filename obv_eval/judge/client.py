@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, cast
 
 import openai
@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from obv_eval.judge.cache import JudgeCache, cache_key
 from obv_eval.judge.config import JudgeConfig, estimate_cost_usd, judge_available
-from obv_eval.judge.parse import VERDICT_JSON_SCHEMA, parse_verdict
+from obv_eval.judge.parse import parse_verdict
 from obv_eval.judge.prompt import build_judge_messages
+from obv_eval.progress import Bar
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class JudgeItem:
     question: str
     gold: str
     prediction: str
+    modality: str = "video"  # the task's modality, named in the prompt
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class Verdict:
     prompt_tokens: int
     completion_tokens: int
     raw: str | None = None  # the judge's last reply text, for audit
+    response_model: str | None = None  # the model that answered (``response.model``)
+    system_fingerprint: str | None = None  # the backend configuration that answered, when given
+    output_mode: str | None = None  # "structured" or "text": how the verdict was asked
 
 
 @dataclass
@@ -83,9 +88,23 @@ class JudgeRunStats:
     structured_output_used: bool = True
     elapsed_s: float = 0.0
     unscored_reasons: dict[str, int] = field(default_factory=dict)
+    # What answered the scored items (cache hits included, as recorded when they were asked):
+    # a judge name served by two snapshots shows up here as two entries.
+    response_models: dict[str, int] = field(default_factory=dict)
+    system_fingerprints: dict[str, int] = field(default_factory=dict)
+    output_modes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """What answered one request: ``response.model``, ``system_fingerprint``, the output mode."""
+
+    model: str | None
+    system_fingerprint: str | None
+    structured: bool
 
 
 class _TransportFailure(Exception):
@@ -103,8 +122,13 @@ class Judge:
         self.config = config
         self.cache = cache if cache is not None else JudgeCache(config.cache_path or ":memory:")
         self.stats = JudgeRunStats()
-        self._settings = config.settings()
         self._structured = config.structured_output
+
+    def key(self, item: JudgeItem, *, structured: bool | None = None) -> str:
+        """The cache key of ``item`` asked in the given output mode (default: the current one)."""
+        used = self._structured if structured is None else structured
+        settings = {**self.config.settings(), "structured_output": used}
+        return cache_key(settings, item.question, item.gold, item.prediction, item.modality)
 
     # -- public API ---------------------------------------------------------------------------
     def judge_many(self, items: Sequence[JudgeItem], *, progress: bool | None = None) -> list[Verdict]:
@@ -119,26 +143,39 @@ class Judge:
         started = time.perf_counter()
         stats = JudgeRunStats(items=len(items), structured_output_used=self._structured)
         self.stats = stats
-        keys = [cache_key(self._settings, it.question, it.gold, it.prediction) for it in items]
+        keys = [self.key(it) for it in items]
         hits = self.cache.get_many(keys)
         results: list[Verdict | None] = [None] * len(items)
         todo: dict[str, int] = {}  # key -> index of the first item that needs a call
         for i, key in enumerate(keys):
             if key in hits:
                 c = hits[key]
-                results[i] = Verdict(c.verdict, "scored", None, True, 0, 0, 0, c.raw)
+                results[i] = Verdict(
+                    c.verdict,
+                    "scored",
+                    None,
+                    True,
+                    0,
+                    0,
+                    0,
+                    c.raw,
+                    c.response_model,
+                    c.system_fingerprint,
+                    c.output_mode,
+                )
                 stats.cache_hits += 1
             elif key not in todo:
                 todo[key] = i
 
-        bar = tqdm(
+        # Cached verdicts count as done from the start, so the rate is that of real calls only.
+        bar = Bar(
             total=len(items),
-            desc=f"judge {self.config.model}",
+            initial=stats.cache_hits,
+            desc=f"obv-eval: judge {self.config.model}",
             unit="item",
             file=sys.stderr,
             disable=None if progress is None else not progress,
         )
-        bar.update(stats.cache_hits)
         try:
             if todo:
                 available, why = judge_available(self.config)
@@ -153,8 +190,8 @@ class Judge:
                     verdict = fresh[key]
                     if i != todo[key]:  # a copy of an item judged once in this batch: no cost
                         stats.deduplicated += 1
-                        verdict = Verdict(
-                            verdict.score, verdict.status, verdict.reason, True, 0, 0, 0, verdict.raw
+                        verdict = replace(
+                            verdict, cached=True, attempts=0, prompt_tokens=0, completion_tokens=0
                         )
                         bar.update(1)
                     results[i] = verdict
@@ -165,6 +202,13 @@ class Judge:
         for v in final:
             if v.status == "scored":
                 stats.scored += 1
+                for counts, value in (
+                    (stats.response_models, v.response_model),
+                    (stats.system_fingerprints, v.system_fingerprint),
+                    (stats.output_modes, v.output_mode),
+                ):
+                    name = value or "not recorded"
+                    counts[name] = counts.get(name, 0) + 1
             else:
                 stats.unscored += 1
                 reason = v.reason or "unknown"
@@ -224,14 +268,17 @@ class Judge:
     ) -> Verdict:
         counter = [0]
         _requests_sent.set(counter)  # this coroutine runs in its own task: the value stays local
-        messages = build_judge_messages(item.question, item.gold, item.prediction)
+        preset = self.config.prompt
+        messages = build_judge_messages(
+            item.question, item.gold, item.prediction, preset=preset.name, modality=item.modality
+        )
         prompt_tokens = completion_tokens = 0
         asks = 1 + self.config.max_retries
         last_problem = ""
         last_text: str | None = None
         for _ in range(asks):
             try:
-                text, usage = await self._ask(client, messages, counter)
+                text, usage, answered = await self._ask(client, messages, counter)
             except _TransportFailure as failure:
                 return Verdict(
                     None, "unscored", failure.reason, False, counter[0], prompt_tokens, completion_tokens
@@ -244,19 +291,33 @@ class Judge:
                 last_problem = "malformed response body"
                 continue
             last_text = text
-            score = parse_verdict(text)
+            score = parse_verdict(text, key=preset.verdict_key)
             if score is not None:
+                mode = "structured" if answered.structured else "text"
                 self.cache.put(
-                    key,
+                    self.key(item, structured=answered.structured),  # the mode actually used
                     score,
                     raw=text,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
                     model=self.config.model,
-                    prompt_version=self.config.prompt_version,
+                    prompt_version=preset.version,
+                    response_model=answered.model,
+                    system_fingerprint=answered.system_fingerprint,
+                    output_mode=mode,
                 )
                 return Verdict(
-                    score, "scored", None, False, counter[0], prompt_tokens, completion_tokens, text
+                    score,
+                    "scored",
+                    None,
+                    False,
+                    counter[0],
+                    prompt_tokens,
+                    completion_tokens,
+                    text,
+                    answered.model,
+                    answered.system_fingerprint,
+                    mode,
                 )
             last_problem = "empty reply" if not text.strip() else f"reply {text[:_REPLY_EXCERPT_CHARS]!r}"
         reason = f"no 0/1 verdict after {asks} asks (last: {last_problem})"
@@ -266,9 +327,11 @@ class Judge:
 
     async def _ask(
         self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], counter: list[int]
-    ) -> tuple[str | None, tuple[int, int]]:
-        """One ask (the client retries transport faults): reply text, or None for a malformed body."""
+    ) -> tuple[str | None, tuple[int, int], _Answered]:
+        """One ask (the client retries transport faults): reply text, or None for a malformed body,
+        the tokens, and what answered (model, fingerprint, output mode)."""
         before = counter[0]
+        structured = self._structured
         try:
             if self._structured:
                 try:
@@ -278,6 +341,7 @@ class Judge:
                     # asks for the same JSON and the parser takes a bare digit too); only a success
                     # switches plain text on for the rest of the run, so one bad item cannot.
                     before = counter[0]
+                    structured = False
                     response = await self._create(client, messages, structured=False)
                     if self._structured:
                         log.warning("judge endpoint rejected response_format; asking in plain text")
@@ -302,14 +366,16 @@ class Judge:
             retries = max(counter[0] - before - 1, 0)
             raise _TransportFailure(f"connection error after {retries} retries") from None
         except (json.JSONDecodeError, openai.APIResponseValidationError):
-            return None, (0, 0)
+            return None, (0, 0), _Answered(None, None, structured)
         except openai.OpenAIError as exc:  # anything else from the client: unscored, run goes on
             raise _TransportFailure(f"{type(exc).__name__} from the judge client") from None
         usage = response.usage
         tokens = (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (0, 0)
+        model = getattr(response, "model", None) or None
+        answered = _Answered(model, getattr(response, "system_fingerprint", None), structured)
         if not response.choices:
-            return "", tokens
-        return response.choices[0].message.content or "", tokens
+            return "", tokens, answered
+        return response.choices[0].message.content or "", tokens, answered
 
     async def _create(
         self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], *, structured: bool
@@ -321,7 +387,7 @@ class Judge:
             temperature=cfg.temperature,
             max_tokens=cfg.max_tokens,
             seed=cfg.seed if cfg.seed is not None else openai.omit,
-            response_format=VERDICT_JSON_SCHEMA if structured else openai.omit,
+            response_format=cfg.prompt.response_format if structured else openai.omit,
         )
 
     def _redact(self, text: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from obv_eval.judge.prompt import JUDGE_PROMPT_VERSION, PROMPT_SHA256
+from obv_eval.judge.prompt import DEFAULT_PRESET, JudgePreset, get_preset
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -60,16 +60,18 @@ class JudgeConfig:
     concurrency: int = 32
     timeout_s: float = 30.0
     max_retries: int = 3
-    prompt_version: str = JUDGE_PROMPT_VERSION
+    preset: str = DEFAULT_PRESET  # the judge prompt: see obv_eval.judge.prompt.PRESETS
+    prompt_version: str | None = None  # when given, must be the preset's version (a guard)
     structured_output: bool = True
     cache_path: str | None = None  # None: an in-memory cache that lives as long as the Judge
 
     def __post_init__(self) -> None:
-        if self.prompt_version != JUDGE_PROMPT_VERSION:
-            # Only one prompt ships; asking for another must not silently use this one.
+        preset = get_preset(self.preset)  # ValueError for an unknown preset
+        if self.prompt_version is not None and self.prompt_version != preset.version:
+            # Asking for a prompt text this build does not have must not silently use another.
             raise ValueError(
-                f"prompt_version {self.prompt_version!r} is not available (this build has "
-                f"{JUDGE_PROMPT_VERSION!r})"
+                f"prompt_version {self.prompt_version!r} is not available (preset {self.preset!r} "
+                f"is {preset.version!r})"
             )
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -79,6 +81,10 @@ class JudgeConfig:
             raise ValueError("timeout_s must be positive")
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
+
+    @property
+    def prompt(self) -> JudgePreset:
+        return get_preset(self.preset)
 
     @property
     def endpoint(self) -> str:
@@ -98,8 +104,9 @@ class JudgeConfig:
         return {
             "model": self.model,
             "endpoint": self.endpoint,
-            "prompt_version": self.prompt_version,
-            "prompt_sha256": PROMPT_SHA256,
+            "preset": self.preset,
+            "prompt_version": self.prompt.version,
+            "prompt_sha256": self.prompt.sha256,
             "temperature": self.temperature,
             "seed": self.seed,
             "max_tokens": self.max_tokens,
@@ -113,6 +120,7 @@ class JudgeConfig:
         return {
             **verdict_settings,
             "endpoint_host": self.endpoint_host,
+            "prompt_source": self.prompt.source,
             "concurrency": self.concurrency,
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,

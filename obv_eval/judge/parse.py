@@ -24,9 +24,28 @@ VERDICT_JSON_SCHEMA: ResponseFormatJSONSchema = {
     },
 }
 
+# The schema the study's judge sent (the openai client's rendering of the pydantic model
+# ``EvaluationScore(score: int)`` in OpenBiomedVid's 3_gpt_eval.py); used by the
+# "study-published" preset. The study then rejected any score outside 1..5 (so every 0 was asked
+# again forever); here only 0 and 1 are verdicts.
+STUDY_SCORE_SCHEMA: ResponseFormatJSONSchema = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "EvaluationScore",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "title": "EvaluationScore",
+            "properties": {"score": {"title": "Score", "type": "integer"}},
+            "required": ["score"],
+            "additionalProperties": False,
+        },
+    },
+}
 
-def parse_verdict(text: str | None) -> int | None:
-    """0 or 1 from a bare ``"0"``/``"1"`` or the JSON object ``{"verdict": 0|1}``; else ``None``.
+
+def parse_verdict(text: str | None, key: str = "verdict") -> int | None:
+    """0 or 1 from a bare ``"0"``/``"1"`` or the JSON object ``{key: 0|1}``; else ``None``.
 
     No leniency beyond surrounding whitespace: ``"1 because ..."``, ``"yes"``, ``"0.5"``, ``"2"``,
     ``true`` or ``{"verdict": "1"}`` are all ``None``, so a reply that is not a verdict is re-asked
@@ -43,9 +62,9 @@ def parse_verdict(text: str | None) -> int | None:
         obj = json.loads(stripped)
     except json.JSONDecodeError:
         return None
-    if not isinstance(obj, dict) or set(obj) != {"verdict"}:
+    if not isinstance(obj, dict) or set(obj) != {key}:
         return None
-    value = obj["verdict"]
+    value = obj[key]
     # bool is an int subclass: JSON true must not pass as 1.
     if type(value) is int and value in (0, 1):
         return value

@@ -19,6 +19,14 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _modality(task: Any) -> str:
+    """The modality of a record's task (named in the judge prompt); "video" when unknown."""
+    from obv_eval.benchmarks import BENCHMARKS
+
+    benchmark = BENCHMARKS.get(task) if isinstance(task, str) else None
+    return benchmark.modality if benchmark is not None else "video"
+
+
 def rescore_samples(
     records: Sequence[dict[str, Any]],
     config: JudgeConfig,
@@ -61,6 +69,7 @@ def rescore_samples(
                     question=question,
                     gold=_as_text(record.get("target", "")),
                     prediction=prediction if isinstance(prediction, str) else _as_text(prediction or ""),
+                    modality=_modality(record.get("task")),
                 ),
             )
         )
