@@ -171,6 +171,11 @@ def test_headline_note_says_which_definition_reproduces_each_claim() -> None:
     assert "7B text group -2.7 = mean of gains after rounding each benchmark's gain to one decimal" in note
     assert "2B MIMICEchoQA 99.1 = per-benchmark gain" in note
     assert re.search(r"Not reproducible .*2B image group 71\.2.*7B MIMICEchoQA 22\.5", note)
+    # issue 15: the three published 7B MIMICEchoQA gains, each with its source
+    line = next(x for x in note.splitlines() if x.startswith("The study's 7B MIMICEchoQA gain"))
+    assert "+22.5% (the study's repository README" in line
+    assert "+29.3% (the paper's arXiv v2 abstract)" in line
+    assert "+14.5% (recomputed from the figure, 40.0 -> 45.8)" in line
 
 
 def test_csv_is_flat_with_counts(runs: list[Run]) -> None:
