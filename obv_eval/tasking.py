@@ -20,7 +20,15 @@ from lmms_eval.api.task import ConfigurableTask
 from obv_eval.benchmarks import Benchmark, benchmark_for_task
 from obv_eval.failures import parse_failure
 from obv_eval.release_formats import RELEASE_KEY, adapt_row, in_test_split
-from obv_eval.sources import DataSource, DataSourceError, current_data_source, local_rows_location
+from obv_eval.sources import (
+    DataSource,
+    DataSourceError,
+    current_data_source,
+    local_rows_location,
+    normalize_rows,
+    oversized_row_reason,
+    read_csv_rows,
+)
 
 ROW_ERROR_FIELD = "_obv_error"
 
@@ -29,7 +37,16 @@ def read_json_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a .jsonl (or a .json list) file; a line that cannot be read becomes a marked row."""
     raw = path.read_bytes()
     if path.suffix == ".json" and raw.lstrip().startswith(b"["):
-        return [dict(row) for row in json.loads(raw.decode("utf-8"))]
+        try:
+            items = json.loads(raw.decode("utf-8"))
+        except ValueError as error:  # no row boundaries to keep: the whole file is unreadable
+            raise DataSourceError(f"{path}: not a JSON list of rows ({error}); fix the file") from None
+        return [
+            dict(item)
+            if isinstance(item, dict)
+            else {ROW_ERROR_FIELD: f"{path.name} item {number}: not a JSON object"}
+            for number, item in enumerate(items, start=1)
+        ]
     if path.suffix == ".json" and raw.lstrip().startswith(b"{"):
         # A release file keyed by item id (PubMedQA's ori_pqal.json): the key goes with the row.
         keyed = json.loads(raw.decode("utf-8"))
@@ -51,13 +68,25 @@ def read_json_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def rows_to_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
-    # Every row gets every column, so rows with missing fields still load (and are marked).
+    # Every row gets every column, so rows with missing fields still load (and are marked); a value
+    # whose type does not fit its column fails its row alone (obv_eval.sources.normalize_rows).
+    rows = normalize_rows(rows, ROW_ERROR_FIELD)
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
     columns.setdefault(ROW_ERROR_FIELD, None)
-    table = {name: [row.get(name) for row in rows] for name in columns}
+    table = {name: _one_scalar_type([row.get(name) for row in rows]) for name in columns}
     return datasets.Dataset.from_dict(table)
+
+
+def _one_scalar_type(values: list[Any]) -> list[Any]:
+    """A column whose scalars mix types (VQA-RAD's release has answers 2 and "2") becomes text.
+
+    Arrow needs one type per column; prompts and scorers read fields as text anyway."""
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) > 1 and kinds <= {str, int, float, bool}:
+        return [None if v is None else str(v) for v in values]
+    return values
 
 
 def mark_invalid_rows(dataset: datasets.Dataset, benchmark: Benchmark) -> datasets.Dataset:
@@ -71,6 +100,8 @@ def mark_invalid_rows(dataset: datasets.Dataset, benchmark: Benchmark) -> datase
         missing = [name for name in benchmark.required_fields if row.get(name) in (None, "")]
         if missing:
             row[ROW_ERROR_FIELD] = f"row is missing {', '.join(missing)}"
+        else:
+            row[ROW_ERROR_FIELD] = oversized_row_reason(row)
         return row
 
     return dataset.map(check, load_from_cache_file=False, desc=None)
@@ -95,6 +126,11 @@ def load_rows(benchmark: Benchmark, source: DataSource) -> datasets.Dataset:
             files = kwargs["data_files"]
             assert isinstance(files, dict)
             rows = read_json_rows(Path(files[split]))
+            dataset = rows_to_dataset([adapt_row(benchmark.name, row) for row in rows])
+        elif builder == "csv":  # read as text, row by row: no type guessing across rows
+            files = kwargs["data_files"]
+            assert isinstance(files, dict)
+            rows = read_csv_rows(Path(files[split]))
             dataset = rows_to_dataset([adapt_row(benchmark.name, row) for row in rows])
         else:
             dataset = datasets.load_dataset(builder, split=split, **kwargs)

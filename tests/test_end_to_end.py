@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from obv_eval.benchmarks import GROUPS
+from obv_eval.benchmarks import BENCHMARKS, GROUPS
 from obv_eval.cli import main
-from obv_eval.sources import SAMPLES_DIR
+from obv_eval.sources import SAMPLES_DIR, parse_data_source
+from obv_eval.tasking import load_rows
 
 
 def _run(tmp_path: Path, run_id: str, *args: str) -> Path:
@@ -25,8 +26,8 @@ def _run(tmp_path: Path, run_id: str, *args: str) -> Path:
 
 
 def _sample_rows(benchmark: str) -> list[dict[str, object]]:
-    lines = (SAMPLES_DIR / benchmark / "test.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    """The sample's test rows as the task reads them (real samples are in their release formats)."""
+    return [dict(row) for row in load_rows(BENCHMARKS[benchmark], parse_data_source("samples"))]
 
 
 @pytest.fixture(scope="module")

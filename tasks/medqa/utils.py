@@ -17,7 +17,8 @@ def options(doc: dict[str, Any]) -> dict[str, str]:
     value = doc.get("options") or {}
     if isinstance(value, str):  # a CSV copy keeps the dict as JSON text
         value = json.loads(value)
-    return {str(k).upper(): str(v) for k, v in sorted(value.items()) if v is not None}
+    # .strip(): some real rows carry a leading space (" Hepatic venous outflow obstruction").
+    return {str(k).upper(): str(v).strip() for k, v in sorted(value.items()) if v is not None}
 
 
 def doc_to_visual(doc: dict[str, Any]) -> list[Any]:
