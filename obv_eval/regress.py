@@ -3,12 +3,20 @@
 A check fails when
 - a task of the baseline is missing from the run, or a metric of the baseline task is missing;
 - items went missing: fewer items (n) than the baseline, or (with samples) baseline doc_ids absent;
+- the populations differ: a task's scored, unscored or failed count, or a metric's unscored count, moved
+  by more than the count tolerance (a fraction of the baseline's n, default 0.02) in either direction;
+- the judge settings differ (model, prompt, output mode, ...) unless allow_judge_change;
 - a fingerprint recorded in the baseline (task config, prompt, ...) differs or is absent in the run,
   because then the numbers are not comparable;
-- a metric's mean drops by more than the tolerance (absolute, on the metric's own 0-1 scale; overridable
-  per metric or per task/metric) AND, when both runs' samples are given, the paired 95% interval of the
-  per-item difference lies entirely below zero. Without samples, or with too few paired items for an
-  interval, the tolerance alone decides (the conservative choice).
+- a metric dropped: with both runs' samples, on the items present and scored in both, the paired
+  difference run − baseline is tested one-sided against the tolerance line (H0: drop <= tolerance) with
+  t = (mean + tolerance) / clustered SE on G − 1 degrees of freedom (normal when every item is its own
+  cluster); the p-values of all metric checks of the gate are Holm-adjusted, and a check fails when its
+  adjusted p < alpha (0.05), so the whole gate's false-alarm rate is at most alpha. Equivalently: the
+  one-sided Holm-level interval of the paired difference lies below the tolerance line.
+  Without samples, or with too few clusters for an SE, the point estimate alone decides: a drop beyond the
+  tolerance fails (the conservative choice). The rule and its operating characteristics come from
+  benchmarks/gate_simulation.py.
 """
 
 from __future__ import annotations
@@ -21,11 +29,16 @@ from typing import Any
 from tabulate import tabulate
 
 from obv_eval.results import index_records, paired_scores
-from obv_eval.stats import paired_difference
+from obv_eval.stats import clustered_pvalue, holm, paired_difference
 
 OK = "ok"
 FAIL = "FAIL"
 NEW = "new"
+ALPHA = 0.05
+DEFAULT_TOLERANCE = 0.0
+DEFAULT_COUNT_TOLERANCE = 0.02
+# Judge settings that do not change a verdict (how fast, how patient), left out of the comparison.
+_JUDGE_OPERATIONAL = frozenset({"concurrency", "timeout_s", "max_retries", "api_key_env"})
 # Rounding noise (0.5 - 0.52 is -0.020000000000000018) must not turn "exactly the tolerance" into a drop.
 _EPS = 1e-9
 
@@ -44,12 +57,13 @@ class Check:
     limit: float | None = None
     interval: tuple[float, float] | None = None
     detail: str = ""
+    pvalue: float | None = None
 
 
 @dataclass
 class RegressReport:
     rows: list[Check] = field(default_factory=list)
-    tolerance: float = 0.02
+    tolerance: float = DEFAULT_TOLERANCE
 
     @property
     def failed(self) -> bool:
@@ -74,12 +88,24 @@ class RegressReport:
                 _cell(row.delta, signed=True),
                 _cell(row.limit, signed=True),
                 "" if row.interval is None else f"[{row.interval[0]:+.4f}, {row.interval[1]:+.4f}]",
+                "" if row.pvalue is None or not math.isfinite(row.pvalue) else f"{row.pvalue:.3g}",
                 row.status,
                 row.detail,
             ]
             for row in self.rows
         ]
-        headers = ["task", "check", "baseline", "run", "delta", "limit", "paired 95% CI", "status", "detail"]
+        headers = [
+            "task",
+            "check",
+            "baseline",
+            "run",
+            "delta",
+            "limit",
+            "paired 95% CI",
+            "p (Holm)",
+            "status",
+        ]
+        headers.append("detail")
         text = tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)
         n_fail = len(self.failures)
         summary = (
@@ -105,10 +131,13 @@ def _cell(value: float | int | str | None, signed: bool = False) -> str:
 def compare(
     baseline: Mapping[str, Any],
     run: Mapping[str, Any],
-    tolerance: float = 0.02,
+    tolerance: float = DEFAULT_TOLERANCE,
     baseline_samples: Iterable[Mapping[str, Any]] | None = None,
     run_samples: Iterable[Mapping[str, Any]] | None = None,
     overrides: Mapping[str, float] | None = None,
+    count_tolerance: float = DEFAULT_COUNT_TOLERANCE,
+    allow_judge_change: bool = False,
+    alpha: float = ALPHA,
 ) -> RegressReport:
     """Compare run with baseline (results dicts). overrides maps "metric" or "task/metric" to a tolerance;
     the more specific key wins. Samples are the runs' samples.jsonl records (both or neither)."""
@@ -121,6 +150,8 @@ def compare(
     report = RegressReport(tolerance=tolerance)
     base_tasks: Mapping[str, Any] = baseline["tasks"]
     run_tasks: Mapping[str, Any] = run["tasks"]
+    report.rows.append(_judge_check(baseline, run, allow_judge_change))
+    metric_rows: list[int] = []
 
     for task in sorted(base_tasks):
         bt = base_tasks[task]
@@ -130,10 +161,12 @@ def compare(
         rt = run_tasks[task]
         report.rows.extend(_fingerprint_checks(task, bt, rt))
         report.rows.append(_count_check(task, bt, rt))
+        report.rows.extend(_population_checks(task, bt, rt, count_tolerance))
         if paired is not None:
             report.rows.append(_items_check(task, *paired))
         for metric in sorted(bt["metrics"]):
-            limit = -overrides.get(f"{task}/{metric}", overrides.get(metric, tolerance))
+            limit = -overrides.get(f"{task}/{metric}", overrides.get(metric, tolerance)) + 0.0  # no -0.0
+            metric_rows.append(len(report.rows))
             report.rows.append(_metric_check(task, metric, bt, rt, limit, paired))
         for metric in sorted(set(rt["metrics"]) - set(bt["metrics"])):
             mean = rt["metrics"][metric]["mean"]
@@ -141,7 +174,74 @@ def compare(
 
     for task in sorted(set(run_tasks) - set(base_tasks)):
         report.rows.append(Check(task, "task", "missing", "present", NEW, detail="task not in baseline"))
+    _decide_by_holm(report, metric_rows, alpha)
     return report
+
+
+def _decide_by_holm(report: RegressReport, metric_rows: list[int], alpha: float) -> None:
+    """Holm-adjust the one-sided p-values of the metric checks that have one, and decide them."""
+    raw = {i: report.rows[i].pvalue for i in metric_rows if report.rows[i].pvalue is not None}
+    adjusted = holm({str(i): float(p) for i, p in raw.items()})
+    for i in raw:
+        row = report.rows[i]
+        p = adjusted[str(i)]
+        failed = math.isfinite(p) and p < alpha
+        line = f"{abs(row.limit or 0.0):g}"
+        detail = (
+            f"paired drop beyond {line} (one-sided Holm p {p:.3g} < {alpha:g})"
+            if failed
+            else (f"drop not beyond {line} at Holm-adjusted p < {alpha:g}" if (row.delta or 0) < 0 else "")
+        )
+        report.rows[i] = Check(
+            row.task,
+            row.check,
+            row.baseline,
+            row.run,
+            FAIL if failed else OK,
+            row.delta,
+            row.limit,
+            row.interval,
+            (detail + row.detail).strip(),
+            p,
+        )
+
+
+def _judge_check(baseline: Mapping[str, Any], run: Mapping[str, Any], allow: bool) -> Check:
+    def settings(results: Mapping[str, Any]) -> dict[str, Any]:
+        judge = results.get("provenance", {}).get("judge", {}) or {}
+        described = {k: v for k, v in (judge.get("settings") or {}).items() if k not in _JUDGE_OPERATIONAL}
+        return {"configured": judge.get("configured"), **described}
+
+    base, mine = settings(baseline), settings(run)
+    changed = sorted(k for k in base.keys() | mine.keys() if base.get(k) != mine.get(k))
+    if not changed:
+        return Check("*", "judge settings", "same", "same", OK)
+    shown = ", ".join(f"{k}: {base.get(k)!r} -> {mine.get(k)!r}" for k in changed[:4])
+    status = OK if allow else FAIL
+    detail = ("changed (allowed): " if allow else "changed: verdicts not comparable: ") + shown
+    return Check("*", "judge settings", "baseline", "changed", status, detail=detail)
+
+
+def _population_checks(
+    task: str, bt: Mapping[str, Any], rt: Mapping[str, Any], count_tolerance: float
+) -> list[Check]:
+    """Scored/unscored/failed counts, and each metric's unscored count, within count_tolerance · n."""
+    allowed = math.floor(count_tolerance * int(bt["n"]) + _EPS)
+    pairs = [(key, bt.get(key), rt.get(key)) for key in ("scored", "unscored", "failed")]
+    base_unscored = bt.get("unscored_by_metric", {})
+    run_unscored = rt.get("unscored_by_metric", {})
+    pairs += [(f"unscored:{m}", base_unscored[m], run_unscored.get(m)) for m in sorted(base_unscored)]
+    rows = []
+    for key, b, r in pairs:
+        if b is None or r is None:
+            continue
+        moved = abs(int(r) - int(b))
+        if moved > allowed:
+            detail = f"changed by {moved} (allowed {allowed}): the runs score different populations"
+            rows.append(Check(task, key, int(b), int(r), FAIL, detail=detail))
+        else:
+            rows.append(Check(task, key, int(b), int(r), OK))
+    return rows
 
 
 def _fingerprint_checks(task: str, bt: Mapping[str, Any], rt: Mapping[str, Any]) -> list[Check]:
@@ -203,18 +303,33 @@ def _metric_check(
         return Check(task, metric, base_mean, None, FAIL, limit=limit, detail="no scored items in run")
     delta = float(run_mean) - float(base_mean)
     dropped = delta < limit - _EPS
-    interval: tuple[float, float] | None = None
-    significant = True
-    detail = f"dropped by more than {-limit:g}" if dropped else ""
-    if paired is not None:
-        a, b, clusters = paired_scores(paired[0], paired[1], task, metric)
-        est = paired_difference(a, b, clusters)
-        if math.isfinite(est.ci_low) and math.isfinite(est.ci_high):
-            interval = (est.ci_low, est.ci_high)
-            significant = est.ci_high < 0
-            if dropped and not significant:
-                detail = "drop within the paired 95% interval"
-        elif dropped:
-            detail += " (too few paired items for an interval)"
-    status = FAIL if dropped and significant else OK
-    return Check(task, metric, float(base_mean), float(run_mean), status, delta, limit, interval, detail)
+    if paired is None:
+        detail = f"dropped by more than {-limit:g} (no samples: point estimate)" if dropped else ""
+        status = FAIL if dropped else OK
+        return Check(task, metric, float(base_mean), float(run_mean), status, delta, limit, detail=detail)
+    a, b, clusters = paired_scores(paired[0], paired[1], task, metric)
+    est = paired_difference(a, b, clusters)
+    where = f" on {len(a)} paired items"
+    if not (math.isfinite(est.se) and math.isfinite(est.ci_low)):
+        paired_delta = est.mean if math.isfinite(est.mean) else delta
+        dropped = paired_delta < limit - _EPS
+        detail = (f"dropped by more than {-limit:g}" if dropped else "") + " (too few clusters for an SE)"
+        status = FAIL if dropped else OK
+        return Check(
+            task, metric, float(base_mean), float(run_mean), status, paired_delta, limit, None, detail
+        )
+    shifted = type(est)(est.mean - limit, est.se, est.ci_low, est.ci_high, est.n, est.n_clusters)
+    pvalue = clustered_pvalue(shifted, alternative="less")
+    # status is decided after Holm over all metric checks (_decide_by_holm)
+    return Check(
+        task,
+        metric,
+        float(base_mean),
+        float(run_mean),
+        OK,
+        est.mean,
+        limit,
+        (est.ci_low, est.ci_high),
+        where,
+        pvalue,
+    )

@@ -18,13 +18,32 @@ from obv_eval.corpus_metrics import corpus_metrics
 from obv_eval.files import atomic_write_text
 from obv_eval.stats import mean_estimate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESULTS_FILENAME = "results.json"
 SAMPLES_FILENAME = "samples.jsonl"
+# Version 1 wrote mean ± 1.96 · SE (Wald, unclipped) for every estimate.
+V1_INTERVAL_METHOD = "wald"
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 names each estimate's interval method and may mark a primary metric not scored."""
+    out = json.loads(json.dumps(data))
+    for task in (out.get("tasks") or {}).values():
+        if not isinstance(task, dict):
+            continue
+        estimates = list((task.get("metrics") or {}).values())
+        for values in (task.get("categories") or {}).values():
+            for entry in (values or {}).values():
+                estimates.extend(v for k, v in (entry or {}).items() if k != "n")
+        for estimate in estimates:
+            if isinstance(estimate, dict):
+                estimate.setdefault("method", V1_INTERVAL_METHOD)
+    out["schema_version"] = 2
+    return out
+
 
 # Older schema versions this release can read, each mapped to a function that lifts it one version up.
-# Version 1 is the first, so there is nothing to upgrade yet.
-_UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_UPGRADERS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_v1}
 
 _COUNT_FIELDS = ("n", "scored", "unscored", "failed", "unparsed")
 _ESTIMATE_NUMBERS = ("mean", "se", "ci_low", "ci_high")
@@ -163,12 +182,35 @@ def summarize_task(records: list[dict[str, Any]], primary_metric: str) -> dict[s
             for value, group in sorted(groups.items())
         }
 
+    not_scored: dict[str, str] = {}
+    by_type = categories.get("answer_type", {})
+    open_items = [r for r in records if (r.get("categories") or {}).get("answer_type") == "open"]
+    if (
+        "closed" in by_type
+        and open_items
+        and all(record_score(r, primary_metric) is None for r in open_items)
+        and metrics[primary_metric]["n"] > 0
+    ):
+        # No silent denominator: without verdicts on the open items the task's primary number would be
+        # the closed items' alone. It is "not scored"; the closed items keep their own name.
+        closed_name = f"{primary_metric}_closed"
+        metrics[closed_name] = metrics[primary_metric]
+        unscored_by_metric[closed_name] = len(records) - len(open_items) - metrics[closed_name]["n"]
+        metrics[primary_metric] = mean_estimate([]).to_dict()
+        not_scored[primary_metric] = (
+            f"open items not judged ({len(open_items)} of {len(records)}); closed items only: {closed_name}"
+        )
+
     return {
         "n": len(records),
+        "not_scored": not_scored,
         "scored": len(records) - unscored_by_metric[primary_metric],
         "unscored": unscored_by_metric[primary_metric],
         "failed": sum(1 for r in records if r.get("status") == "failed"),
         "unparsed": sum(1 for r in records if r.get("unparsed")),
+        # Long-video policy: items past the model's native context, and the visual tokens of the longest.
+        "over_context": sum(1 for r in records if r.get("over_context")),
+        "visual_tokens_max": max(((r.get("tokens") or {}).get("visual") or 0 for r in records), default=0),
         "primary_metric": primary_metric,
         "metrics": metrics,
         "unscored_by_metric": unscored_by_metric,
@@ -221,7 +263,7 @@ def build_results(
 
 
 def validate_results(results: Any, source: str = "results") -> None:
-    """Raise ResultsError naming the first field that does not match schema version 1."""
+    """Raise ResultsError naming the first field that does not match the current schema version."""
     _expect(isinstance(results, dict), source, "expected a JSON object")
     version = results.get("schema_version")
     _expect(
@@ -255,6 +297,12 @@ def _validate_task(task: Any, where: str) -> None:
         _expect(_is_count(count), f"{where}.unscored_by_metric.{name}", "expected a non-negative integer")
     categories = task.get("categories")
     _expect(isinstance(categories, dict), f"{where}.categories", "expected an object")
+    not_scored = task.get("not_scored", {})
+    _expect(
+        isinstance(not_scored, dict) and all(isinstance(v, str) for v in not_scored.values()),
+        f"{where}.not_scored",
+        "expected an object of text values",
+    )
     for field, values in categories.items():
         _expect(isinstance(values, dict), f"{where}.categories.{field}", "expected an object")
         for value, entry in values.items():
@@ -280,6 +328,7 @@ def _validate_estimate(estimate: Any, where: str) -> None:
         _expect(ok, f"{where}.{key}", f"expected a finite number or null, got {value!r}")
     for key in _ESTIMATE_COUNTS:
         _expect(_is_count(estimate.get(key)), f"{where}.{key}", "expected a non-negative integer")
+    _expect(isinstance(estimate.get("method", ""), str), f"{where}.method", "expected text")
 
 
 def _is_count(value: Any) -> bool:

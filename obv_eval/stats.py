@@ -4,7 +4,14 @@ Follows Miller 2024, "Adding Error Bars to Evals" (arXiv 2411.00640).
 
 Conventions used throughout:
 
-- 95% interval = mean ± 1.96 · SE (normal approximation, as in the paper).
+- 95% interval of a score in [0, 1] (accuracy, F1, a judge verdict): the Wilson score interval on the
+  effective sample size n / deff, where deff = (clustered SE / unclustered SE)², floored at 1 (method
+  "wilson"; "wilson-cluster" when items share clusters). It stays inside [0, 1] and keeps a non-zero width
+  at 0/n and n/n (deff is 1 there: no spread to estimate). With clusters the quantile is Student's t with
+  G − 1 degrees of freedom (small-cluster correction) instead of the normal 1.96. Without clusters it is
+  exactly statsmodels' proportion_confint(method="wilson") for 0/1 scores.
+- Other values (paired differences in [−1, 1]): mean ± q · SE with q = 1.96, or t(G − 1) with clusters
+  (method "normal" / "t-cluster").
 - Without clusters, SE = sqrt(s² / n) with the sample variance s² (ddof=1).
 - With clusters (items sharing a video, study or image), SE is the cluster-robust estimator of the paper's
   Appendix A, sqrt(Σ_c (Σ_{i∈c} (x_i − x̄))² / n²), times the finite-cluster correction G / (G − 1) for G
@@ -25,7 +32,9 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import norm
+from scipy.stats import t as student_t
 from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 
 Z95 = 1.96
 
@@ -40,6 +49,7 @@ class Estimate:
     ci_high: float
     n: int
     n_clusters: int
+    method: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: nan becomes None because strict JSON has no NaN."""
@@ -58,6 +68,7 @@ class Estimate:
             ci_high=num("ci_high"),
             n=int(data["n"]),
             n_clusters=int(data["n_clusters"]),
+            method=str(data.get("method", "")),
         )
 
 
@@ -71,8 +82,28 @@ class McNemarResult:
     pvalue: float
 
 
+def _quantile(n_clusters: int, clustered: bool, level: float = 0.95) -> float:
+    """Two-sided quantile: normal without clusters, Student's t(G − 1) with G clusters."""
+    if not clustered:
+        return float(norm.isf((1 - level) / 2))
+    return float(student_t.isf((1 - level) / 2, n_clusters - 1))
+
+
+def wilson_interval(mean: float, n_eff: float, q: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion `mean` on `n_eff` (effective) observations, quantile q."""
+    q2 = q * q
+    denom = 1 + q2 / n_eff
+    center = (mean + q2 / (2 * n_eff)) / denom
+    half = q / denom * math.sqrt(max(mean * (1 - mean), 0.0) / n_eff + q2 / (4 * n_eff**2))
+    return max(0.0, center - half), min(1.0, center + half)
+
+
 def mean_estimate(values: Sequence[float], clusters: Sequence[str] | None = None) -> Estimate:
-    """Mean, SE and 95% interval of per-item scores, clustered when cluster keys are given."""
+    """Mean, SE and 95% interval of per-item scores, clustered when cluster keys are given.
+
+    Scores in [0, 1] get a Wilson interval on the design-effect sample size; other values mean ± q · SE.
+    Cluster keys that are all distinct are no clustering at all (normal quantile, deff 1).
+    """
     x = np.asarray(values, dtype=float)
     n = int(x.size)
     if clusters is not None and len(clusters) != n:
@@ -80,9 +111,10 @@ def mean_estimate(values: Sequence[float], clusters: Sequence[str] | None = None
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, math.nan, 0, 0)
     mean = float(x.mean())
+    plain_se = math.sqrt(float(x.var(ddof=1)) / n) if n >= 2 else math.nan
     if clusters is None:
         n_clusters = n
-        se = math.sqrt(float(x.var(ddof=1)) / n) if n >= 2 else math.nan
+        se = plain_se
     else:
         _, cluster_index = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
         n_clusters = int(cluster_index.max()) + 1
@@ -92,7 +124,18 @@ def mean_estimate(values: Sequence[float], clusters: Sequence[str] | None = None
             cluster_sums = np.bincount(cluster_index, weights=x - mean)
             variance = float(np.sum(cluster_sums**2)) / n**2 * n_clusters / (n_clusters - 1)
             se = math.sqrt(variance)
-    return Estimate(mean, se, mean - Z95 * se, mean + Z95 * se, n, n_clusters)
+    clustered = n_clusters < n
+    if not math.isfinite(se):
+        return Estimate(mean, se, math.nan, math.nan, n, n_clusters)
+    q = _quantile(n_clusters, clustered)
+    if bool(((x >= 0) & (x <= 1)).all()):
+        deff = (se / plain_se) ** 2 if clustered and plain_se > 0 else 1.0
+        low, high = wilson_interval(mean, n / max(deff, 1.0), q)
+        method = "wilson-cluster" if clustered else "wilson"
+    else:
+        low, high = mean - q * se, mean + q * se
+        method = "t-cluster" if clustered else "normal"
+    return Estimate(mean, se, low, high, n, n_clusters, method)
 
 
 def paired_difference(
@@ -177,3 +220,60 @@ def normal_pvalue(estimate: Estimate) -> float:
     if not (estimate.se > 0):
         return math.nan
     return float(2 * norm.sf(abs(estimate.mean) / estimate.se))
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired comparison b − a: the clustered estimate, and the test behind a significance mark.
+
+    method: "mcnemar-exact" when the scores are 0/1 and every item is its own cluster (independent items),
+    otherwise "clustered-t": t = mean / clustered SE on G − 1 degrees of freedom (per-cluster sums of the
+    differences), so correlated items sharing a video or image do not count as independent evidence.
+    """
+
+    estimate: Estimate
+    pvalue: float
+    method: str
+    mcnemar: McNemarResult | None = None
+
+
+def clustered_pvalue(estimate: Estimate, alternative: str = "two-sided") -> float:
+    """p-value of mean = 0 from t = mean / SE on G − 1 df (normal when items are their own clusters).
+
+    alternative "less": the one-sided test of a drop (mean < 0). A zero SE with a non-zero mean is
+    p = 0 (every cluster moved the same way); a zero SE and zero mean is p = 1.
+    """
+    if not math.isfinite(estimate.se) or not math.isfinite(estimate.mean):
+        return math.nan
+    if estimate.se == 0:
+        if estimate.mean == 0:
+            return 1.0
+        if alternative == "less":
+            return 0.0 if estimate.mean < 0 else 1.0
+        return 0.0
+    stat = estimate.mean / estimate.se
+    clustered = estimate.n_clusters < estimate.n
+    dist: Any = student_t(estimate.n_clusters - 1) if clustered else norm
+    if alternative == "less":
+        return float(dist.cdf(stat))
+    return float(2 * dist.sf(abs(stat)))
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], clusters: Sequence[str] | None = None) -> PairedTest:
+    """Two-sided paired test of b against a on the same items; see PairedTest for the method."""
+    estimate = paired_difference(a, b, clusters)
+    singletons = clusters is None or len(set(clusters)) == len(clusters)
+    if singletons and is_binary(a) and is_binary(b):
+        exact = mcnemar_exact(a, b)
+        return PairedTest(estimate, exact.pvalue, "mcnemar-exact", exact)
+    return PairedTest(estimate, clustered_pvalue(estimate), "clustered-t")
+
+
+def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
+    """Holm-adjusted p-values (family-wise error control over the family given); nan stays nan."""
+    keys = [k for k, p in pvalues.items() if math.isfinite(p)]
+    out = {k: math.nan for k in pvalues}
+    if keys:
+        adjusted = multipletests([pvalues[k] for k in keys], method="holm")[1]
+        out.update({k: float(p) for k, p in zip(keys, adjusted, strict=True)})
+    return out

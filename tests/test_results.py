@@ -216,3 +216,44 @@ def test_fixture_results_match_their_samples(run_dir: Path) -> None:
     for task, summary in recomputed.items():
         stored = {k: v for k, v in results["tasks"][task].items() if k != "fingerprints"}
         assert stored == summary
+
+
+def test_v1_results_are_read_and_name_the_wald_method(tmp_path: Path) -> None:
+    data = json.loads((OBV_RUN / "results.json").read_text(encoding="utf-8"))
+    data["schema_version"] = 1
+    for task in data["tasks"].values():
+        for estimate in task["metrics"].values():
+            estimate.pop("method", None)
+    (tmp_path / "results.json").write_text(json.dumps(data), encoding="utf-8")
+    upgraded = read_results(tmp_path)
+    assert upgraded["schema_version"] == SCHEMA_VERSION
+    methods = {e["method"] for t in upgraded["tasks"].values() for e in t["metrics"].values()}
+    assert methods == {"wald"}
+
+
+def _vqa(doc: int, answer_type: str, accuracy: float | None) -> dict[str, Any]:
+    scores: dict[str, float | None] = {"accuracy": accuracy, "token_f1": 0.5}
+    return {
+        "task": "vqarad",
+        "doc_id": doc,
+        "cluster": f"img{doc}",
+        "status": "ok",
+        "categories": {"answer_type": answer_type},
+        "scores": scores,
+    }
+
+
+def test_unjudged_open_items_make_the_primary_metric_not_scored() -> None:
+    records = [_vqa(i, "closed", float(i % 2)) for i in range(4)] + [
+        _vqa(i, "open", None) for i in range(4, 8)
+    ]
+    summary = summarize_task(records, "accuracy")
+    assert summary["metrics"]["accuracy"]["mean"] is None and summary["metrics"]["accuracy"]["n"] == 0
+    assert "accuracy" in summary["not_scored"] and "4 of 8" in summary["not_scored"]["accuracy"]
+    closed = summary["metrics"]["accuracy_closed"]
+    assert closed["mean"] == pytest.approx(0.5) and closed["n"] == 4
+    # one verdict among the open items: the primary metric is scored again (partially, with counts)
+    judged = [*records[:-1], _vqa(7, "open", 1.0)]
+    again = summarize_task(judged, "accuracy")
+    assert again["not_scored"] == {} and again["metrics"]["accuracy"]["n"] == 5
+    assert "accuracy_closed" not in again["metrics"]

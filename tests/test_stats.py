@@ -6,16 +6,22 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 from scipy.stats import binomtest
+from scipy.stats import t as student_t
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
 from obv_eval.stats import (
     Estimate,
     group_gains,
+    holm,
     mcnemar_exact,
     mean_estimate,
     normal_pvalue,
     paired_difference,
+    paired_test,
     relative_gain,
     round_half_up,
+    wilson_interval,
 )
 
 # The study's main-results figure, as in FACTS.md section 1 (accuracy %), typed in independently of the
@@ -67,9 +73,10 @@ def test_unclustered_estimate_by_hand() -> None:
     est = mean_estimate([1, 0, 1, 1, 0, 0])
     assert est.mean == 0.5
     assert est.se == pytest.approx(math.sqrt(0.05))
-    assert est.ci_low == pytest.approx(0.5 - 1.96 * math.sqrt(0.05))
-    assert est.ci_high == pytest.approx(0.5 + 1.96 * math.sqrt(0.05))
-    assert (est.n, est.n_clusters) == (6, 6)
+    # 0/1 scores without clusters: exactly statsmodels' Wilson interval
+    low, high = proportion_confint(3, 6, alpha=0.05, method="wilson")
+    assert (est.ci_low, est.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert (est.n, est.n_clusters, est.method) == (6, 6, "wilson")
 
 
 def test_clustered_estimate_by_hand() -> None:
@@ -78,8 +85,10 @@ def test_clustered_estimate_by_hand() -> None:
     est = mean_estimate([1, 0, 1, 1, 0, 0], ["a", "a", "b", "b", "c", "c"])
     assert est.mean == 0.5
     assert est.se == pytest.approx(math.sqrt(1 / 12))
-    assert est.ci_high - est.mean == pytest.approx(1.96 * math.sqrt(1 / 12))
-    assert (est.n, est.n_clusters) == (6, 3)
+    # Wilson on n / deff with deff = (1/12) / (0.3/6) = 5/3, and t(2) for 3 clusters
+    low, high = wilson_interval(0.5, 6 / (5 / 3), float(student_t.isf(0.025, 2)))
+    assert (est.ci_low, est.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert (est.n, est.n_clusters, est.method) == (6, 3, "wilson-cluster")
 
 
 def test_clustered_se_matches_statsmodels_cluster_robust_ols() -> None:
@@ -114,7 +123,15 @@ def test_degenerate_samples() -> None:
 
 def test_estimate_dict_is_json_safe_and_round_trips() -> None:
     d = mean_estimate([1.0]).to_dict()
-    assert d == {"mean": 1.0, "se": None, "ci_low": None, "ci_high": None, "n": 1, "n_clusters": 1}
+    assert d == {
+        "mean": 1.0,
+        "se": None,
+        "ci_low": None,
+        "ci_high": None,
+        "n": 1,
+        "n_clusters": 1,
+        "method": "",
+    }
     est = mean_estimate([1, 0, 1])
     assert Estimate.from_dict(est.to_dict()) == est
 
@@ -201,3 +218,48 @@ def test_group_gains_reproduce_the_study_headlines() -> None:
 def test_group_gains_needs_every_benchmark() -> None:
     with pytest.raises(ValueError, match="medqa"):
         group_gains({"pubmedqa": 1.0}, {"pubmedqa": 2.0, "medqa": 1.0}, TEXT)
+
+
+@pytest.mark.parametrize(("k", "n"), [(1, 10), (10, 10), (0, 10), (3, 7), (50, 50)])
+def test_wilson_matches_statsmodels_and_never_collapses(k: int, n: int) -> None:
+    est = mean_estimate([1.0] * k + [0.0] * (n - k))
+    low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
+    assert (est.ci_low, est.ci_high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    assert 0.0 <= est.ci_low < est.ci_high <= 1.0
+    # clustered (pairs of items), still inside [0, 1] with a non-zero width, and wider or equal
+    clustered = mean_estimate([1.0] * k + [0.0] * (n - k), [str(i // 2) for i in range(n)])
+    assert 0.0 <= clustered.ci_low < clustered.ci_high <= 1.0
+    assert clustered.ci_high - clustered.ci_low >= est.ci_high - est.ci_low - 1e-12
+
+
+def test_one_of_ten_and_ten_of_ten_are_inside_the_unit_interval() -> None:
+    # the issue's Wald intervals: 1/10 gave [-0.096, 0.296], 10/10 gave [1.0, 1.0]
+    one = mean_estimate([1.0] + [0.0] * 9)
+    assert one.ci_low > 0 and one.ci_high < 1
+    full = mean_estimate([1.0] * 10)
+    assert full.ci_high == pytest.approx(1.0) and full.ci_low < 1.0
+
+
+def test_clustered_example_gets_no_significance() -> None:
+    # 100 items in 10 clusters of 10; 3 clusters all gained, 1 all lost (the issue's example)
+    a = [0.0] * 30 + [1.0] * 10 + [0.0] * 60
+    b = [1.0] * 30 + [0.0] * 10 + [0.0] * 60
+    clusters = [f"c{i // 10}" for i in range(100)]
+    assert mcnemar_exact(a, b).pvalue < 0.01  # items treated as independent: "significant"
+    result = paired_test(a, b, clusters)
+    assert result.method == "clustered-t"
+    assert result.estimate.mean == pytest.approx(0.2) and result.estimate.se == pytest.approx(0.2)
+    assert result.pvalue == pytest.approx(2 * student_t.sf(1.0, 9))
+    assert result.pvalue > 0.05
+    assert result.estimate.ci_low < 0 < result.estimate.ci_high
+    # singleton clusters and 0/1 scores: McNemar's exact test is kept
+    singles = paired_test(a, b, [str(i) for i in range(100)])
+    assert singles.method == "mcnemar-exact" and singles.pvalue == mcnemar_exact(a, b).pvalue
+
+
+def test_holm_matches_statsmodels() -> None:
+    ps = {"a": 0.01, "b": 0.04, "c": 0.03, "d": math.nan}
+    adjusted = holm(ps)
+    expected = multipletests([0.01, 0.04, 0.03], method="holm")[1]
+    assert [adjusted[k] for k in "abc"] == pytest.approx(list(expected))
+    assert math.isnan(adjusted["d"])
