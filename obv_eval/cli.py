@@ -94,9 +94,19 @@ def _add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--judge-timeout", type=float, default=30.0)
     group.add_argument("--judge-retries", type=int, default=3)
     group.add_argument("--judge-cache", help="SQLite cache file (default: $OBV_EVAL_HOME/judge-cache.sqlite)")
+    group.add_argument(
+        "--judge-preset",
+        default="study-rubric",
+        choices=["study-rubric", "v1", "study-published"],
+        help="judge prompt: study-rubric (the study's rubric, injection-safe; default), v1 (obv-eval's "
+        "stricter first rubric), study-published (the study's prompt exactly as published); "
+        "see docs/judge.md",
+    )
 
 
-def _judge_config(args: argparse.Namespace, model: str | None = None, base_url: str | None = None) -> Any:
+def _judge_config(
+    args: argparse.Namespace, model: str | None = None, base_url: str | None = None, preset: str | None = None
+) -> Any:
     from obv_eval.judge import JudgeConfig
     from obv_eval.tiny_model import default_cache_root
 
@@ -111,6 +121,7 @@ def _judge_config(args: argparse.Namespace, model: str | None = None, base_url: 
             timeout_s=args.judge_timeout,
             max_retries=args.judge_retries,
             cache_path=cache,
+            preset=preset or args.judge_preset,
         )
     except ValueError as error:
         raise UsageError(f"judge settings: {error}") from error
@@ -223,8 +234,13 @@ def cmd_judge_agreement(argv: Sequence[str]) -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument(
         "--judges",
-        required=True,
-        help="two, comma separated: MODEL or MODEL@BASE_URL (an LLM judge), or exact_match",
+        help="two, comma separated: MODEL, MODEL@BASE_URL or either with #PRESET (an LLM judge, e.g. "
+        "gpt-4o#v1), or exact_match",
+    )
+    parser.add_argument(
+        "--presets",
+        help="two judge presets, comma separated (e.g. study-rubric,v1): the --judge-model judge asked "
+        "with each, on the same predictions",
     )
     parser.add_argument("--no-progress", action="store_true")
     _add_judge_arguments(parser)
@@ -233,9 +249,15 @@ def cmd_judge_agreement(argv: Sequence[str]) -> int:
     from obv_eval.results import read_results, read_samples
     from obv_eval.runner import is_open_ended
 
-    specs = [spec.strip() for spec in args.judges.split(",") if spec.strip()]
+    if (args.judges is None) == (args.presets is None):
+        raise UsageError("give one of --judges (e.g. gpt-4o,exact_match) or --presets (e.g. study-rubric,v1)")
+    if args.presets is not None:
+        at = f"@{args.judge_base_url}" if args.judge_base_url else ""
+        specs = [f"{args.judge_model}{at}#{p.strip()}" for p in args.presets.split(",") if p.strip()]
+    else:
+        specs = [spec.strip() for spec in args.judges.split(",") if spec.strip()]
     if len(specs) != 2:
-        raise UsageError("--judges takes exactly two judges, e.g. gpt-4o,exact_match")
+        raise UsageError("--judges / --presets take exactly two, e.g. gpt-4o,exact_match or study-rubric,v1")
     _, records = _read_run(args.run, read_results, read_samples)
     items = [r for r in records if is_open_ended(r) and r.get("status") == "ok"]
     if not items:
@@ -245,18 +267,21 @@ def cmd_judge_agreement(argv: Sequence[str]) -> int:
         if spec in ("exact_match",):
             verdicts.append([int(r["scores"][spec]) for r in items])
             continue
-        model, _, base_url = spec.partition("@")
-        config = _judge_config(args, model=model, base_url=base_url or None)
+        head, _, preset = spec.partition("#")
+        model, _, base_url = head.partition("@")
+        config = _judge_config(args, model=model, base_url=base_url or None, preset=preset or None)
         judge = Judge(config, cache=JudgeCache(config.cache_path))
         judged = rescore_samples(
             items, config, {r["task"] for r in items}, judge=judge, progress=not args.no_progress
         )
         verdicts.append([r["scores"]["judge"] for r in judged])
     stats = agreement(verdicts[0], verdicts[1])
-    rows = [[specs[0], specs[1], stats["n"], stats["n_total"], stats["percent_agreement"], stats["kappa"]]]
-    print(
-        tabulate(rows, headers=["judge A", "judge B", "n (both scored)", "n", "agreement %", "Cohen's kappa"])
-    )
+    row = [specs[0], specs[1], stats["n"], stats["n_total"]]
+    row += [stats["accuracy_a"], stats["accuracy_b"], stats["accuracy_difference"]]
+    row += [stats["percent_agreement"], stats["kappa"]]
+    headers = ["judge A", "judge B", "n (both scored)", "n", "accuracy A %", "accuracy B %", "B - A (points)"]
+    headers += ["agreement %", "Cohen's kappa"]
+    print(tabulate([row], headers=headers))
     return 0
 
 
