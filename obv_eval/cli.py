@@ -70,7 +70,10 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=8, help="openai backend: requests in flight")
     parser.add_argument("--max-new-tokens", type=int, help="override every task's token budget")
     parser.add_argument("--limit", type=int, help="only the first N items of each task")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars, only stage lines")
+    parser.add_argument(
+        "--verbose", action="store_true", help="let the libraries' progress bars, logs and warnings through"
+    )
     parser.add_argument(
         "--max-unscored",
         type=float,
@@ -169,7 +172,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         progress=not args.no_progress,
         judge=_judge_config(args),
     )
-    quiet_libraries()
+    quiet_libraries(verbose=args.verbose)
     try:
         result = run(config, log=lambda line: print(line, file=sys.stderr))
     except (ModelNotAvailable, DataSourceError, ImportError) as error:

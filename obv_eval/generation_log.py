@@ -67,6 +67,8 @@ def generate_resumable(
     done = log.load() if log is not None else {}
     todo = [request for request in requests if request.key not in done]
     if todo:
-        produced = backend.generate(todo, progress=progress, on_batch=log.append_batch if log else None)
+        from obv_eval.progress import generate_per_task
+
+        produced = generate_per_task(backend, todo, progress, log.append_batch if log else None)
         done.update({output.key: output for output in produced})
     return done

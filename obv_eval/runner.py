@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import platform
@@ -147,7 +146,9 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         f"obv-eval: model {config.model} ({backend}) | data {source.describe()} | run {run_dir}"
         + (" | resuming" if resuming else "")
     )
+    log(f"obv-eval: loading {config.model} ({backend})")
     adapter = build_adapter(config, backend, resolved)
+    log(f"obv-eval: preparing {len(benchmarks)} task(s)")
     run_dir.mkdir(parents=True, exist_ok=True)
     adapter.generation_log = GenerationLog(generations)
     task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, verbosity="ERROR")
@@ -181,6 +182,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     records, results = score_run(
         records, run_id, config.model, provenance, config.judge, config.progress, log, fingerprints
     )
+    log(f"obv-eval: writing {run_dir}")
     write_samples(run_dir / "samples.jsonl", records)
     write_results(run_dir / "results.json", results)
     return RunResult(run_dir, results, records)
@@ -258,7 +260,10 @@ def apply_judge(
         return records, info
     judge = Judge(config, cache=JudgeCache(config.cache_path)) if config.cache_path else Judge(config)
     tasks = {r["task"] for r in open_items}
-    judged = iter(rescore_samples(open_items, config, tasks, judge=judge, progress=progress))
+    if available:
+        log(f"obv-eval: judging {len(open_items)} open-ended items with {config.model}")
+    # No bar when no judge runs: the items are only marked unscored.
+    judged = iter(rescore_samples(open_items, config, tasks, judge=judge, progress=progress and available))
     out = []
     for record in records:
         if is_open_ended(record):
@@ -407,12 +412,8 @@ def build_provenance(
     }
 
 
-def quiet_libraries() -> None:
+def quiet_libraries(verbose: bool = False) -> None:
     """lmms-eval and transformers log at INFO by default; a user wants our table, not theirs."""
-    import datasets
-    import transformers
+    from obv_eval.progress import quiet_libraries as _quiet
 
-    for name in ("lmms-eval", "lmms_eval", "transformers", "datasets", "httpx"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
+    _quiet(verbose)

@@ -7,23 +7,39 @@ VENV="${OBV_EVAL_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
+# pip's own output (and setuptools' editable-install warnings) goes to a log; one line here, and the
+# whole log only when an install fails. OBV_EVAL_VERBOSE=1 shows pip's output as it runs.
+_obv_pip() {
+  if [ "${OBV_EVAL_VERBOSE:-0}" = "1" ]; then
+    "$VENV/bin/python" -m pip install "$@"
+    return
+  fi
+  local log="$VENV/pip-install.log"
+  echo "obv-eval: pip install $* (log: $log)" >&2
+  if ! "$VENV/bin/python" -m pip install "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "obv-eval: pip install failed; the log above is also in $log" >&2
+    return 1
+  fi
+}
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "creating $VENV" >&2
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  _obv_pip --quiet --upgrade pip
 fi
 # torch and torchvision must be a matching pair (transformers' Qwen2-VL video processor needs
 # torchvision); install them first so the rest resolves against them.
 if ! "$VENV/bin/python" -c "import torch, torchvision" >/dev/null 2>&1; then
   if [ "$(uname -m)" = "aarch64" ]; then
-    "$VENV/bin/python" -m pip install --quiet torch==2.9.1 torchvision==0.24.1
+    _obv_pip --quiet torch==2.9.1 torchvision==0.24.1
   else
-    "$VENV/bin/python" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+    _obv_pip --quiet torch==2.14.1 torchvision==0.29.1
   fi
 fi
 STAMP="$VENV/.obv-eval-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev,train]"
+  _obv_pip --quiet -e "$ROOT[dev,train]"
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
