@@ -37,10 +37,8 @@ from obv_eval.results import (
 from obv_eval.stats import (
     Estimate,
     group_gains,
-    is_binary,
-    mcnemar_exact,
-    normal_pvalue,
-    paired_difference,
+    holm,
+    paired_test,
     relative_gain,
     round_half_up,
 )
@@ -53,7 +51,7 @@ LABELS: dict[str, str] = {
     **{name: b.title.split(" (")[0] for name, b in BENCHMARK_INFO.items()},
     **{g: f"{g.capitalize()} (mean)" for g in GROUPS},
 }
-FIELDS: tuple[str, ...] = ("mean", "ci_low", "ci_high", "n", "p_vs_base")
+FIELDS: tuple[str, ...] = ("mean", "ci_low", "ci_high", "n", "p_vs_base", "not_scored")
 TUNED_SUFFIX = "-obv"
 STUDY_PREFIX = "study: "
 ALPHA = 0.05
@@ -69,8 +67,13 @@ def _default_reference() -> Path:
 DEFAULT_REFERENCE = _default_reference()
 
 SIGNIFICANCE_LEGEND = (
-    f"* fine-tuned differs from its base at p < {ALPHA} (exact McNemar on items matched by task and doc_id "
-    "for 0/1 metrics, clustered paired z-test otherwise)."
+    f"* fine-tuned differs from its base at Holm-adjusted p < {ALPHA} over the benchmarks compared for that "
+    "pair (family-wise error at most 5% across the seven benchmarks), on items matched by task and doc_id: "
+    "clustered paired t-test (per-cluster sums of differences, G - 1 degrees of freedom) where items share "
+    "a video, study or image; exact McNemar where every item is its own cluster. Intervals: Wilson score "
+    "interval on the design-effect sample size, with a t(G - 1) quantile when clustered. "
+    "'not scored': the primary metric lacks the judge's verdicts on open items (closed items are in "
+    "results.json as <metric>_closed); such a benchmark is left out of its group mean."
 )
 DEFINITIONS = (
     "Relative gain = (fine-tuned - base) / base x 100. 'gain of mean' is the relative gain of the group's "
@@ -189,11 +192,12 @@ def _group_estimate(estimates: Mapping[str, Estimate], benches: Sequence[str]) -
 
 
 def significance(base: Run, tuned: Run) -> dict[str, float]:
-    """p-value per benchmark of tuned vs base on paired items; empty when either run lacks samples."""
+    """Holm-adjusted p-value per benchmark of tuned vs base on paired items (stats.paired_test: clustered
+    t, or exact McNemar for independent 0/1 items); empty when either run lacks samples."""
     base_samples, tuned_samples = base.samples(), tuned.samples()
     if base_samples is None or tuned_samples is None:
         return {}
-    out: dict[str, float] = {}
+    raw: dict[str, float] = {}
     for task in sorted(base.results["tasks"].keys() & tuned.results["tasks"].keys()):
         metric = tuned.results["tasks"][task]["primary_metric"]
         if base.results["tasks"][task]["primary_metric"] != metric:
@@ -201,11 +205,8 @@ def significance(base: Run, tuned: Run) -> dict[str, float]:
         a, b, clusters = paired_scores(base_samples, tuned_samples, task, metric)
         if not a:
             continue
-        if is_binary(a) and is_binary(b):
-            out[benchmark_of(task)] = mcnemar_exact(a, b).pvalue
-        else:
-            out[benchmark_of(task)] = normal_pvalue(paired_difference(a, b, clusters))
-    return out
+        raw[benchmark_of(task)] = paired_test(a, b, clusters).pvalue
+    return holm(raw)
 
 
 def _columns(present: set[str]) -> list[str]:
@@ -231,6 +232,9 @@ def build_table(
         row: dict[str, dict[str, float]] = {}
         for bench, est in estimates.items():
             row[bench] = {"mean": est.mean, "ci_low": est.ci_low, "ci_high": est.ci_high, "n": est.n}
+        for task, summary in run.results["tasks"].items():
+            if summary["primary_metric"] in summary.get("not_scored", {}):
+                row[benchmark_of(task)]["not_scored"] = 1.0
         for group, benches in GROUPS.items():
             gest = _group_estimate(estimates, benches)
             if gest is not None:
@@ -398,7 +402,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         cells = []
         for _, row in table.iterrows():
             mean, low, high, p = (row[(col, f)] for f in ("mean", "ci_low", "ci_high", "p_vs_base"))
-            text = _fmt(mean)
+            text = "not scored" if row.get((col, "not_scored")) == 1.0 else _fmt(mean)
             if math.isfinite(mean) and math.isfinite(low) and math.isfinite(high):
                 text += f" [{_fmt(low)}, {_fmt(high)}]"
             if math.isfinite(p) and p < ALPHA:

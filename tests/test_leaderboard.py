@@ -9,6 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from statsmodels.stats.multitest import multipletests
 
 from obv_eval.leaderboard import (
     BENCHMARKS,
@@ -25,8 +26,8 @@ from obv_eval.leaderboard import (
     render_markdown,
     write_leaderboard,
 )
-from obv_eval.results import paired_scores, read_results, read_samples
-from obv_eval.stats import mcnemar_exact
+from obv_eval.results import paired_scores, read_results, read_samples, summarize_task
+from obv_eval.stats import paired_test
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 BASE_RUN = FIXTURES / "qwen2vl-2b" / "fixture-base"
@@ -107,12 +108,19 @@ def test_table_values_from_results(runs: list[Run]) -> None:
     assert math.isnan(study[("video", "ci_low")])
 
 
-def test_significance_is_mcnemar_on_matched_items(runs: list[Run]) -> None:
+def test_significance_is_clustered_and_holm_adjusted(runs: list[Run]) -> None:
     table = build_table(runs)
-    a, b, _ = paired_scores(read_samples(BASE_RUN), read_samples(OBV_RUN), "mimicechoqa", "accuracy")
-    expected = mcnemar_exact(a, b).pvalue
-    assert table.loc["qwen2vl-2b-obv", ("mimicechoqa", "p_vs_base")] == pytest.approx(expected)
-    assert expected < 0.05
+    raw = {}
+    for task in ("mimicechoqa", "pubmedqa", "surgeryvqa"):
+        metric = "judge" if task == "surgeryvqa" else "accuracy"
+        a, b, clusters = paired_scores(read_samples(BASE_RUN), read_samples(OBV_RUN), task, metric)
+        raw[task] = paired_test(a, b, clusters)
+    # mimicechoqa's items share echo studies: the clustered t-test, not McNemar; pubmedqa's are independent
+    assert raw["mimicechoqa"].method == "clustered-t" and raw["pubmedqa"].method == "mcnemar-exact"
+    expected = multipletests([raw[t].pvalue for t in raw], method="holm")[1]
+    for task, p in zip(raw, expected, strict=True):
+        assert table.loc["qwen2vl-2b-obv", (task, "p_vs_base")] == pytest.approx(p)
+    assert table.loc["qwen2vl-2b-obv", ("mimicechoqa", "p_vs_base")] < 0.05
     assert table.loc["qwen2vl-2b-obv", ("pubmedqa", "p_vs_base")] > 0.05
     assert math.isnan(table.loc["qwen2vl-2b", ("mimicechoqa", "p_vs_base")])  # the base row is not tested
     md = render_markdown(table)
@@ -248,3 +256,37 @@ def test_reference_path_override(tmp_path: Path) -> None:
     assert list(table.index) == ["study: Only"]
     with pytest.raises(FileNotFoundError, match="pass reference_path"):
         build_table([], reference_path=tmp_path / "nope.json")
+
+
+def _image_records(task: str, judged: bool) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for i in range(8):
+        kind = "closed" if i < 4 else "open"
+        acc = float(i % 2) if kind == "closed" or judged else None
+        out.append(
+            {
+                "task": task,
+                "doc_id": i,
+                "cluster": f"{task}{i}",
+                "status": "ok",
+                "categories": {"answer_type": kind},
+                "scores": {"accuracy": acc},
+            }
+        )
+    return out
+
+
+def test_unjudged_image_task_is_marked_not_scored_and_left_out_of_the_group() -> None:
+    tasks = {
+        "vqarad": summarize_task(_image_records("vqarad", judged=False), "accuracy"),
+        "pathvqa": summarize_task(_image_records("pathvqa", judged=True), "accuracy"),
+        "slake": summarize_task(_image_records("slake", judged=True), "accuracy"),
+    }
+    run = {"schema_version": 2, "run_id": "r", "model": "m", "tasks": tasks, "provenance": {}}
+    table = build_table([run], reference=False)
+    assert table.loc["m", ("vqarad", "not_scored")] == 1.0
+    assert math.isnan(table.loc["m", ("vqarad", "mean")])
+    assert "image" not in table.columns.get_level_values(0)  # no group mean over a not-scored benchmark
+    md = render_markdown(table)
+    line = next(row for row in md.splitlines() if row.startswith("| m "))
+    assert line.split("|")[2].strip() == "not scored"  # the VQA-RAD cell, first: never a 0.0
