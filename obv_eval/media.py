@@ -15,6 +15,7 @@ optionally on disk in ``$OBV_EVAL_FRAME_CACHE`` (npz files).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import io
@@ -370,6 +371,110 @@ def _iter_rgb_frames(path: Path, wanted: set[int]) -> Iterator[tuple[int, np.nda
             raise MediaError(f"cannot decode {path}: {exc}; the file is corrupt, re-download it") from None
 
 
+class _NotSeekable(Exception):
+    """The stream's timestamps do not allow frame-exact seeking; decode it through instead."""
+
+
+# A seek restarts decoding at a keyframe; it pays off once it skips at least this many frames.
+SEEK_MIN_SKIP = 8
+
+
+@dataclass(frozen=True)
+class _FrameIndex:
+    """The video stream's frames in display order, from the packets (no decoding)."""
+
+    pts: tuple[int, ...]  # presentation timestamp of display frame i
+    keyframes: tuple[int, ...]  # display indices of the keyframes, ascending
+    position: dict[int, int]  # pts -> display index
+
+    @property
+    def keyframe_interval(self) -> float:
+        return len(self.pts) / max(1, len(self.keyframes))
+
+
+def _frame_index(path: Path) -> _FrameIndex | None:
+    """Timestamps and keyframes of every frame; None when frames cannot be found by timestamp."""
+    pts: list[int] = []
+    keys: list[int] = []
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                return None
+            pts.append(int(packet.pts))
+            if packet.is_keyframe:
+                keys.append(int(packet.pts))
+    order = sorted(pts)
+    position = {p: i for i, p in enumerate(order)}
+    if len(position) != len(order) or not keys or position[min(keys)] != 0:
+        return None  # repeated timestamps, or a first frame that is not a keyframe
+    return _FrameIndex(tuple(order), tuple(sorted(position[k] for k in keys)), position)
+
+
+def _iter_rgb_frames_seeking(
+    path: Path, wanted: list[int], index: _FrameIndex
+) -> Iterator[tuple[int, np.ndarray]]:
+    """RGB arrays of the ``wanted`` display indices, seeking past gaps that hold a keyframe.
+
+    Per wanted frame: when a keyframe lies more than SEEK_MIN_SKIP frames past the last frame decoded,
+    seek to the last keyframe at or before the wanted frame and decode forward from there; otherwise
+    keep decoding through. Dense sampling (gaps shorter than the keyframe interval) so decodes through
+    like a full decode. Frames are matched by timestamp, so they are the full decode's frames; leading
+    frames of an open GOP (before the keyframe) are never taken. Raises _NotSeekable when the decoder
+    disagrees with the packet index.
+    """
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frames = container.decode(stream)
+        position = -1  # display index of the last frame decoded
+        floor = index.pts[0]  # frames before the last seek's keyframe are not trusted
+        for target in wanted:
+            key = index.keyframes[bisect.bisect_right(index.keyframes, target) - 1]
+            if key - position > SEEK_MIN_SKIP:
+                container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
+                with _lock:
+                    _stats["seeks"] += 1
+                frames = container.decode(stream)
+                floor = index.pts[key]
+            for frame in frames:
+                if frame.pts is None:
+                    raise _NotSeekable("a decoded frame has no timestamp")
+                if frame.pts < floor:
+                    continue
+                found = index.position.get(int(frame.pts))
+                if found is None or found > target:
+                    raise _NotSeekable(f"decoder gave timestamp {frame.pts}, expected {index.pts[target]}")
+                position = found
+                if found == target:
+                    yield target, frame.to_ndarray(format="rgb24")
+                    break
+            else:
+                raise _NotSeekable(f"stream ended before frame {target}")
+
+
+def _decode_sparse(
+    path: Path, settings: VideoSettings, fps: float, expected: int
+) -> tuple[list[int], dict[int, np.ndarray]]:
+    """Sampled indices and their resized frames by seeking; _NotSeekable when it cannot be exact."""
+    index = _frame_index(path)
+    if index is None or len(index.pts) != expected:
+        raise _NotSeekable("packet count differs from the header's frame count")
+    indices = sample_frame_indices(expected, fps, settings)
+    kept: dict[int, np.ndarray] = {}
+    size: tuple[int, int] | None = None
+    try:
+        for target, rgb in _iter_rgb_frames_seeking(path, sorted(set(indices)), index):
+            if size is None:
+                size = _frame_size(rgb.shape[0], rgb.shape[1], len(indices), settings, path)
+            kept[target] = _resize_frame(rgb, *size)
+    except av.error.FFmpegError as exc:
+        raise _NotSeekable(str(exc)) from None
+    return indices, kept
+
+
 def _resize_frame(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     if rgb.shape[0] == height and rgb.shape[1] == width:
         return rgb
@@ -377,9 +482,20 @@ def _resize_frame(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def _decode_video(path: Path, settings: VideoSettings, content_hash: str) -> Video:
+def _decode_video(path: Path, settings: VideoSettings, content_hash: str, strategy: str = "auto") -> Video:
+    """``strategy``: "auto" seeks to keyframes where the sampled frames are sparse (same frames as
+    "full", which decodes every frame); anything unusual about the stream falls back to "full"."""
     fps, expected = _probe(path)
     total = expected
+    if strategy == "auto":
+        try:
+            indices, kept = _decode_sparse(path, settings, fps, expected)
+        except _NotSeekable:
+            pass
+        else:
+            with _lock:
+                _stats["decodes"] += 1
+            return _video(kept, indices, fps, total, content_hash, settings)
     # Decode once with indices from the header's count; if the decoder yields a different number of
     # frames (bad header, broken tail), sample again from the true count.
     for _attempt in range(2):
@@ -404,6 +520,17 @@ def _decode_video(path: Path, settings: VideoSettings, content_hash: str) -> Vid
         total = decoded
     else:
         raise MediaError(f"{path} decodes to a different number of frames each time; re-encode it")
+    return _video(kept, indices, fps, total, content_hash, settings)
+
+
+def _video(
+    kept: dict[int, np.ndarray],
+    indices: list[int],
+    fps: float,
+    total: int,
+    content_hash: str,
+    settings: VideoSettings,
+) -> Video:
     frames = np.stack([kept[i] for i in indices])
     frames.flags.writeable = False
     duration = total / fps
@@ -439,7 +566,7 @@ def _cache_budget() -> int:
 _lock = threading.Lock()
 _videos: OrderedDict[tuple[str, str], Video] = OrderedDict()
 _cached_bytes = 0
-_stats: dict[str, int] = {"hits": 0, "misses": 0, "decodes": 0, "disk_hits": 0}
+_stats: dict[str, int] = {"hits": 0, "misses": 0, "decodes": 0, "disk_hits": 0, "seeks": 0}
 
 
 def clear_cache() -> None:
@@ -456,7 +583,8 @@ def cache_stats() -> dict[str, int]:
     """Counters since the last clear.
 
     hits / misses: in-memory lookups; disk_hits: misses served from ``$OBV_EVAL_FRAME_CACHE``;
-    decodes: decode passes over a file; entries / bytes: what the in-memory cache holds now.
+    decodes: decode passes over a file; seeks: keyframe seeks within them (sparse sampling);
+    entries / bytes: what the in-memory cache holds now.
     """
     with _lock:
         return {**_stats, "entries": len(_videos), "bytes": _cached_bytes}
