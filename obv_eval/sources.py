@@ -14,10 +14,12 @@ media under `DIR/media/<benchmark>/`.
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 
 def tasks_package_dir() -> Path:
@@ -123,3 +125,118 @@ class MediaRef:
 
     def __str__(self) -> str:
         return self.path if self.root is None else f"{self.root}/{self.path}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rows of a local copy, read one by one before any columnar step
+
+ROW_TEXT_LIMIT = 65_536  # characters of text in one row; beyond it the row fails alone
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return "a scalar"
+
+
+def normalize_rows(rows: list[dict[str, Any]], error_field: str) -> list[dict[str, Any]]:
+    """Rows whose every column pyarrow can hold, with the row that cannot fit marked in `error_field`.
+
+    A column whose values pyarrow cannot put in one type is mended value by value:
+
+    * mostly text and numbers: every scalar becomes its text (2019 and "2019" are both "2019");
+      an object or list there fails its row;
+    * mostly objects or lists: a string holding that JSON (``options`` written as JSON text) is
+      parsed; any other value fails its row; if the objects still differ in inner types, the
+      whole column becomes JSON text (the tasks read option dicts from JSON text as well).
+
+    A failed row keeps its other fields (the record still shows its question) and gets the reason;
+    the bad value becomes None. Nothing is dropped.
+    """
+    import pyarrow as pa
+
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    out = [dict(row) for row in rows]
+    for name in columns:
+        if name == error_field:
+            continue
+        present = [(i, row[name]) for i, row in enumerate(out) if row.get(name) is not None]
+        try:
+            pa.array([value for _, value in present])
+            continue
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            pass
+        counts = Counter(_kind(value) for _, value in present)
+        dominant = max(counts, key=lambda kind: (counts[kind], kind != "a scalar"))
+        for i, value in present:
+            mended, problem = _mend(value, dominant)
+            out[i][name] = mended
+            if problem is not None and not out[i].get(error_field):
+                out[i][error_field] = f"field {name!r}: {problem} where other rows have {dominant}"
+        values = [row.get(name) for row in out]
+        try:
+            pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            for row in out:
+                if row.get(name) is not None:
+                    row[name] = json.dumps(row[name], ensure_ascii=False)
+    return out
+
+
+def _mend(value: Any, dominant: str) -> tuple[Any, str | None]:
+    kind = _kind(value)
+    if dominant == "a scalar":
+        if kind != "a scalar":
+            return None, kind
+        if isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace"), None
+        return value if isinstance(value, str) else str(value), None
+    if kind == dominant:
+        return value, None
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None, "text that is not JSON"
+        if _kind(parsed) == dominant:
+            return parsed, None
+        return None, f"JSON text holding {_kind(parsed)}"
+    return None, kind if kind != "a scalar" else f"a {type(value).__name__}"
+
+
+def read_csv_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV file as text, one by one (no type guessing across rows); empty cells are None."""
+    import csv
+
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        return [
+            {str(k): (v if v != "" else None) for k, v in row.items() if k is not None}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def oversized_row_reason(row: dict[str, Any], limit: int = ROW_TEXT_LIMIT) -> str | None:
+    """Why a row is too large to run (its text fields hold more than `limit` characters), or None."""
+    sizes = {name: _text_size(value) for name, value in row.items() if not str(name).startswith("_obv")}
+    total = sum(sizes.values())
+    if total <= limit:
+        return None
+    largest = max(sizes, key=lambda name: sizes[name])
+    return (
+        f"row text is {total:,} characters (field {largest!r}: {sizes[largest]:,}), over the "
+        f"{limit:,}-character limit for one item; far beyond any model's context"
+    )
+
+
+def _text_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_text_size(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_text_size(v) for v in value)
+    return 0

@@ -172,7 +172,12 @@ class ObvTask(ConfigurableTask):
     def download(self, dataset_kwargs: dict[str, Any] | None = None) -> None:
         benchmark = benchmark_for_task(self.config.task)
         split = self.config.test_split
-        self.dataset = datasets.DatasetDict({split: load_rows(benchmark, current_data_source())})
+        source = current_data_source()
+        rows = load_rows(benchmark, source)
+        from obv_eval.provenance import record_rows
+
+        record_rows(benchmark, source, rows)  # hub revision and media digest for results.json
+        self.dataset = datasets.DatasetDict({split: rows})
         if self.config.process_docs is not None:
             self.dataset[split] = self.config.process_docs(self.dataset[split])
         self.dataset_no_image = self.dataset

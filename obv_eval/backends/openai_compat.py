@@ -236,6 +236,10 @@ class OpenAICompatBackend:
         self.media = media or MediaSettings()
         self.templater = templater
         self.jpeg_quality = int(jpeg_quality)
+        # What answered, per request that returned a completion: ``response.model`` (the snapshot
+        # behind a name such as "gpt-4o") and ``system_fingerprint``; part of describe().
+        self.response_models: dict[str, int] = {}
+        self.system_fingerprints: dict[str, int] = {}
 
     def describe(self) -> dict[str, Any]:
         """Provenance: what answered and how. Never the key."""
@@ -251,6 +255,8 @@ class OpenAICompatBackend:
             "max_retries": self.max_retries,
             "openai": _version("openai"),
             "sampling": sampling_fields(self.generation, self.server),
+            "response_models": dict(self.response_models),
+            "system_fingerprints": dict(self.system_fingerprints),
         }
 
     def generate(
@@ -358,11 +364,17 @@ class OpenAICompatBackend:
             raise _CallFailed(f"connection error after {retries} retries") from None
         except (json.JSONDecodeError, openai.APIResponseValidationError):
             raise _CallFailed("malformed response body (not a chat completion)") from None
+        for counts, value in (
+            (self.response_models, getattr(response, "model", None)),
+            (self.system_fingerprints, getattr(response, "system_fingerprint", None)),
+        ):
+            name = str(value) if value else "not recorded"
+            counts[name] = counts.get(name, 0) + 1
         if not getattr(response, "choices", None):
             raise _CallFailed("malformed response body (no choices)")
         message = response.choices[0].message
         if message.content is None:
-            refusal = f": refusal {message.refusal[:_MESSAGE_CHARS]!r}" if message.refusal else ""
+            refusal = f": refusal {self._redact(message.refusal)[:_MESSAGE_CHARS]!r}" if message.refusal else ""
             raise _CallFailed(f"reply without content{refusal}")
         usage = response.usage
         tokens = (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (None, None)
@@ -376,8 +388,9 @@ class OpenAICompatBackend:
         return json.dumps(messages, ensure_ascii=False)
 
     def _redact(self, text: str) -> str:
-        key = os.environ.get(self.api_key_env)
-        return text.replace(key, "[redacted]") if key else text
+        from obv_eval.redaction import configured_secrets, redact
+
+        return redact(text, configured_secrets(self.api_key_env))
 
 
 class _CallFailed(Exception):

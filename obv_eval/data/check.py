@@ -1,15 +1,19 @@
 """`obv-eval data check`: what in a benchmark's rows and media would fail a run, before running it.
 
 Rows are read exactly as a run reads them (obv_eval.tasking.load_rows, so the same rows are marked
-malformed) and every media file is loaded with THE frame sampler, so what passes here decodes
-in a run.
+malformed, oversized rows included), every row goes through its task's own scoring with an empty
+reply (so a gold letter outside the options is listed with the run's reason), ids are checked for
+duplicates, and every media file is loaded with THE frame sampler and the image loader (images fully
+decoded, truncation refused), so what passes here decodes in a run.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -57,6 +61,55 @@ def _problem_kind(error: MediaError) -> str:
     return "unreadable media"
 
 
+OVERSIZED_MARK = "-character limit for one item"
+# Row fields that name an item, in the benchmarks' schemas (the first one a benchmark's rows have).
+ID_FIELDS = ("id", "qid", "question_id", "pubid", "realidx", "messages_id")
+
+
+def _duplicate_ids(rows: Any) -> list[tuple[int, str, str]]:
+    """Rows sharing an id: a run would score (and a comparison pair) the same item twice."""
+    name = next((f for f in ID_FIELDS if f in rows.column_names), None)
+    if name is None:
+        return []
+    first: dict[str, int] = {}
+    problems = []
+    for index, value in enumerate(rows[name]):
+        if value is None or value == "":
+            continue
+        key = str(value)
+        if key in first:
+            problems.append((index, "duplicate id", f"{name} {key!r} is also row {first[key]}'s"))
+        else:
+            first[key] = index
+    return problems
+
+
+def _task_scorer(benchmark: Benchmark) -> Callable[[dict[str, Any], list[str]], Any] | None:
+    """The task's own process_results, so an item the run would fail is listed with the run's reason."""
+    try:
+        module = importlib.import_module(f"obv_eval.tasks.{benchmark.name}.utils")
+    except ImportError:
+        return None
+    scorer = getattr(module, "process_results", None)
+    return scorer if callable(scorer) else None
+
+
+def _item_problem(scorer: Any, row: dict[str, Any]) -> tuple[str, str] | None:
+    """What the task's scoring says of the row whatever the model answers (a gold letter outside
+    the options, a row the scorer cannot read), or None."""
+    if scorer is None:
+        return None
+    try:
+        scored = scorer(row, [""])
+    except Exception as error:  # a row that would stop the scorer: the run fails it alone
+        return "invalid item", f"the task cannot score this row ({type(error).__name__}: {error})"
+    record = next((v for v in scored.values() if isinstance(v, dict) and "status" in v), None)
+    if record is None or record["status"] != "failed" or not record.get("reason"):
+        return None
+    reason = str(record["reason"])
+    return ("gold answer outside the options" if "gold answer" in reason else "invalid item"), reason
+
+
 def check_benchmark(benchmark: Benchmark, source: DataSource, progress: bool = True) -> CheckReport:
     rows = load_rows(benchmark, source)
     report = CheckReport(benchmark.name, rows=len(rows))
@@ -66,10 +119,17 @@ def check_benchmark(benchmark: Benchmark, source: DataSource, progress: bool = T
         warning = one_question_per_clip(list(rows[benchmark.media_field]))
         if warning is not None:
             report.warnings.append((-1, ONE_QUESTION_PER_CLIP, warning))
+    scorer = _task_scorer(benchmark)
+    report.problems.extend(_duplicate_ids(rows))
     for index, row in enumerate(tqdm(rows, desc=f"checking {benchmark.name}", disable=not progress)):
         if row.get(ROW_ERROR_FIELD):
-            report.problems.append((index, "malformed row", str(row[ROW_ERROR_FIELD])))
+            reason = str(row[ROW_ERROR_FIELD])
+            oversized = OVERSIZED_MARK in reason
+            report.problems.append((index, "oversized item" if oversized else "malformed row", reason))
             continue
+        item_problem = _item_problem(scorer, row)
+        if item_problem is not None:
+            report.problems.append((index, *item_problem))
         if benchmark.media_field is None:
             continue
         value = row.get(benchmark.media_field)
@@ -85,4 +145,5 @@ def check_benchmark(benchmark: Benchmark, source: DataSource, progress: bool = T
                 load_image(text_field(row, benchmark.media_field), ImageSettings(), root=root)
         except MediaError as error:
             report.problems.append((index, _problem_kind(error), str(error)))
+    report.problems.sort(key=lambda problem: problem[0])
     return report

@@ -27,6 +27,7 @@ from obv_eval.judge.config import JudgeConfig, estimate_cost_usd, judge_availabl
 from obv_eval.judge.parse import parse_verdict
 from obv_eval.judge.prompt import build_judge_messages
 from obv_eval.progress import Bar
+from obv_eval.redaction import configured_secrets, redact
 
 log = logging.getLogger(__name__)
 
@@ -290,8 +291,9 @@ class Judge:
             if text is None:  # a body that was not a chat completion
                 last_problem = "malformed response body"
                 continue
-            last_text = text
             score = parse_verdict(text, key=preset.verdict_key)
+            text = self._redact(text)  # the reply may quote a key: never store or report it
+            last_text = text
             if score is not None:
                 mode = "structured" if answered.structured else "text"
                 self.cache.put(
@@ -391,5 +393,4 @@ class Judge:
         )
 
     def _redact(self, text: str) -> str:
-        key = self.config.api_key()
-        return text.replace(key, "[redacted]") if key else text
+        return redact(text, configured_secrets(self.config.api_key_env))
