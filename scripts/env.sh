@@ -28,18 +28,17 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
   _obv_pip --quiet --upgrade pip
 fi
-# torch and torchvision must be a matching pair (transformers' Qwen2-VL video processor needs
-# torchvision); install them first so the rest resolves against them.
+# Every package at the version of the lock for this architecture (scripts/lock.sh refreshes it), so two
+# installs a month apart resolve to the same processors and tokenizers. torch and torchvision must be a
+# matching pair (transformers' Qwen2-VL video processor needs torchvision): installed first, from the lock.
+LOCK="$ROOT/requirements/lock-linux-$(uname -m).txt"
+[ -f "$LOCK" ] || { echo "obv-eval: no lock file for $(uname -m) ($LOCK); see scripts/lock.sh" >&2; exit 2; }
 if ! "$VENV/bin/python" -c "import torch, torchvision" >/dev/null 2>&1; then
-  if [ "$(uname -m)" = "aarch64" ]; then
-    _obv_pip --quiet torch==2.9.1 torchvision==0.24.1
-  else
-    _obv_pip --quiet torch==2.14.1 torchvision==0.29.1
-  fi
+  _obv_pip --quiet -c "$LOCK" torch torchvision
 fi
 STAMP="$VENV/.obv-eval-installed"
-if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
-  _obv_pip --quiet -e "$ROOT[dev,train]"
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$LOCK" -nt "$STAMP" ]; then
+  _obv_pip --quiet -c "$LOCK" -e "$ROOT[dev,train]"
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
