@@ -329,6 +329,32 @@ def _published_disagreements(ref: dict[str, Any]) -> list[str]:
     return lines
 
 
+def judge_lines(runs: Iterable[Run]) -> list[str]:
+    """Which judge and prompt preset scored each run's open-ended numbers (a preset changes them)."""
+    lines = []
+    for run in runs:
+        judge = run.results.get("provenance", {}).get("judge") or {}
+        settings = judge.get("settings") or {}
+        name = f"{run.model} ({run.run_id})"
+        if not judge.get("configured"):
+            lines.append(f"- {name}: no judge, open-ended items not scored")
+            continue
+        models = (judge.get("stats") or {}).get("response_models") or {}
+        answered = ", ".join(sorted(models)) or "not recorded"
+        lines.append(
+            f"- {name}: open-ended items judged by {settings.get('model')} (answered by {answered}) with "
+            f"preset {settings.get('preset', 'v1')} ({settings.get('prompt_version', '?')})"
+        )
+    if not lines:
+        return []
+    return [
+        "Judged numbers (SurgeryVideoQA; the open items of VQA-RAD, PathVQA and SLAKE) and their judge "
+        "preset; the study's rows were judged by GPT-4o with its own prompt (preset study-published; "
+        "study-rubric is its rubric in an injection-safe layout):",
+        *lines,
+    ]
+
+
 def headline_note(reference_path: str | os.PathLike[str] | None = None) -> str:
     """Which gain definition reproduces each of the study's headline claims from its own figure."""
     ref = load_reference(reference_path)
@@ -638,6 +664,7 @@ def write_leaderboard(
         raise ValueError("nothing to show: no runs given and the study reference left out")
     gains = build_gains(run_list, reference=reference, reference_path=reference_path)
     note = headline_note(reference_path) if reference else DEFINITIONS
+    note = "\n".join([note, *judge_lines(run_list)])
     paths = {
         "markdown": out / "leaderboard.md",
         "csv": out / "leaderboard.csv",

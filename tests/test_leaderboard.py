@@ -290,3 +290,24 @@ def test_unjudged_image_task_is_marked_not_scored_and_left_out_of_the_group() ->
     md = render_markdown(table)
     line = next(row for row in md.splitlines() if row.startswith("| m "))
     assert line.split("|")[2].strip() == "not scored"  # the VQA-RAD cell, first: never a 0.0
+
+
+def test_judge_lines_name_the_preset_of_each_run() -> None:
+    from obv_eval.leaderboard import Run, judge_lines
+
+    judged = {
+        "model": "m1",
+        "run_id": "r1",
+        "provenance": {
+            "judge": {
+                "configured": True,
+                "settings": {"model": "gpt-4o", "preset": "v1", "prompt_version": "v1-r2"},
+                "stats": {"response_models": {"gpt-4o-2024-08-06": 8}},
+            }
+        },
+    }
+    unjudged = {"model": "m2", "run_id": "r2", "provenance": {"judge": {"configured": False}}}
+    lines = judge_lines([Run(judged), Run(unjudged)])
+    expected = "- m1 (r1): open-ended items judged by gpt-4o (answered by gpt-4o-2024-08-06) with preset v1"
+    assert expected in "\n".join(lines)
+    assert lines[-1] == "- m2 (r2): no judge, open-ended items not scored"
