@@ -271,7 +271,9 @@ def test_failed_items_beyond_the_budget_exit_1_and_within_it_0(
     assert any("options" in r for r in reasons)
 
     # The same run within a generous budget exits 0 (resume: nothing is generated again).
-    code, _ = _run(tmp_path, "bad", "--tasks", "medqa", "--data", str(tmp_path / "data"), "--max-failed", "0.5")
+    code, _ = _run(
+        tmp_path, "bad", "--tasks", "medqa", "--data", str(tmp_path / "data"), "--max-failed", "0.5"
+    )
     assert code == 0
 
     # data check lists every item the run failed (a superset, by row).
@@ -352,41 +354,42 @@ def test_a_judged_vqarad_run_counts_only_open_items_against_the_judge_budget(
     tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("JUDGE_KEY", SECRET)
-    # The judge's reply quotes the key (lower-cased, then cut): never a verdict, never written.
-    leaky = {"n": 0}
+    rows = json.loads((SAMPLES_DIR / "vqarad" / "test.json").read_text())[:4]
+    open_questions = [r["question"] for r in rows if str(r.get("answer_type", "")).strip().upper() == "OPEN"]
+    assert open_questions and len(open_questions) < len(rows), "the first 4 sample rows need closed and open"
+    trigger = open_questions[0]
 
     def verdict(request: dict[str, Any]) -> str:
-        leaky["n"] += 1
-        if "abdomen" in json.dumps(request["messages"]).lower():
+        # The judge's reply for one item quotes the key (lower-cased, cut): no verdict, never written.
+        if trigger in request["messages"][-1]["content"]:
             return f"I cannot use {SECRET.lower()[:20]}"
         return json.dumps({"verdict": 1})
 
     with FakeChatServer(verdict) as server:
-        judge = ["--judge-base-url", server.base_url, "--judge-model", "j", "--judge-api-key-env", "JUDGE_KEY",
-                 "--judge-cache", str(tmp_path / "c.sqlite"), "--judge-retries", "0"]  # fmt: skip
-        code, run = _run(tmp_path, "judged", "--tasks", "vqarad", *judge)
+        judge = ["--judge-base-url", server.base_url, "--judge-model", "j", "--judge-api-key-env",
+                 "JUDGE_KEY", "--judge-cache", str(tmp_path / "c.sqlite"), "--judge-retries", "0"]  # fmt: skip
+        code, run = _run(tmp_path, "judged", "--tasks", "vqarad", "--limit", "4", *judge)
     records = _records(run)
     open_items = [r for r in records if "judge" in r["scores"]]
-    closed = [r for r in records if "judge" not in r["scores"]]
-    assert open_items and closed  # the samples have both
+    assert len(open_items) == len(open_questions) and len(records) == 4
     unscored = [r for r in open_items if r["scores"]["judge"] is None]
-    # The rule: exit 1 only when more than 5% of the judged (open) items are unscored.
-    assert code == (1 if unscored else 0)
+    assert [r["question"] for r in unscored] == [trigger]
+    assert code == 1  # 1 of the judged items is over the 5% budget; closed items are not counted
     err = capsys.readouterr().err
-    if unscored:
-        assert f"vqarad: {len(unscored)}/{len(open_items)} judged items unscored" in err
-    else:
-        assert "error budget exceeded" not in err
+    assert f"vqarad: 1/{len(open_questions)} judged items unscored by the judge" in err
+    assert REDACTED in unscored[0]["judge_reason"]
     texts = [p.read_text(encoding="utf-8", errors="replace").lower() for p in run.iterdir()]
     cache = (tmp_path / "c.sqlite").read_bytes().decode("utf-8", errors="replace").lower()
     for text in [*texts, cache, err.lower()]:
-        assert SECRET.lower()[:8] not in text and SECRET.lower()[8:16] not in text
+        for i in range(len(SECRET) - 8):
+            assert SECRET.lower()[i : i + 8] not in text
 
 
 def test_a_fully_judged_vqarad_run_exits_0(tmp_path: Path, tiny_model_path: Path) -> None:
     with FakeChatServer(lambda request: json.dumps({"verdict": 1})) as server:
         code, run = _run(
-            tmp_path, "ok", "--tasks", "vqarad", "--judge-base-url", server.base_url, "--judge-model", "j",
+            tmp_path, "ok", "--tasks", "vqarad", "--limit", "4", "--judge-base-url", server.base_url,
+            "--judge-model", "j",
             "--judge-cache", str(tmp_path / "c.sqlite"),
         )  # fmt: skip
     task = json.loads((run / "results.json").read_text())["tasks"]["vqarad"]
