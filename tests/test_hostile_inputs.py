@@ -367,7 +367,8 @@ def test_a_judged_vqarad_run_counts_only_open_items_against_the_judge_budget(
 
     with FakeChatServer(verdict) as server:
         judge = ["--judge-base-url", server.base_url, "--judge-model", "j", "--judge-api-key-env",
-                 "JUDGE_KEY", "--judge-cache", str(tmp_path / "c.sqlite"), "--judge-retries", "0"]  # fmt: skip
+                 "JUDGE_KEY", "--judge-cache", str(tmp_path / "c.sqlite"),
+                 "--judge-retries", "0"]  # fmt: skip
         code, run = _run(tmp_path, "judged", "--tasks", "vqarad", "--limit", "4", *judge)
     records = _records(run)
     open_items = [r for r in records if "judge" in r["scores"]]
