@@ -13,6 +13,16 @@ if ! command -v ffprobe >/dev/null 2>&1; then
     echo "note: ffprobe not found (install ffmpeg as root); the clip tests that need it will skip" >&2
   fi
 fi
+# The report's browser test loads pages in Debian's headless chromium; without it that test skips.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+      || echo "warning: could not install chromium; the report's browser test will skip" >&2
+  else
+    echo "note: chromium not found (install it as root); the report's browser test will skip" >&2
+  fi
+fi
 ruff check .
 ruff format --check .
 mypy obv_eval
