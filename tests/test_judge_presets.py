@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +142,29 @@ def test_rescore_names_the_task_modality() -> None:
         systems = sorted(r.body["messages"][0]["content"] for r in server.chat_requests if r.body)
     assert [r["scores"]["judge"] for r in out] == [1, 1]
     assert any("biomedical images" in s for s in systems) and any("biomedical videos" in s for s in systems)
+
+
+def test_an_older_cache_file_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE verdicts (key TEXT PRIMARY KEY, verdict INTEGER NOT NULL, raw TEXT, "
+        "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, model TEXT NOT NULL, "
+        "prompt_version TEXT NOT NULL)"
+    )
+    conn.execute("INSERT INTO verdicts VALUES ('k', 1, '1', 3, 1, 'gpt-4o', 'v1')")
+    conn.commit()
+    conn.close()
+    cache = JudgeCache(path)
+    old = cache.get("k")
+    assert old is not None and old.verdict == 1 and old.response_model is None
+    cache.put("n", 0, raw="0", prompt_tokens=1, completion_tokens=1, model="m", prompt_version="p",
+              response_model="snap", system_fingerprint="fp", output_mode="text")  # fmt: skip
+    new = cache.get("n")
+    assert new is not None and (new.response_model, new.system_fingerprint, new.output_mode) == (
+        "snap",
+        "fp",
+        "text",
+    )
