@@ -25,12 +25,36 @@ from obv_eval.generation_log import GenerationLog, generate_resumable
 from obv_eval.media import ImageSettings, VideoSettings
 
 
-def media_settings(fps: float, min_frames: int, max_frames: int) -> MediaSettings:
-    """The frame sampler's settings from --model_args (strings arrive as numbers or text)."""
-    return MediaSettings(
-        video=VideoSettings(fps=float(fps), min_frames=int(min_frames), max_frames=int(max_frames)),
-        image=ImageSettings(),
-    )
+def media_settings(
+    fps: float,
+    min_frames: int,
+    max_frames: int,
+    frames: str = "default",
+    max_visual_tokens: int | str | None = None,
+) -> MediaSettings:
+    """The frame sampler's settings from --model_args (strings arrive as numbers or text).
+
+    frames=default: qwen-vl-utils' defaults (the study's evaluation scripts), fps/min/max_frames as
+    given. frames=train: the study's training frames (obv_eval.train.config.STUDY_TRAIN_VIDEO: 1 fps,
+    at most 420 frames, 16,384 visual tokens per clip). max_visual_tokens=N: a visual-token budget per
+    clip (frames are downscaled until the clip fits, down to 56x56 pixels, as training does).
+    """
+    if frames == "train":
+        from obv_eval.train.config import STUDY_TRAIN_VIDEO
+
+        video = STUDY_TRAIN_VIDEO
+    elif frames == "default":
+        video = VideoSettings(fps=float(fps), min_frames=int(min_frames), max_frames=int(max_frames))
+    else:
+        raise ValueError(f"frames must be 'default' or 'train', got {frames!r}")
+    if max_visual_tokens not in (None, "", "None"):
+        budget = int(max_visual_tokens)  # type: ignore[arg-type]
+        if budget < 1:
+            raise ValueError(f"max_visual_tokens must be positive, got {budget}")
+        video = dataclasses.replace(
+            video, min_pixels=min(video.min_pixels, 2 * 28 * 2 * 28), total_pixels=budget * 28 * 28
+        )
+    return MediaSettings(video=video, image=ImageSettings())
 
 
 class ObvModel(lmms):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from obv_eval.model_adapters.base import ObvModel, media_settings, reject_unknown
 
 from obv_eval.backends.base import GenerationSettings
 from obv_eval.backends.hf import HFBackend
+from obv_eval.backends.streaming import MiB, StreamSettings
 from obv_eval.media import VideoSettings
 from obv_eval.registry import resolve_model
 
@@ -27,7 +29,11 @@ class ObvHF(ObvModel):
         fps: float = VideoSettings.fps,
         min_frames: int = VideoSettings.min_frames,
         max_frames: int = VideoSettings.max_frames,
+        frames: str = "default",
+        max_visual_tokens: int | str | None = None,
         progress: bool = True,
+        max_batch_tokens: int | str | None = None,
+        prefetch_mb: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(progress=progress)
@@ -43,6 +49,19 @@ class ObvHF(ObvModel):
             dtype=dtype,
             batch_size=int(batch_size),
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens)),
-            media=media_settings(fps, min_frames, max_frames),
+            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens),
             adapter_path=resolved.adapter_path,
+            stream=stream_settings(max_batch_tokens, prefetch_mb),
         )
+
+
+def stream_settings(max_batch_tokens: int | str | None, prefetch_mb: int | str | None) -> StreamSettings:
+    """Streaming budgets from --model_args; unset ones keep StreamSettings' defaults."""
+    changes: dict[str, int] = {}
+    if max_batch_tokens not in (None, ""):
+        tokens = int(max_batch_tokens)  # type: ignore[arg-type]
+        changes["max_batch_tokens"] = tokens
+        changes["max_batch_pixels"] = tokens * 2 * 28 * 28
+    if prefetch_mb not in (None, ""):
+        changes["prefetch_bytes"] = int(prefetch_mb) * MiB  # type: ignore[arg-type]
+    return dataclasses.replace(StreamSettings(), **changes)

@@ -39,6 +39,8 @@ class ObvOpenAI(ObvModel):
         fps: float = VideoSettings.fps,
         min_frames: int = VideoSettings.min_frames,
         max_frames: int = VideoSettings.max_frames,
+        frames: str = "default",
+        max_visual_tokens: int | str | None = None,
         processor: str | None = None,
         progress: bool = True,
         batch_size: int | str | None = None,  # lmms-eval always passes these; concurrency bounds the calls
@@ -66,6 +68,6 @@ class ObvOpenAI(ObvModel):
             timeout_s=float(timeout_s),
             max_retries=int(max_retries),
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),
-            media=media_settings(fps, min_frames, max_frames),
+            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens),
             templater=templater,
         )

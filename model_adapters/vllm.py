@@ -24,7 +24,7 @@ class ObvVLLM(ObvModel):
         self,
         pretrained: str = "tiny-qwen2vl",
         dtype: str = "bfloat16",
-        max_model_len: int = 32768,
+        max_model_len: int | str | None = None,  # None: fit to the longest item
         tensor_parallel_size: int = 1,
         data_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
@@ -35,6 +35,8 @@ class ObvVLLM(ObvModel):
         fps: float = VideoSettings.fps,
         min_frames: int = VideoSettings.min_frames,
         max_frames: int = VideoSettings.max_frames,
+        frames: str = "default",
+        max_visual_tokens: int | str | None = None,
         progress: bool = True,
         batch_size: int | str | None = None,  # lmms-eval always passes these; vLLM schedules its own batches
         device: str | None = None,
@@ -50,13 +52,13 @@ class ObvVLLM(ObvModel):
         self.backend = VLLMBackend(
             resolved.path,
             dtype=dtype,
-            max_model_len=int(max_model_len),
+            max_model_len=int(max_model_len) if max_model_len not in (None, "", "None", "auto") else None,
             tensor_parallel_size=int(tensor_parallel_size),
             data_parallel_size=int(data_parallel_size),
             gpu_memory_utilization=float(gpu_memory_utilization),
             limit_mm_per_prompt={"image": int(max_images), "video": int(max_videos)},
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),
-            media=media_settings(fps, min_frames, max_frames),
+            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens),
             adapter_path=resolved.adapter_path,
             seed=int(seed),
         )

@@ -84,7 +84,7 @@ def _run_parser() -> argparse.ArgumentParser:
         help="default: qwen-vl-utils' frame budgets (the study's eval scripts); train: the training frames",
     )
     parser.add_argument(
-        "--max-visual-tokens", type=int, help="a visual-token budget per clip, e.g. 16384 (the training budget)"
+        "--max-visual-tokens", type=int, help="visual-token budget per clip, e.g. 16384 (the training budget)"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="openai backend: requests in flight")
     parser.add_argument("--max-new-tokens", type=int, help="override every task's token budget")

@@ -58,6 +58,15 @@ class GenerationOutput:
     output_tokens: int | None = None
     frames: list[int] = field(default_factory=list)  # sampled frames per video
     error: str | None = None
+    visual_tokens: int | None = None  # the item's visual tokens (all its videos and images)
+    over_context: bool | None = None  # prompt + max_new_tokens above the model's native context
+
+
+def over_context(prompt_tokens: int | None, max_new_tokens: int, native: int | None) -> bool | None:
+    """Whether an item may run past the model's max_position_embeddings (None: unknown)."""
+    if prompt_tokens is None or native is None:
+        return None
+    return prompt_tokens + max_new_tokens > native
 
 
 class Backend(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,21 @@ from obv_eval.backends.base import (
     LoadedVisuals,
     MediaSettings,
     decode_reply,
-    load_visuals,
+    over_context,
+)
+from obv_eval.backends.streaming import (
+    Prefetcher,
+    StreamSettings,
+    fits,
+    native_context,
+    prompt_length,
+    stream_order,
+    visual_kinds,
+    visual_pixels,
+    visual_tokens,
 )
 from obv_eval.conversation import build_messages, render_prompt
-from obv_eval.media import MediaError
+from obv_eval.media import cache_budget as frame_cache_budget
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -36,32 +48,46 @@ class CachedVideoFeatures:
     features are returned in order, as the model's own method returns them.
     """
 
-    def __init__(self, compute: Callable[..., Any], max_entries: int = 64) -> None:
+    def __init__(self, compute: Callable[..., Any], max_bytes: int = 256 << 20) -> None:
         self.compute = compute
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._cache: OrderedDict[tuple[str, tuple[int, ...]], torch.Tensor] = OrderedDict()
+        self.bytes = 0
         self.hits = self.misses = 0
+
+    def _put(self, key: tuple[str, tuple[int, ...]], value: torch.Tensor) -> None:
+        size = value.element_size() * value.nelement()
+        if size > self.max_bytes:
+            return
+        self._cache[key] = value
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, evicted = self._cache.popitem(last=False)
+            self.bytes -= evicted.element_size() * evicted.nelement()
 
     def __call__(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor, **kwargs: Any) -> Any:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         features = []
+        local: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}  # repeats within this call
         sizes = video_grid_thw.prod(-1).tolist()
         for patches, grid in zip(torch.split(pixel_values_videos, sizes), video_grid_thw, strict=True):
             key = (
                 xxhash.xxh3_128_hexdigest(patches.contiguous().cpu().numpy().tobytes()),
                 tuple(grid.tolist()),
             )
-            if key in self._cache:
+            if key in local:
+                self.hits += 1
+            elif key in self._cache:
                 self.hits += 1
                 self._cache.move_to_end(key)
+                local[key] = self._cache[key]
             else:
                 self.misses += 1
                 out = self.compute(patches, grid[None], **{**kwargs, "return_dict": True})
-                self._cache[key] = out.pooler_output[0]
-                if len(self._cache) > self.max_entries:
-                    self._cache.popitem(last=False)
-            features.append(self._cache[key])
+                local[key] = out.pooler_output[0]
+                self._put(key, local[key])
+            features.append(local[key])
         # The model concatenates a tuple of per-video features here, as its own method returns them.
         return BaseModelOutputWithPooling(pooler_output=tuple(features))  # type: ignore[arg-type]
 
@@ -74,11 +100,26 @@ class CachedVideoProcessor:
     are the same as without the cache. Keyed by the frames' bytes and the processing options.
     """
 
-    def __init__(self, inner: Any, max_entries: int = 64) -> None:
+    def __init__(self, inner: Any, max_bytes: int = 512 << 20) -> None:
         self.inner = inner
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._cache: OrderedDict[tuple[str, str], dict[str, torch.Tensor]] = OrderedDict()
+        self.bytes = 0
         self.hits = self.misses = 0
+
+    @staticmethod
+    def _size(entry: dict[str, torch.Tensor]) -> int:
+        return sum(t.element_size() * t.nelement() for t in entry.values())
+
+    def _put(self, key: tuple[str, str], entry: dict[str, torch.Tensor]) -> None:
+        size = self._size(entry)
+        if size > self.max_bytes:
+            return
+        self._cache[key] = entry
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, evicted = self._cache.popitem(last=False)
+            self.bytes -= self._size(evicted)
 
     def __getattr__(self, name: str) -> Any:  # merge_size, patch_size, ...: the real processor's
         return getattr(self.inner, name)
@@ -88,19 +129,22 @@ class CachedVideoProcessor:
 
         options = repr(sorted((k, v) for k, v in kwargs.items() if k != "return_tensors"))
         parts = []
+        local: dict[tuple[str, str], dict[str, torch.Tensor]] = {}  # repeats within this call
         for video in videos:
             frames = np.ascontiguousarray(video)
             key = (hashlib.sha1(frames.data, usedforsecurity=False).hexdigest(), options)
-            if key in self._cache:
+            if key in local:
+                self.hits += 1
+            elif key in self._cache:
                 self.hits += 1
                 self._cache.move_to_end(key)
+                local[key] = self._cache[key]
             else:
                 self.misses += 1
                 out = self.inner([frames.copy()], **{**kwargs, "return_tensors": "pt"})
-                self._cache[key] = {name: out[name] for name in ("pixel_values_videos", "video_grid_thw")}
-                if len(self._cache) > self.max_entries:
-                    self._cache.popitem(last=False)
-            parts.append(self._cache[key])
+                local[key] = {name: out[name] for name in ("pixel_values_videos", "video_grid_thw")}
+                self._put(key, local[key])
+            parts.append(local[key])
         merged = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
         return BatchFeature(merged, tensor_type=kwargs.get("return_tensors"))
 
@@ -118,6 +162,7 @@ class HFBackend:
         generation: GenerationSettings | None = None,
         media: MediaSettings | None = None,
         adapter_path: str | Path | None = None,
+        stream: StreamSettings | None = None,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -129,6 +174,8 @@ class HFBackend:
         self.batch_size = max(1, int(batch_size))
         self.generation = generation or GenerationSettings()
         self.media = media or MediaSettings()
+        self.stream = stream or StreamSettings()
+        self.native_context = native_context(self.model_path)
         self.processor = AutoProcessor.from_pretrained(self.model_path)
         self.processor.tokenizer.padding_side = "left"  # generation continues every row from its end
         # obv_eval.media already applied Qwen2-VL's pixel budgets (qwen-vl-utils' rules, per-frame
@@ -137,7 +184,9 @@ class HFBackend:
         if video_processor is not None and hasattr(video_processor, "cap_pixels_per_frame"):
             video_processor.cap_pixels_per_frame = True
         if video_processor is not None:
-            self.processor.video_processor = CachedVideoProcessor(video_processor)
+            self.processor.video_processor = CachedVideoProcessor(
+                video_processor, self.stream.processor_cache_bytes
+            )
         model = AutoModelForImageTextToText.from_pretrained(self.model_path, dtype=_DTYPES[dtype])
         if adapter_path is not None:
             from peft import PeftModel
@@ -146,7 +195,10 @@ class HFBackend:
         self.model = model.to(device).eval()  # type: ignore[arg-type]  # transformers' wrapped .to()
         inner = getattr(self.model, "model", None)
         if inner is not None and hasattr(inner, "get_video_features"):
-            inner.get_video_features = CachedVideoFeatures(inner.get_video_features)
+            inner.get_video_features = CachedVideoFeatures(
+                inner.get_video_features, self.stream.feature_cache_bytes
+            )
+        self.prefetch_peak_bytes = 0
         self.eos_token_id = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.pad_token_id = self.processor.tokenizer.pad_token_id
 
@@ -160,6 +212,10 @@ class HFBackend:
             "device": self.device,
             "dtype": self.dtype,
             "batch_size": self.batch_size,
+            "native_context": self.native_context,
+            "stream": self.stream.to_dict(),
+            "frame_cache_bytes": frame_cache_budget(),
+            "prefetch_peak_bytes": self.prefetch_peak_bytes,
         }
 
     def _generation_config(self) -> Any:
@@ -192,42 +248,78 @@ class HFBackend:
         can log outputs as they are produced.
         """
         outputs: dict[int, GenerationOutput] = {}
-        ready: list[tuple[int, GenerationRequest, LoadedVisuals, str]] = []
-        for index, request in enumerate(requests):
-            try:
-                visuals = load_visuals(request.visuals, self.media)
-            except MediaError as error:
-                outputs[index] = GenerationOutput(request.key, "", error=f"MediaError: {error}")
-                if on_batch:
-                    on_batch([outputs[index]])
-                continue
-            prompt = render_prompt(self.processor, build_messages(request.text, visuals.kinds))
-            ready.append((index, request, visuals, prompt))
-
-        # Batches of one modality and similar length waste the least padding; the order is fixed,
-        # so the same items always meet the same batch-mates.
-        ready.sort(key=lambda item: (item[2].kinds, len(item[3]), item[0]))
+        prompts = [
+            render_prompt(self.processor, build_messages(r.text, visual_kinds(r.visuals))) for r in requests
+        ]
+        units = stream_order(requests, prompts)
         config = self._generation_config()
-        bar = tqdm(total=len(requests), desc="generating", disable=not progress, initial=len(outputs))
-        for start in range(0, len(ready), self.batch_size):
-            batch = ready[start : start + self.batch_size]
-            produced = self._generate_batch(batch, config)
-            for (index, *_), output in zip(batch, produced, strict=True):
+        new_tokens = self.generation.max_new_tokens
+        bar = tqdm(total=len(requests), desc="generating", disable=not progress)
+        prefetch = Prefetcher(units, requests, self.media, self.stream.prefetch_bytes)
+        remaining: dict[int, int] = {}  # unit id -> its items not yet generated
+        unit_bytes: dict[int, int] = {}
+        batch: list[_Item] = []
+
+        def emit(produced: list[GenerationOutput], indices: list[int]) -> None:
+            for index, output in zip(indices, produced, strict=True):
                 outputs[index] = output
             if on_batch:
                 on_batch(produced)
-            bar.update(len(batch))
+            bar.update(len(produced))
+
+        def flush() -> None:
+            if not batch:
+                return
+            produced = self._generate_batch(batch, config)
+            emit(produced, [item.index for item in batch])
+            for item in batch:
+                remaining[item.unit] -= 1
+                if remaining[item.unit] == 0:  # no pending item needs this clip's frames
+                    prefetch.release(unit_bytes.pop(item.unit))
+            batch.clear()
+
+        for unit_id, loaded in enumerate(prefetch):
+            if loaded.visuals is None:
+                for index in loaded.unit:  # a failed item is a batch of its own
+                    emit([GenerationOutput(requests[index].key, "", error=loaded.error)], [index])
+                prefetch.release(loaded.nbytes)
+                continue
+            remaining[unit_id] = len(loaded.unit)
+            unit_bytes[unit_id] = loaded.nbytes
+            tokens = visual_tokens(loaded.visuals, *self._geometry)
+            pixels = visual_pixels(loaded.visuals)
+            for index in loaded.unit:
+                prompt = prompts[index]
+                length = prompt_length(self.processor.tokenizer, prompt, loaded.visuals, tokens)
+                item = _Item(index, requests[index], loaded.visuals, prompt, unit_id, tokens, length)
+                lengths = [b.length + new_tokens for b in batch]
+                taken = sum(visual_pixels(b.visuals) for b in batch)
+                if not fits(lengths, taken, length + new_tokens, pixels, self.stream, self.batch_size):
+                    flush()
+                batch.append(item)
+                if len(batch) >= self.batch_size:
+                    flush()
+            del loaded
+        flush()
         bar.close()
+        self.prefetch_peak_bytes = max(self.prefetch_peak_bytes, prefetch.peak)
         return [outputs[i] for i in range(len(requests))]
 
+    @property
+    def _geometry(self) -> tuple[int, int, int]:
+        video = getattr(self.processor, "video_processor", None)
+        return (
+            int(getattr(video, "patch_size", 14) or 14),
+            int(getattr(video, "merge_size", 2) or 2),
+            int(getattr(video, "temporal_patch_size", 2) or 2),
+        )
+
     @torch.inference_mode()
-    def _generate_batch(
-        self, batch: list[tuple[int, GenerationRequest, LoadedVisuals, str]], config: Any
-    ) -> list[GenerationOutput]:
-        videos = [video.frames for _, _, visuals, _ in batch for video in visuals.videos]
-        images = [image for _, _, visuals, _ in batch for image in visuals.images]
+    def _generate_batch(self, batch: list[_Item], config: Any) -> list[GenerationOutput]:
+        videos = [video.frames for item in batch for video in item.visuals.videos]
+        images = [image for item in batch for image in item.visuals.images]
         inputs = self.processor(
-            text=[prompt for *_, prompt in batch],
+            text=[item.prompt for item in batch],
             videos=videos or None,
             images=images or None,
             padding=True,
@@ -237,18 +329,35 @@ class HFBackend:
         generated = self.model.generate(**inputs, generation_config=config)
         new_tokens = generated[:, inputs["input_ids"].shape[1] :]
         results = []
-        for row, (_, request, visuals, prompt) in enumerate(batch):
+        for row, item in enumerate(batch):
             text, count = decode_reply(
                 self.processor.tokenizer, new_tokens[row].tolist(), self.eos_token_id, self.pad_token_id
             )
+            prompt_tokens = int(inputs["attention_mask"][row].sum())
             results.append(
                 GenerationOutput(
-                    key=request.key,
+                    key=item.request.key,
                     text=text,
-                    prompt=prompt,
-                    prompt_tokens=int(inputs["attention_mask"][row].sum()),
+                    prompt=item.prompt,
+                    prompt_tokens=prompt_tokens,
                     output_tokens=count,
-                    frames=[len(video.indices) for video in visuals.videos],
+                    frames=[len(video.indices) for video in item.visuals.videos],
+                    visual_tokens=item.visual_tokens,
+                    over_context=over_context(
+                        prompt_tokens, self.generation.max_new_tokens, self.native_context
+                    ),
                 )
             )
+        del inputs, generated
         return results
+
+
+@dataclass
+class _Item:
+    index: int
+    request: GenerationRequest
+    visuals: LoadedVisuals
+    prompt: str
+    unit: int
+    visual_tokens: int
+    length: int  # prompt tokens after the visual placeholders are expanded

@@ -37,6 +37,14 @@ from obv_eval.backends.base import (
     MediaSettings,
     decode_reply,
     load_visuals,
+    over_context,
+)
+from obv_eval.backends.streaming import (
+    derive_max_model_len,
+    native_context,
+    prompt_length,
+    stream_order,
+    visual_tokens,
 )
 from obv_eval.conversation import ChatTemplater, build_messages, render_prompt
 from obv_eval.media import MediaError
@@ -209,7 +217,7 @@ class VLLMBackend:
         model_path: str | Path,
         *,
         dtype: str = "bfloat16",
-        max_model_len: int = 32768,
+        max_model_len: int | None = None,
         tensor_parallel_size: int = 1,
         data_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
@@ -219,6 +227,7 @@ class VLLMBackend:
         adapter_path: str | Path | None = None,
         seed: int = 0,
         chunk_size: int = 256,
+        chunk_bytes: int = 1 << 30,
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """`data_parallel_size` 0 means one engine per group of `tensor_parallel_size` visible GPUs."""
@@ -230,14 +239,19 @@ class VLLMBackend:
         self.model_path = Path(model_path)
         self.adapter_path = Path(adapter_path) if adapter_path is not None else None
         self.dtype = dtype
-        self.max_model_len = int(max_model_len)
+        # None: derived from the longest item when the engine starts (see derive_max_model_len).
+        self.requested_max_model_len = int(max_model_len) if max_model_len else None
+        self.max_model_len = self.requested_max_model_len
+        self.allow_long = False
+        self.native_context = native_context(self.model_path)
         self.tensor_parallel_size = int(tensor_parallel_size)
         self.gpu_memory_utilization = float(gpu_memory_utilization)
         self.limit_mm_per_prompt = dict(limit_mm_per_prompt or {"video": 1, "image": 1})
         self.generation = generation or GenerationSettings()
         self.media = media or MediaSettings()
         self.seed = int(seed)
-        self.chunk_size = max(1, int(chunk_size))  # bounds how many items' frames are held at once
+        self.chunk_size = max(1, int(chunk_size))  # at most this many items' frames per chunk
+        self.chunk_bytes = max(1, int(chunk_bytes))  # and at most about this many bytes of frames
         self.engine_kwargs = dict(engine_kwargs or {})
         dp = int(data_parallel_size)
         if dp == 0:
@@ -250,7 +264,7 @@ class VLLMBackend:
         self.eos_token_id = int(self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))
         self.llm: Any = None
         self.lora_request: Any = None
-        if dp == 1:
+        if dp == 1 and self.max_model_len is not None:
             self._start_engine()
 
     def _worker_kwargs(self) -> dict[str, Any]:
@@ -261,6 +275,7 @@ class VLLMBackend:
             "max_model_len": self.max_model_len,
             "tensor_parallel_size": self.tensor_parallel_size,
             "data_parallel_size": 1,
+            "chunk_bytes": self.chunk_bytes,
             "gpu_memory_utilization": self.gpu_memory_utilization,
             "limit_mm_per_prompt": self.limit_mm_per_prompt,
             "generation": self.generation,
@@ -288,9 +303,39 @@ class VLLMBackend:
             args["max_lora_rank"] = _lora_rank(self.adapter_path)
         return {**args, **self.engine_kwargs}
 
+    def item_lengths(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        """Each item's prompt tokens (visual + text) as the processor will count them; media failures
+        count 0. Frames are loaded one item at a time and dropped."""
+        lengths = []
+        for request in requests:
+            try:
+                visuals = load_visuals(request.visuals, self.media)
+            except MediaError:
+                lengths.append(0)
+                continue
+            prompt = render_prompt(self.processor, build_messages(request.text, visuals.kinds))
+            lengths.append(prompt_length(self.processor.tokenizer, prompt, visuals, visual_tokens(visuals)))
+        return lengths
+
+    def _ensure_engine(self, requests: Sequence[GenerationRequest]) -> None:
+        """Start (or restart, for longer items) the engine with max_model_len fit to these items."""
+        if self.requested_max_model_len is None:
+            lengths = self.item_lengths(requests)
+            needed, _ = derive_max_model_len(lengths, self.generation.max_new_tokens, self.native_context)
+            if self.llm is not None and self.max_model_len is not None and needed <= self.max_model_len:
+                return
+            self.max_model_len = max(needed, self.max_model_len or 0)
+        elif self.llm is not None:
+            return
+        _, self.allow_long = derive_max_model_len([], 0, self.native_context, self.max_model_len)
+        self.llm = None
+        self._start_engine()
+
     def _start_engine(self) -> None:
         from vllm import LLM
 
+        if self.allow_long:  # vLLM's documented switch for lengths above max_position_embeddings
+            os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
         self.llm = LLM(**self.engine_args())
         if self.adapter_path is not None:
             from vllm.lora.request import LoRARequest
@@ -304,6 +349,11 @@ class VLLMBackend:
             "transformers": _version("transformers"),
             "dtype": self.dtype,
             "max_model_len": self.max_model_len,
+            "max_model_len_derived": self.requested_max_model_len is None,
+            "allow_long_max_model_len": self.allow_long,
+            "native_context": self.native_context,
+            "chunk_size": self.chunk_size,
+            "chunk_bytes": self.chunk_bytes,
             "tensor_parallel_size": self.tensor_parallel_size,
             "data_parallel_size": self.data_parallel_size,
             "limit_mm_per_prompt": self.limit_mm_per_prompt,
@@ -321,43 +371,67 @@ class VLLMBackend:
     ) -> list[GenerationOutput]:
         """Generate for every request; an item whose media or prompt fails, fails alone."""
         if self.data_parallel_size > 1:
+            if self.requested_max_model_len is None:  # every worker gets the length fit to all items
+                lengths = self.item_lengths(requests)
+                self.max_model_len, _ = derive_max_model_len(
+                    lengths, self.generation.max_new_tokens, self.native_context
+                )
+                self.requested_max_model_len = self.max_model_len
             return self._generate_data_parallel(requests, progress, on_batch)
         from vllm import SamplingParams
 
+        self._ensure_engine(requests)
+
         # Built per call: the lmms-eval adapter may set a task's token budget between calls.
         self._sampling_params = SamplingParams(**sampling_params_dict(self.generation, [self.eos_token_id]))
-        chunks = [
-            requests[start : start + self.chunk_size] for start in range(0, len(requests), self.chunk_size)
-        ]
-        outputs: list[GenerationOutput] = []
+        # Questions on one clip go together, so a clip's frames are decoded once and shared.
+        prompts = [request.text for request in requests]
+        order = [i for unit in stream_order(requests, prompts) for i in unit]
+        ordered = [requests[i] for i in order]
+        produced: dict[int, GenerationOutput] = {}
         bar = tqdm(total=len(requests), desc="generating (vLLM)", disable=not progress)
-        # Frames for the next chunk are decoded (CPU) while the engine generates the current one (GPU).
+        # Frames for the next chunk are decoded (CPU) while the engine generates the current one (GPU):
+        # at most two chunks, each of about chunk_bytes of frames (or chunk_size items), are held.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as loader:
-            pending = loader.submit(self._prepare, chunks[0]) if chunks else None
-            for index in range(len(chunks)):
-                assert pending is not None
-                prepared = pending.result()
-                pending = loader.submit(self._prepare, chunks[index + 1]) if index + 1 < len(chunks) else None
+            pending = loader.submit(self._prepare, ordered, 0) if ordered else None
+            while pending is not None:
+                prepared, next_start = pending.result()
+                more = next_start < len(ordered)
+                pending = loader.submit(self._prepare, ordered, next_start) if more else None
                 for output in self._generate_prepared(prepared):
-                    outputs.append(output)
+                    produced[id(output)] = output
                     if on_batch:
                         on_batch([output])  # items are independent here: each is a batch of one
                     bar.update(1)
+                del prepared
         bar.close()
-        return outputs
+        by_key = {output.key: output for output in produced.values()}
+        return [by_key[request.key] for request in requests]
 
-    def _prepare(self, chunk: Sequence[GenerationRequest]) -> list[_Prepared]:
-        """Each item's vLLM inputs, or its media failure."""
-        prepared = []
-        for request in chunk:
+    def _prepare(self, requests: Sequence[GenerationRequest], start: int) -> tuple[list[_Prepared], int]:
+        """Inputs (or media failures) of the items from `start` until the chunk holds chunk_bytes of
+        frames or chunk_size items; returns them and where the next chunk starts."""
+        prepared: list[_Prepared] = []
+        held: dict[int, int] = {}  # distinct frame arrays (a clip's questions share one)
+        index = start
+        while index < len(requests) and len(prepared) < self.chunk_size:
+            if prepared and sum(held.values()) >= self.chunk_bytes:
+                break
+            request = requests[index]
+            index += 1
             try:
                 visuals = load_visuals(request.visuals, self.media)
             except MediaError as error:
                 prepared.append(_Prepared(request, error=f"MediaError: {error}"))
                 continue
+            for video in visuals.videos:
+                held[id(video.frames)] = video.nbytes
             frames = [video.num_frames for video in visuals.videos]
-            prepared.append(_Prepared(request, vllm_inputs(request.text, visuals, self.processor), frames))
-        return prepared
+            tokens = visual_tokens(visuals)
+            prepared.append(
+                _Prepared(request, vllm_inputs(request.text, visuals, self.processor), frames, tokens=tokens)
+            )
+        return prepared, index
 
     def _generate_prepared(self, chunk: list[_Prepared]) -> list[GenerationOutput]:
         ready = [(index, item.inputs) for index, item in enumerate(chunk) if item.inputs is not None]
@@ -382,16 +456,19 @@ class VLLMBackend:
                     GenerationOutput(key, "", prompt=prompt, frames=item.frames, error=results[index])
                 )
             else:
-                outputs.append(
-                    _to_output(
-                        key,
-                        item.inputs["prompt"],
-                        item.frames,
-                        results[index],
-                        self.processor.tokenizer,
-                        self.eos_token_id,
-                    )
+                output = _to_output(
+                    key,
+                    item.inputs["prompt"],
+                    item.frames,
+                    results[index],
+                    self.processor.tokenizer,
+                    self.eos_token_id,
                 )
+                output.visual_tokens = item.tokens
+                output.over_context = over_context(
+                    output.prompt_tokens, self.generation.max_new_tokens, self.native_context
+                )
+                outputs.append(output)
         return outputs
 
     def _run(self, prompts: list[dict[str, Any]]) -> list[Any]:
@@ -471,6 +548,7 @@ class _Prepared:
     inputs: dict[str, Any] | None = None  # None: the media failed
     frames: list[int] = field(default_factory=list)
     error: str | None = None
+    tokens: int | None = None  # visual tokens
 
 
 @dataclass
