@@ -39,7 +39,6 @@ DEFAULT_OUT = REPO_ROOT / "tasks" / "samples"
 # Tiny media keep a random-weight test model fast on CPU.
 VIDEO_FPS = 4
 SURGERY_SIZE = (84, 56)  # width, height: landscape like YouTube
-ECHO_SIZE = (56, 56)
 OBV_SIZE = (84, 56)
 
 
@@ -248,15 +247,44 @@ ECHO_ITEMS: list[tuple[int, str, str, str, tuple[str, str, str, str] | None, str
 ]
 
 
+# The clips are real echo video: pydicom's examples_ybr_color.dcm (MIT; a SonoSite cine, 30 frames of
+# 320x240 YBR_FULL_422 JPEG baseline at FrameTime 33.333 ms, a reduced copy of pydicom-data's
+# color3d_jpeg_baseline.dcm) converted by obv_eval.data.dicom as `data prepare mimicechoqa` converts
+# DICOM, here cut to ECHO_SAMPLE_FRAMES frames from 4 * clip number on and halved to 160x120 to keep
+# the repository and the CPU runs small. bitexact: x264's plain C code, so the bytes are stable.
+ECHO_DICOM = "examples_ybr_color.dcm"
+ECHO_SAMPLE_FRAMES = 12
+ECHO_DOWNSCALE = 2
+
+
+def write_echo_sample(video: Path, still: Path, first_frame: int) -> None:
+    import pydicom
+    from PIL import Image
+    from pydicom.data import get_testdata_file
+
+    from obv_eval.data.dicom import _downscale, convert_dicom, rgb_frames
+
+    source = Path(str(get_testdata_file(ECHO_DICOM, download=False)))
+    video.parent.mkdir(parents=True, exist_ok=True)
+    convert_dicom(
+        source,
+        video,
+        first_frame=first_frame,
+        max_frames=ECHO_SAMPLE_FRAMES,
+        downscale=ECHO_DOWNSCALE,
+        bitexact=True,
+    )
+    frame = _downscale(rgb_frames(pydicom.dcmread(source), [first_frame]), ECHO_DOWNSCALE)[0]
+    Image.fromarray(frame, mode="RGB").save(still, format="PNG", optimize=False, compress_level=9)
+
+
 def make_mimicechoqa(out: Path) -> None:
     media = out / "media" / "mimicechoqa"
-    width, height = ECHO_SIZE
     clip_paths = []
-    for number, (subject, study, clip, duration) in enumerate(ECHO_CLIPS):
+    for number, (subject, study, clip, _duration) in enumerate(ECHO_CLIPS):
         rel = f"mimic-iv-echo/0.1/files/p{subject[:2]}/p{subject}/s{study}/{study}_{clip}.mp4"
-        write_video(media / rel, duration * VIDEO_FPS, VIDEO_FPS, width, height, seed=2000 + number)
         still = rel.removesuffix(".mp4") + ".png"
-        write_image(media / still, width, height, seed=2000 + number)
+        write_echo_sample(media / rel, media / still, first_frame=4 * number)
         clip_paths.append((rel, still, study))
     rows = []
     for messages_id, (clip_index, view, structure, question, options, answer, report) in enumerate(
