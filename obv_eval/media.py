@@ -498,13 +498,13 @@ def _decode_video(path: Path, settings: VideoSettings, content_hash: str, strate
     total = expected
     if strategy == "auto":
         try:
-            indices, kept = _decode_sparse(path, settings, fps, expected)
+            sparse_indices, sparse_frames = _decode_sparse(path, settings, fps, expected)
         except _NotSeekable:
             pass
         else:
             with _lock:
                 _stats["decodes"] += 1
-            return _video(kept, indices, fps, total, content_hash, settings)
+            return _video(sparse_frames, sparse_indices, fps, total, content_hash, settings)
     # Decode once with indices from the header's count; if the decoder yields a different number of
     # frames (bad header, broken tail), sample again from the true count.
     for _attempt in range(2):

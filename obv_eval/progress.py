@@ -27,7 +27,7 @@ MIN_RATE_ITEMS = 2
 _LIBRARY_LOGGERS = ("lmms-eval", "lmms_eval", "transformers", "datasets", "httpx", "accelerate", "torch")
 
 
-class Bar(tqdm):  # type: ignore[type-arg]
+class Bar(tqdm):
     """tqdm with a rate and ETA only once they mean something (see MIN_RATE_SECONDS/ITEMS)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -104,7 +104,7 @@ def _clock(started: float) -> str:
     return f"at {time.perf_counter() - started:.1f} s"
 
 
-def _silent_tqdm(*args: Any, **kwargs: Any) -> tqdm:  # type: ignore[type-arg]
+def _silent_tqdm(*args: Any, **kwargs: Any) -> tqdm:
     kwargs["disable"] = True
     return tqdm(*args, **kwargs)
 
@@ -131,6 +131,6 @@ def quiet_libraries(verbose: bool = False) -> None:
     transformers.utils.logging.set_verbosity_error()
     for module in (lmms_eval.evaluator, lmms_eval.api.task):
         if hasattr(module, "tqdm"):
-            module.tqdm = _silent_tqdm  # type: ignore[attr-defined]
+            module.tqdm = _silent_tqdm
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"obv_eval(\..*)?$")
