@@ -477,9 +477,6 @@ def cmd_compare(argv: Sequence[str]) -> int:
 
 def cmd_report(argv: Sequence[str]) -> int:
     """A self-contained HTML page of a run's items (or a pair's, with the flips) for error analysis."""
-    from obv_eval.report import write_report
-    from obv_eval.results import ResultsError
-
     parser = argparse.ArgumentParser(prog="obv-eval report", description=cmd_report.__doc__)
     parser.add_argument("run", type=Path, help="a run folder (holding results.json and samples.jsonl)")
     parser.add_argument(
@@ -493,6 +490,9 @@ def cmd_report(argv: Sequence[str]) -> int:
     parser.add_argument("--video-root")
     parser.add_argument("--image-root")
     args = parser.parse_args(argv)
+    from obv_eval.report import write_report
+    from obv_eval.results import ResultsError
+
     for folder in [args.run, *([args.against] if args.against else [])]:
         if not (folder / "results.json").is_file() or not (folder / "samples.jsonl").is_file():
             raise UsageError(f"{folder}: not a run folder (needs results.json and samples.jsonl)")
