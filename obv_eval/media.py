@@ -53,6 +53,7 @@ __all__ = [
     "frame_count",
     "load_image",
     "load_video",
+    "release_video",
     "resolve_media_path",
     "sample_frame_indices",
     "smart_resize",
@@ -571,6 +572,15 @@ def _frame_size(
 def _cache_budget() -> int:
     # 256 MiB: backends visit a clip's questions together, so a small cache serves them all.
     return int(os.environ.get("OBV_EVAL_FRAME_CACHE_BYTES", 1 << 28))
+
+
+def release_video(video: Video) -> None:
+    """Drop a clip from the in-memory cache (a backend that has answered all its questions)."""
+    global _cached_bytes
+    with _lock:
+        cached = _videos.pop((video.content_hash, video.settings_fingerprint), None)
+        if cached is not None:
+            _cached_bytes -= cached.nbytes
 
 
 def cache_budget() -> int:

@@ -36,6 +36,7 @@ from obv_eval.backends.streaming import (
 )
 from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.media import cache_budget as frame_cache_budget
+from obv_eval.media import release_video
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -54,6 +55,16 @@ class CachedVideoFeatures:
         self._cache: OrderedDict[tuple[str, tuple[int, ...]], torch.Tensor] = OrderedDict()
         self.bytes = 0
         self.hits = self.misses = 0
+        self._recent: set[tuple[str, tuple[int, ...]]] = set()  # keys the latest call used
+
+    def retain_recent(self) -> None:
+        """Forget every entry but those of the latest call (a finished clip is not needed again)."""
+        for key in [key for key in self._cache if key not in self._recent]:
+            self._evict(key)
+
+    def _evict(self, key: tuple[str, tuple[int, ...]]) -> None:
+        entry = self._cache.pop(key)
+        self.bytes -= self._nbytes(entry)
 
     def _put(self, key: tuple[str, tuple[int, ...]], value: torch.Tensor) -> None:
         size = value.element_size() * value.nelement()
@@ -63,7 +74,11 @@ class CachedVideoFeatures:
         self.bytes += size
         while self.bytes > self.max_bytes:
             _, evicted = self._cache.popitem(last=False)
-            self.bytes -= evicted.element_size() * evicted.nelement()
+            self.bytes -= self._nbytes(evicted)
+
+    @staticmethod
+    def _nbytes(entry: torch.Tensor) -> int:
+        return entry.element_size() * entry.nelement()
 
     def __call__(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor, **kwargs: Any) -> Any:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -88,6 +103,7 @@ class CachedVideoFeatures:
                 local[key] = out.pooler_output[0]
                 self._put(key, local[key])
             features.append(local[key])
+        self._recent = set(local)
         # The model concatenates a tuple of per-video features here, as its own method returns them.
         return BaseModelOutputWithPooling(pooler_output=tuple(features))  # type: ignore[arg-type]
 
@@ -106,6 +122,16 @@ class CachedVideoProcessor:
         self._cache: OrderedDict[tuple[str, str], dict[str, torch.Tensor]] = OrderedDict()
         self.bytes = 0
         self.hits = self.misses = 0
+        self._recent: set[tuple[str, str]] = set()  # keys the latest call used
+
+    def retain_recent(self) -> None:
+        """Forget every entry but those of the latest call (a finished clip is not needed again)."""
+        for key in [key for key in self._cache if key not in self._recent]:
+            self._evict(key)
+
+    def _evict(self, key: tuple[str, str]) -> None:
+        entry = self._cache.pop(key)
+        self.bytes -= self._nbytes(entry)
 
     @staticmethod
     def _size(entry: dict[str, torch.Tensor]) -> int:
@@ -120,6 +146,8 @@ class CachedVideoProcessor:
         while self.bytes > self.max_bytes:
             _, evicted = self._cache.popitem(last=False)
             self.bytes -= self._size(evicted)
+
+    _nbytes = _size
 
     def __getattr__(self, name: str) -> Any:  # merge_size, patch_size, ...: the real processor's
         return getattr(self.inner, name)
@@ -145,6 +173,7 @@ class CachedVideoProcessor:
                 local[key] = {name: out[name] for name in ("pixel_values_videos", "video_grid_thw")}
                 self._put(key, local[key])
             parts.append(local[key])
+        self._recent = set(local)
         merged = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
         return BatchFeature(merged, tensor_type=kwargs.get("return_tensors"))
 
@@ -276,6 +305,9 @@ class HFBackend:
                 remaining[item.unit] -= 1
                 if remaining[item.unit] == 0:  # no pending item needs this clip's frames
                     prefetch.release(unit_bytes.pop(item.unit))
+                    for video in item.visuals.videos:
+                        release_video(video)
+                    self._release_caches()
             batch.clear()
 
         for unit_id, loaded in enumerate(prefetch):
@@ -304,6 +336,14 @@ class HFBackend:
         bar.close()
         self.prefetch_peak_bytes = max(self.prefetch_peak_bytes, prefetch.peak)
         return [outputs[i] for i in range(len(requests))]
+
+    def _release_caches(self) -> None:
+        """Processor outputs and vision features of finished clips go (those of the latest batch stay)."""
+        processor = getattr(self.processor, "video_processor", None)
+        features = getattr(getattr(self.model, "model", None), "get_video_features", None)
+        for cache in (processor, features):
+            if isinstance(cache, CachedVideoProcessor | CachedVideoFeatures):
+                cache.retain_recent()
 
     @property
     def _geometry(self) -> tuple[int, int, int]:
