@@ -98,11 +98,14 @@ def wilson_interval(mean: float, n_eff: float, q: float) -> tuple[float, float]:
     return max(0.0, center - half), min(1.0, center + half)
 
 
-def mean_estimate(values: Sequence[float], clusters: Sequence[str] | None = None) -> Estimate:
+def mean_estimate(
+    values: Sequence[float], clusters: Sequence[str] | None = None, proportion: bool | None = None
+) -> Estimate:
     """Mean, SE and 95% interval of per-item scores, clustered when cluster keys are given.
 
     Scores in [0, 1] get a Wilson interval on the design-effect sample size; other values mean ± q · SE.
     Cluster keys that are all distinct are no clustering at all (normal quantile, deff 1).
+    proportion: whether the values are scores in [0, 1] (Wilson); None decides from the values.
     """
     x = np.asarray(values, dtype=float)
     n = int(x.size)
@@ -128,7 +131,9 @@ def mean_estimate(values: Sequence[float], clusters: Sequence[str] | None = None
     if not math.isfinite(se):
         return Estimate(mean, se, math.nan, math.nan, n, n_clusters)
     q = _quantile(n_clusters, clustered)
-    if bool(((x >= 0) & (x <= 1)).all()):
+    if proportion is None:
+        proportion = bool(((x >= 0) & (x <= 1)).all())
+    if proportion:
         deff = (se / plain_se) ** 2 if clustered and plain_se > 0 else 1.0
         low, high = wilson_interval(mean, n / max(deff, 1.0), q)
         method = "wilson-cluster" if clustered else "wilson"
@@ -145,7 +150,7 @@ def paired_difference(
     if len(a) != len(b):
         raise ValueError(f"paired scores must cover the same items: got {len(a)} and {len(b)}")
     diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    return mean_estimate(diff.tolist(), clusters)
+    return mean_estimate(diff.tolist(), clusters, proportion=False)
 
 
 def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> McNemarResult:

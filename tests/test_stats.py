@@ -143,6 +143,10 @@ def test_paired_difference_is_mean_of_b_minus_a() -> None:
     assert est.se == pytest.approx(math.sqrt(1 / 6))
     est = paired_difference([0, 0, 0], [1, 1, 0])
     assert est.mean == pytest.approx(2 / 3)
+    # differences are not proportions: mean ± q · SE, and no change at all is a zero-width interval at 0
+    assert est.method == "normal" and est.ci_high - est.mean == pytest.approx(est.mean - est.ci_low)
+    same = paired_difference([0, 1, 1, 0], [0, 1, 1, 0])
+    assert (same.ci_low, same.ci_high) == (0.0, 0.0)
     with pytest.raises(ValueError, match="same items"):
         paired_difference([0, 1], [1])
 
