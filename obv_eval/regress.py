@@ -180,8 +180,12 @@ def compare(
 
 def _decide_by_holm(report: RegressReport, metric_rows: list[int], alpha: float) -> None:
     """Holm-adjust the one-sided p-values of the metric checks that have one, and decide them."""
-    raw = {i: report.rows[i].pvalue for i in metric_rows if report.rows[i].pvalue is not None}
-    adjusted = holm({str(i): float(p) for i, p in raw.items()})
+    raw: dict[int, float] = {}
+    for i in metric_rows:
+        pvalue = report.rows[i].pvalue
+        if pvalue is not None:
+            raw[i] = pvalue
+    adjusted = holm({str(i): p for i, p in raw.items()})
     for i in raw:
         row = report.rows[i]
         p = adjusted[str(i)]
