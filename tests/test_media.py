@@ -558,12 +558,16 @@ def test_bundled_video_samples_match_their_rows() -> None:
 
 
 def test_bundled_image_samples_load() -> None:
-    for name in ("vqarad", "pathvqa"):
-        rows = _rows(name)
-        assert sum(row["answer"] in {"yes", "no"} for row in rows) * 2 == len(rows)
-        for row in rows:
-            assert load_image(row["image"], root=SAMPLES / "media" / name).mode == "RGB"
-    slake = _rows("slake")
+    pathvqa = _rows("pathvqa")
+    assert sum(row["answer"] in {"yes", "no"} for row in pathvqa) * 2 == len(pathvqa)
+    for row in pathvqa:
+        assert load_image(row["image"], root=SAMPLES / "media" / "pathvqa").mode == "RGB"
+    # VQA-RAD and SLAKE samples are real rows in their releases' JSON, with their real images.
+    vqarad = json.loads((SAMPLES / "vqarad" / "test.json").read_text(encoding="utf-8"))
+    assert {row["answer_type"].strip() for row in vqarad} == {"CLOSED", "OPEN"}
+    for row in vqarad:
+        assert load_image(row["image_name"], root=SAMPLES / "media" / "vqarad").mode == "RGB"
+    slake = json.loads((SAMPLES / "slake" / "test.json").read_text(encoding="utf-8"))
     assert [row["q_lang"] for row in slake].count("zh") == 1
     for row in slake:
         assert load_image(row["img_name"], root=SAMPLES / "media" / "slake" / "imgs").mode == "RGB"
