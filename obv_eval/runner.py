@@ -174,9 +174,10 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         raise RuntimeError("lmms-eval returned no results")
 
     records = collect_records(benchmarks, output["samples"], adapter.outputs)
-    fingerprints = {
-        b.name: task_fingerprints(b, output["samples"].get(b.task, []), records) for b in benchmarks
-    }
+    from obv_eval.provenance import environment, model_files, rows_provenance
+
+    rows_info = rows_provenance(b.name for b in benchmarks)
+    fingerprints = {b.name: task_fingerprints(b, records, rows_info.get(b.name)) for b in benchmarks}
     provenance = build_provenance(config, source, resolved.path, adapter.backend.describe(), elapsed, records)
     provenance["model"]["weights_sha256"] = weights_fingerprint(resolved.path, resolved.adapter_path)
     provenance["model"]["adapter_path"] = str(resolved.adapter_path) if resolved.adapter_path else None
@@ -184,10 +185,8 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     provenance["resumed"] = resuming
     provenance["generation"] = adapter.backend.generation.to_dict()
     provenance["media"] = adapter.backend.media.to_dict()
-    from obv_eval.provenance import environment, model_files, rows_provenance
-
     provenance["model"]["files_sha256"] = model_files(resolved.path, resolved.adapter_path)
-    provenance["datasets"] = rows_provenance(b.name for b in benchmarks)
+    provenance["datasets"] = rows_info
     provenance["environment"] = environment()
     records, results = score_run(
         records, run_id, config.model, provenance, config.judge, config.progress, log, fingerprints
@@ -206,29 +205,44 @@ def _digest(parts: Iterable[str | bytes]) -> str:
     return digest.hexdigest()[:16]
 
 
+# The shared code every task's scores go through: a change here is a change to every task.
+SCORING_CODE = ("scoring/*.py", "tasking.py", "release_formats.py", "corpus_metrics.py")
+# What a record carries that came from its row or decides its score (the gold included).
+DATA_FIELDS = ("doc_id", "item_id", "cluster", "question", "target", "categories", "prompt")
+
+
 def task_fingerprints(
-    benchmark: Benchmark, samples: list[dict[str, Any]], records: list[dict[str, Any]]
+    benchmark: Benchmark, records: list[dict[str, Any]], rows: dict[str, Any] | None = None
 ) -> dict[str, str]:
-    """What a regression gate must see unchanged: the task's code, its rendered prompts, its rows."""
-    folder = TASKS_DIR / benchmark.name
-    code = [path.read_bytes() for path in sorted(folder.glob("*")) if path.suffix in (".yaml", ".py")]
-    ordered = sorted(samples, key=lambda sample: int(sample["doc_id"]))
-    mine = sorted((r for r in records if r["task"] == benchmark.name), key=lambda r: r["doc_id"])
+    """What a regression gate must see unchanged, from content: the task's code with the scoring code it
+    calls, its rendered prompts, and its data (every row field that reaches a prompt or a score, gold
+    included, plus the bytes of the media the rows name, as digested in `rows`)."""
+    package = Path(__file__).resolve().parent
+    folder = TASKS_DIR / benchmark.rows_name
+    files = [p for p in sorted(folder.glob("*")) if p.suffix in (".yaml", ".py")]
+    files += [p for pattern in SCORING_CODE for p in sorted(package.glob(pattern))]
+    code = [f"{p.name}\n".encode() + p.read_bytes() for p in files]
+    mine = sorted((r for r in records if r["task"] == benchmark.name), key=lambda r: int(r["doc_id"]))
+    data = [json.dumps({k: r.get(k) for k in DATA_FIELDS}, sort_keys=True, ensure_ascii=False) for r in mine]
+    media = (rows or {}).get("media_sha256")
     return {
-        "task": _digest(code),
+        "task": _digest([benchmark.task, *code]),
         "prompt": _digest(f"{r['doc_id']}:{r['question']}:{r['prompt']}" for r in mine),
-        "data": _digest(str(sample.get("doc_hash", "")) for sample in ordered),
+        "data": _digest([benchmark.name, *data, f"media:{media}"]),
     }
 
 
 def weights_fingerprint(*folders: Path | None) -> str | None:
-    """sha256 over the weight and adapter files (names and bytes) of the model that ran."""
+    """sha256 over the model that ran: weights, adapter, tokenizer, processor, chat template and config."""
+    from obv_eval.provenance import MODEL_FILE_NAMES
+
     files = [
         path
         for folder in folders
         if folder is not None
         for path in sorted(Path(folder).glob("*"))
-        if path.suffix in (".safetensors", ".bin", ".pt") or path.name == "adapter_config.json"
+        if path.suffix in (".safetensors", ".bin", ".pt")
+        or path.name in ("adapter_config.json", *MODEL_FILE_NAMES)
     ]
     if not files:
         return None
