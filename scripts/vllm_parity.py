@@ -36,7 +36,7 @@ def items() -> list[Any]:
         GenerationRequest(
             ("image", 0),
             "is there evidence of a pneumothorax?\nAnswer the question using a single word or phrase.",
-            (MediaRef("image", "synpic90001.png", str(SAMPLES_DIR / "media" / "vqarad")),),
+            (MediaRef("image", "synpic59536.jpg", str(SAMPLES_DIR / "media" / "vqarad")),),
         ),
         GenerationRequest(
             ("text", 0),

@@ -374,7 +374,9 @@ class OpenAICompatBackend:
             raise _CallFailed("malformed response body (no choices)")
         message = response.choices[0].message
         if message.content is None:
-            refusal = f": refusal {self._redact(message.refusal)[:_MESSAGE_CHARS]!r}" if message.refusal else ""
+            refusal = (
+                f": refusal {self._redact(message.refusal)[:_MESSAGE_CHARS]!r}" if message.refusal else ""
+            )
             raise _CallFailed(f"reply without content{refusal}")
         usage = response.usage
         tokens = (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (None, None)
