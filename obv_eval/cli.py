@@ -439,38 +439,43 @@ def cmd_leaderboard(argv: Sequence[str]) -> int:
 
 
 def cmd_compare(argv: Sequence[str]) -> int:
-    """Paired comparison of two runs on the same items: difference, 95% interval, McNemar's exact test."""
+    """Paired comparison of two runs on the same items: difference, 95% interval, clustered paired test."""
     parser = argparse.ArgumentParser(prog="obv-eval compare", description=cmd_compare.__doc__)
     parser.add_argument("base", type=Path, help="run folder of the reference model (e.g. the base model)")
     parser.add_argument("other", type=Path, help="run folder of the model compared with it (e.g. fine-tuned)")
     args = parser.parse_args(argv)
     from obv_eval.results import paired_scores, read_results, read_samples
-    from obv_eval.stats import is_binary, mcnemar_exact, paired_difference
+    from obv_eval.stats import holm, paired_test
 
     base, base_records = _read_run(args.base, read_results, read_samples)
     other, other_records = _read_run(args.other, read_results, read_samples)
-    rows = []
+    tests = {}
     for task in [t for t in base["tasks"] if t in other["tasks"]]:
         metric = base["tasks"][task]["primary_metric"]
         a, b, clusters = paired_scores(base_records, other_records, task, metric)
-        if not a:
-            rows.append([task, metric, 0, "-", "-", "-", "no paired items"])
+        tests[task] = (metric, len(a), paired_test(a, b, clusters) if a else None)
+    # Holm over the benchmarks compared: the family-wise error rate stays at 5% however many there are.
+    adjusted = holm({task: test.pvalue for task, (_, _, test) in tests.items() if test is not None})
+    rows = []
+    for task, (metric, n, test) in tests.items():
+        if test is None:
+            rows.append([task, metric, 0, "-", "-", "-", "-", "no paired items"])
             continue
-        diff = paired_difference(a, b, clusters)
-        exact = mcnemar_exact(a, b) if is_binary(a) and is_binary(b) else None
+        diff, exact = test.estimate, test.mcnemar
         rows.append(
             [
                 task,
                 metric,
-                len(a),
+                n,
                 f"{100 * diff.mean:+.1f}",
                 f"[{100 * diff.ci_low:+.1f}, {100 * diff.ci_high:+.1f}]" if diff.se == diff.se else "-",
-                f"{exact.pvalue:.3g} ({exact.b01} gained, {exact.b10} lost)" if exact else "-",
-                "",
+                f"{test.pvalue:.3g} ({test.method})",
+                f"{adjusted[task]:.3g}",
+                f"{exact.b01} gained, {exact.b10} lost" if exact else "",
             ]
         )
-    print(f"{other['model']} vs {base['model']} (paired items, intervals clustered by source)")
-    headers = ["task", "metric", "paired n", "difference (pts)", "95% CI", "McNemar exact p", "note"]
+    print(f"{other['model']} vs {base['model']} (paired items, intervals and tests clustered by source)")
+    headers = ["task", "metric", "paired n", "difference (pts)", "95% CI", "p", "Holm p", "note"]
     print(tabulate(rows, headers=headers, disable_numparse=True))
     return 0
 

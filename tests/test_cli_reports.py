@@ -64,20 +64,36 @@ def test_not_a_run_folder_is_a_usage_error(tmp_path: Path, capsys: pytest.Captur
     assert "not a run folder" in capsys.readouterr().err
 
 
-def test_compare_reports_paired_differences_and_mcnemar(capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_reports_paired_differences_and_clustered_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    import statsmodels.api as sm
     from scipy.stats import binomtest
 
     from obv_eval.results import paired_scores, read_samples
 
     assert main(["compare", str(BASE), str(TUNED)]) == 0
     out = capsys.readouterr().out
-    a, b, _ = paired_scores(read_samples(BASE), read_samples(TUNED), "mimicechoqa", "accuracy")
-    gained = sum(1 for x, y in zip(a, b, strict=True) if x == 0 and y == 1)
-    lost = sum(1 for x, y in zip(a, b, strict=True) if x == 1 and y == 0)
-    expected_p = binomtest(lost, gained + lost, 0.5).pvalue
-    line = next(line for line in out.splitlines() if line.startswith("mimicechoqa"))
-    assert f"{expected_p:.3g} ({gained} gained, {lost} lost)" in line
-    assert f"{100 * (sum(b) - sum(a)) / len(a):+.1f}" in line
+    checked = set()
+    for task in ("mimicechoqa", "surgeryvqa", "vqarad", "pathvqa", "slake", "medqa", "pubmedqa"):
+        a, b, clusters = paired_scores(read_samples(BASE), read_samples(TUNED), task, "accuracy")
+        diff = np.asarray(b) - np.asarray(a)
+        if not np.any(diff) or np.all(diff == diff[0]):
+            continue  # no discordant pair, or no spread: nothing to check a test against
+        if len(set(clusters)) == len(clusters):  # independent items: McNemar's exact test
+            gained, lost = int(np.sum(diff > 0)), int(np.sum(diff < 0))
+            expected = f"{binomtest(lost, gained + lost, 0.5).pvalue:.3g} (mcnemar-exact)"
+            checked.add("mcnemar")
+        else:  # items share a source: cluster-robust t on G - 1 degrees of freedom (statsmodels)
+            groups = np.unique(np.asarray(clusters), return_inverse=True)[1]
+            fit = sm.OLS(diff, np.ones_like(diff)).fit(
+                cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
+            )
+            expected = f"{float(fit.pvalues[0]):.3g} (clustered-t)"
+            checked.add("clustered")
+        line = next(line for line in out.splitlines() if line.startswith(task))
+        assert expected in line, (task, line)
+        assert f"{100 * diff.mean():+.1f}" in line
+    assert checked == {"mcnemar", "clustered"} and "Holm p" in out
 
 
 def test_leaderboard_shows_the_newest_run_of_each_model(
