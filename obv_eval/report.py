@@ -248,7 +248,7 @@ def _pair_stats(
     base_results: Mapping[str, Any],
     base_records: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    from obv_eval.stats import is_binary, mcnemar_exact, paired_difference
+    from obv_eval.stats import paired_test
 
     out: dict[str, Any] = {}
     for task in [t for t in results["tasks"] if t in base_results["tasks"]]:
@@ -256,11 +256,13 @@ def _pair_stats(
         a, b, clusters = paired_scores(base_records, records, task, metric)
         entry: dict[str, Any] = {"metric": metric, "n": len(a)}
         if a:
-            diff = paired_difference(a, b, clusters).to_dict()
+            # The same test as `compare` and the leaderboard: clustered where items share a source.
+            test = paired_test(a, b, clusters)
+            diff = test.estimate.to_dict()
             entry.update(mean=diff["mean"], ci_low=diff["ci_low"], ci_high=diff["ci_high"])
-            if is_binary(a) and is_binary(b):
-                exact = mcnemar_exact(a, b)
-                entry.update(pvalue=exact.pvalue, gained=exact.b01, lost=exact.b10)
+            entry.update(pvalue=test.pvalue, method=test.method)
+            entry.update(gained=sum(y > x for x, y in zip(a, b, strict=True)))
+            entry.update(lost=sum(y < x for x, y in zip(a, b, strict=True)))
         out[task] = entry
     return out
 

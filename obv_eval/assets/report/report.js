@@ -35,7 +35,7 @@
     s += "<h2 id='pair-head'>" + esc(D.runs[0].model) + " minus " + esc(D.runs[1].model) +
       " (paired items; 95% interval clustered by source)</h2><table id='pair-table'><tr><th>task</th>" +
       "<th>paired n</th><th>difference (pts)</th><th>95% CI</th><th>improved</th><th>regressed</th>" +
-      "<th>McNemar exact p</th></tr>";
+      "<th>paired test p</th></tr>";
     Object.keys(D.pair).forEach((t) => { const e = D.pair[t];
       const sign = (v) => (v > 0 ? "+" : "") + pct(v);
       const imp = D.items.filter((it) => it.t === t && it.f === "improved").length;
@@ -43,7 +43,7 @@
       s += "<tr><td>" + esc(t) + "</td><td>" + e.n + "</td><td>" + (e.n ? sign(e.mean) : "-") + "</td><td>" +
         (e.ci_low === null || e.ci_low === undefined ? "-" : "[" + sign(e.ci_low) + ", " + sign(e.ci_high) + "]") +
         "</td><td>" + imp + "</td><td>" + reg + "</td><td>" +
-        (e.pvalue === undefined ? "-" : e.pvalue.toPrecision(3)) + "</td></tr>"; });
+        (e.pvalue === undefined || e.pvalue === null ? "-" : e.pvalue.toPrecision(3) + " (" + esc(e.method) + ")") + "</td></tr>"; });
     s += "</table><p id='flip-counts'>Flipped items: <b>" + counts.improved + "</b> improved, <b>" +
       counts.regressed + "</b> regressed (filter &ldquo;flips&rdquo; below).</p>";
   }
