@@ -267,3 +267,15 @@ def test_obv_openai_adapter_runs_a_task(samples_source: None) -> None:
     assert sorted(errors, key=str) == ["HTTP 400: Bad request.", None, None]
     assert all(o.frames and o.frames[0] >= 4 for o in adapter.outputs.values())
     assert adapter.backend.describe()["video_mode"] == "video"
+
+
+def test_a_refused_key_stops_the_run_sending_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with FakeChatServer(api_key="sk-the-right-one") as server:
+        outputs = _backend(server, concurrency=1).generate(_text_requests(5), progress=False)
+        sent = len(server.chat_requests)
+    assert sent == 1  # one refusal, then nothing more reaches the server
+    assert outputs[0].error is not None and outputs[0].error.startswith("HTTP 401")
+    for later in outputs[1:]:
+        assert later.error is not None and later.error.startswith("not sent: the server refused")
+        assert SECRET not in later.error

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any, Literal, cast
@@ -55,6 +56,9 @@ JPEG_QUALITY = 95
 # Servers without their own key (a local vLLM) still need a non-empty bearer for the client.
 _PLACEHOLDER_KEY = "EMPTY"
 _RETRIED_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+# Refusals that every later request would meet too (bad key, no permission, no such model): after the
+# first, the run sends nothing more, and each remaining item fails with the same reason.
+_FATAL_STATUSES = frozenset({401, 403, 404})
 _MESSAGE_CHARS = 160
 
 # HTTP requests sent for the item handled by the current task (retries included), counted by an
@@ -230,6 +234,7 @@ class OpenAICompatBackend:
         if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
             raise ValueError("concurrency >= 1, max_retries >= 0 and timeout_s > 0 are required")
         self.concurrency = int(concurrency)
+        self.stopped: str | None = None  # why no further request is sent (a fatal refusal), if one came
         self.timeout_s = float(timeout_s)
         self.max_retries = int(max_retries)
         self.generation = generation or GenerationSettings()
@@ -319,6 +324,9 @@ class OpenAICompatBackend:
             return GenerationOutput(request.key, "", error=f"MediaError: {error}")
         frames = [video.num_frames for video in visuals.videos]
         prompt = self._prompt_record(request.text, visuals)
+        if self.stopped is not None:
+            reason = f"not sent: {self.stopped}"
+            return GenerationOutput(request.key, "", prompt=prompt, frames=frames, error=reason)
         try:
             body = await asyncio.to_thread(
                 chat_request,
@@ -355,7 +363,11 @@ class OpenAICompatBackend:
             # Not retried (bad model name, bad request, bad key): the server's message says what to mend.
             message = error.body.get("message") if isinstance(error.body, dict) else None
             detail = self._redact(" ".join(str(message or error.message).split()))[:_MESSAGE_CHARS]
-            raise _CallFailed(f"HTTP {error.status_code}: {detail}") from None
+            reason = f"HTTP {error.status_code}: {detail}"
+            if error.status_code in _FATAL_STATUSES and self.stopped is None:
+                self.stopped = f"the server refused an earlier request ({reason})"
+                print(f"obv-eval: {reason}; sending no further requests", file=sys.stderr)
+            raise _CallFailed(reason) from None
         except openai.APITimeoutError:
             retries = max(counter[0] - 1, 0)
             raise _CallFailed(f"timeout ({self.timeout_s:g} s) after {retries} retries") from None
