@@ -6,11 +6,19 @@ as option A and "The answer is B" or "(B)" counted as wrong.
 Precedence, first rule that reads something wins:
 
 1. empty or whitespace reply -> None, "empty reply".
-2. explicit letter markers, pooled from the whole reply:
+2. explicit final-answer statements win over letters mentioned elsewhere: a letter after "answer"
+   ("The answer is C", "Final answer: C", "I think the answer is C"), "the correct / best / final
+   option (choice)", "I('d) choose / pick / go with", or ``\\boxed{C}``. "A is tempting, but the
+   answer is C" and "The answer is C. A and B are chambers" read C. One letter -> that option;
+   "The answer is A or C" -> None, "ambiguous: A, C"; two statements naming different letters
+   ("The answer is A. The answer is B.") -> None, "contradictory: A, B".
+3. explicit letter markers, pooled from the whole reply, except negated ones ("not (A)",
+   "rather than A", "except A", "neither A nor B"):
    - a letter in brackets anywhere: "(B)", "[B]";
    - a letter opening the reply, a line or a sentence, or following a cue ("answer", "option",
-     "choice", "choose", "select", "pick", "go with"), when it stands alone or is followed by
-     punctuation or a closing bracket: "B", "b)", "B.", "B: Normal", "Answer: B", "The answer is B";
+     "choice", "choose", "select", "pick", "go with", a hedge "probably", "likely", "I think
+     (it's)", "I'd say", or a contrast "but": "Probably B", "Not A but B"), when it stands alone
+     or is followed by punctuation or a closing bracket: "B", "b)", "B.", "B: Normal", "Option B";
    - a letter opening the reply or following a cue and followed by words, only if they start the
      option's own text ("A Dilated" with A = Dilated) or affirm the pick ("B is correct",
      "C because ..."), so the article in "A dilated ventricle" or "An enlarged ..." is not read as
@@ -18,13 +26,16 @@ Precedence, first rule that reads something wins:
    - capital letters joined by "or", "and", ",", "/", "&": "A or C", "A and B are both possible".
    One distinct letter -> that option (or None, "not an option: E" when it is not in ``options``);
    several -> None, "ambiguous: A, C".
-3. option text: an option whose normalised text appears as a whole phrase and is not negated
+4. option text: an option whose normalised text appears as a whole phrase and is not negated
    ("not dilated"); an occurrence inside a longer matching option's text does not count.
    One option -> it; several -> None, "ambiguous: ...". When all options are yes/no(/maybe), the
    yes/no reader is used instead, so "Yes, there is no effusion" picks the "Yes" option.
-4. otherwise None, "no option found".
+5. otherwise None, "only negated options: A" when the reply only rules options out ("It is not
+   A"), else "no option found".
 
-Markdown emphasis, code and heading marks are dropped first, so "**B**" reads as "B".
+Markdown emphasis, code and heading marks are dropped first, so "**B**" reads as "B"; then
+:func:`obv_eval.scoring.forms.answer_forms` rewrites ``\\boxed{}`` and CJK forms ("答案：B", "B。",
+"我选B"; NFKC already makes "（B）" "(B)").
 """
 
 from __future__ import annotations
@@ -32,14 +43,32 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from obv_eval.scoring.forms import answer_forms
 from obv_eval.scoring.normalize import Extraction, normalized_tokens, reply_text
 from obv_eval.scoring.yesno import yes_no_candidates
 
 __all__ = ["extract_choice"]
 
+_VERB = r"(?:\s+(?:is|would\s+be|should\s+be|must\s+be|will\s+be))?\s*[:=\-–]?\s*"
 _CUE = (
-    r"\b(?:answer|option|choice)\b(?:\s+(?:is|would\s+be|should\s+be|must\s+be|will\s+be))?\s*[:=\-–]?\s*"
-    r"|\b(?:choose|select|pick|go\s+with)\s+"
+    r"\b(?:answer|option|choice)\b" + _VERB + r"|\b(?:choose|select|pick|go\s+with)\s+"
+    # hedges and contrasts: "Probably B", "I think it's B", "Not A but B"
+    r"|\b(?:probably|likely|possibly|perhaps|presumably)\s+(?:(?:option|choice)\s+)?"
+    r"|\bi\s+(?:think|believe|guess|suspect)\s+(?:(?:it\s+is|it's|it’s)\s+)?(?:(?:probably|likely)\s+)?"
+    r"|\bi(?:'d|’d|\s+would)\s+say\s+(?:(?:it's|it’s|it\s+is)\s+)?|\bbut\s+(?:rather\s+)?"
+)
+# An explicit final-answer statement: "The answer is C", "Final answer: C", "The correct option is C",
+# "I'd go with C" (and "\boxed{C}", rewritten to "final answer: C." by ``answer_forms``).
+_FINAL_CUE = (
+    r"\banswer\b"
+    + _VERB
+    + r"|\b(?:final|correct|right|best)\s+(?:option|choice)\b"
+    + _VERB
+    + r"|\bi(?:\s+would|\s+will|'d|'ll|’d|’ll)?\s+(?:choose|select|pick|go\s+with)\s+"
+    + r"(?:(?:option|choice)\s+)?"
+)
+_FINAL_LETTER = re.compile(
+    r"(?P<cue>" + _FINAL_CUE + r")(?P<open>[(\[]\s*)?(?P<letter>[A-Za-z])(?!\w)", re.IGNORECASE
 )
 # A letter at the start of the reply, a line or a sentence, or after a cue; optionally bracketed.
 _LETTER_AT_OPENING = re.compile(
@@ -47,14 +76,32 @@ _LETTER_AT_OPENING = re.compile(
     r"(?P<open>[(\[]\s*)?(?P<letter>[A-Za-z])(?!\w)",
     re.IGNORECASE,
 )
+# The cues alone, since an opening letter ("I" of "I think it's B") can hide a cue from the pattern above.
+_LETTER_AFTER_CUE = re.compile(
+    r"(?P<cue>" + _CUE + r")(?P<open>[(\[]\s*)?(?P<letter>[A-Za-z])(?!\w)", re.IGNORECASE
+)
 _BRACKETED_LETTER = re.compile(r"(?<!\w)[(\[]\s*([A-Za-z])\s*[)\]]")
-_COORDINATED_LETTERS = re.compile(r"(?<![\w'’])([A-Z])\s*(?:,|/|&|\bor\b|\band\b)\s*([A-Z])(?![\w'’])")
+_COORDINATED_LETTERS = re.compile(
+    r"(?<![\w'’])([A-Z])\s*[)\]]?\s*(?:,|/|&|\bor\b|\band\b)\s*[(\[]?\s*([A-Z])(?![\w'’])"
+)
+# Words before a letter that exclude it: "not (A)", "rather than B", "except C", "rule out D".
+_NEGATED_BEFORE = re.compile(
+    r"(?:\bnot|\bneither|\bnor|n't|n’t|\bnever|\bexcept|\brather\s+than|\binstead\s+of|\bexclude|\brules?\s+out"
+    r"|\bruled\s+out|\beliminate)\s+(?:(?:option|choice|answer)\s+)?"
+    # a chain of negated letters: "not (A) or (B)", "neither A nor B"
+    r"(?:[(\[]?\s*[A-Z]\s*[)\]]?\s*(?:,|/|\bor\b|\bnor\b|\band\b)\s*)*[(\[]?\s*$",
+    re.IGNORECASE,
+)
+_NEGATED_LETTER = re.compile(
+    r"(?:\b[Nn]ot|\b[Nn]either|\b[Nn]or|n't|n’t|\b[Nn]ever|\b[Ee]xcept|\b[Rr]ather\s+than|\b[Ii]nstead\s+of)\s+"
+    r"(?:(?:[Oo]ption|[Cc]hoice)\s+)?[(\[]?\s*([A-Z])(?![\w'’])"
+)
 # After the letter: closing bracket or quote (but not "I'd"), punctuation (but not "e.g."), " - ",
 # or the end of a line.
 _DELIMITED = re.compile(r"\s*[)\]]|[\"'”’](?!\w)|[.:,;!?](?![a-z]\.)|\s+[-–—]\s|[ \t]*(?:\r?\n|$)")
 # Words after a letter that make it a pick ("B is correct", "C because ..."); "C is wrong" is not one.
 _AFFIRMING = re.compile(
-    r"\s+(?:because\b|(?:is|seems|would\s+be)\s+(?:the\s+)?(?:correct|right|best|answer|most\s+likely)\b)",
+    r"\s+(?:because\b|rather\s+than\b|instead\s+of\b|(?:is|seems|would\s+be)\s+(?:the\s+)?(?:correct|right|best|answer|most\s+likely)\b)",
     re.IGNORECASE,
 )
 _NEGATIONS = frozenset({"not", "no"})
@@ -81,23 +128,47 @@ class _ChoiceReader:
         # Lower-case letters outside the options are too often words or numbering ("(i)") to report.
         return letter.upper() in self.keys or letter.isupper()
 
-    def letter_markers(self, text: str) -> set[str]:
-        found = {
-            m.group("letter").upper() for m in _LETTER_AT_OPENING.finditer(text) if self._is_pick(m, text)
-        }
-        found.update(letter.upper() for letter in _BRACKETED_LETTER.findall(text) if self._counts(letter))
-        for pair in _COORDINATED_LETTERS.findall(text):
-            found.update(pair)
+    def final_markers(self, text: str) -> set[str]:
+        """Letters named by explicit final-answer statements, with any they are offered with ("A or C")."""
+        found: set[str] = set()
+        for m in _FINAL_LETTER.finditer(text):
+            if self._is_pick(m, text, at_start_or_cue=True):
+                found.add(m.group("letter").upper())
+                pair = _COORDINATED_LETTERS.match(text, m.start("letter"))
+                # "The answer is A or C." offers two; "The answer is C, B is wrong." does not
+                if pair and pair.group(1) == m.group("letter") and _DELIMITED.match(text, pair.end()):
+                    found.add(pair.group(2))
         return found
 
-    def _is_pick(self, m: re.Match[str], text: str) -> bool:
+    def letter_markers(self, text: str) -> set[str]:
+        found = {
+            m.group("letter").upper()
+            for m in _LETTER_AT_OPENING.finditer(text)
+            if self._is_pick(m, text, m.group("start") is not None or bool(m.group("cue")))
+            and not _negated(text, m.start("letter"))
+        }
+        found.update(
+            m.group("letter").upper()
+            for m in _LETTER_AFTER_CUE.finditer(text)
+            if self._is_pick(m, text, at_start_or_cue=True) and not _negated(text, m.start("letter"))
+        )
+        found.update(
+            m.group(1).upper()
+            for m in _BRACKETED_LETTER.finditer(text)
+            if self._counts(m.group(1)) and not _negated(text, m.start())
+        )
+        for m in _COORDINATED_LETTERS.finditer(text):
+            if not _negated(text, m.start()):
+                found.update(m.groups())
+        return found
+
+    def _is_pick(self, m: re.Match[str], text: str, at_start_or_cue: bool) -> bool:
         letter, end = m.group("letter"), m.end()
         if not self._counts(letter):
             return False
         if m.group("open") or _DELIMITED.match(text, end):
             return True
         # Mid-reply, "Explanation: A dilated ventricle would ..." is prose, not a second pick.
-        at_start_or_cue = m.group("start") is not None or bool(m.group("cue"))
         return at_start_or_cue and self._words_pick(letter.upper(), text, end)
 
     def _words_pick(self, letter: str, text: str, pos: int) -> bool:
@@ -146,13 +217,17 @@ class _ChoiceReader:
         found = yes_no_candidates(text, allow_maybe="maybe" in by_word)
         return {by_word[word] for word in found if word in by_word}
 
-    def decide(self, letters: set[str]) -> Extraction:
+    def decide(self, letters: set[str], several: str = "ambiguous") -> Extraction:
         if len(letters) > 1:
-            return Extraction(None, "ambiguous: " + ", ".join(sorted(letters)))
+            return Extraction(None, f"{several}: " + ", ".join(sorted(letters)))
         (letter,) = letters
         if letter not in self.keys:
             return Extraction(None, f"not an option: {letter}")
         return Extraction(self.keys[letter])
+
+
+def _negated(text: str, pos: int) -> bool:
+    return _NEGATED_BEFORE.search(text[max(0, pos - 40) : pos]) is not None
 
 
 def extract_choice(reply: str, options: Mapping[str, str]) -> Extraction:
@@ -162,12 +237,20 @@ def extract_choice(reply: str, options: Mapping[str, str]) -> Extraction:
     outside it are never returned. Raises ValueError when a key is not a single letter.
     """
     reader = _ChoiceReader(options)
-    text = reply_text(reply)
+    text = answer_forms(reply_text(reply))
     if not text:
         return Extraction(None, "empty reply")
+    final = reader.final_markers(text)
+    if final:
+        # two final statements naming different letters contradict; "The answer is A or C" is ambiguous
+        several = "contradictory" if len(_FINAL_LETTER.findall(text)) > 1 else "ambiguous"
+        return reader.decide(final, several)
     markers = reader.letter_markers(text)
     if markers:
         return reader.decide(markers)
     yes_no_options = all(" ".join(phrase) in _YES_NO for phrase in reader.texts.values())
     matches = reader.yes_no_matches(text) if yes_no_options else reader.text_matches(text)
-    return reader.decide(matches) if matches else _NOT_FOUND
+    if matches:
+        return reader.decide(matches)
+    negated = sorted({letter for letter in _NEGATED_LETTER.findall(text) if letter in reader.keys})
+    return Extraction(None, "only negated options: " + ", ".join(negated)) if negated else _NOT_FOUND

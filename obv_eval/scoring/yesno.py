@@ -4,10 +4,12 @@ Precedence, first rule that reads something wins:
 
 1. empty or whitespace reply -> None, "empty reply";
 2. the answers offered as alternatives ("yes or no", "yes/no", "yes and no") -> None, "ambiguous: ...";
-3. the reply opens with an answer word ("No, there is no effusion", "**Yes**", "yes.") - unless
+3. explicit final-answer statements ("the answer is no", "Final answer: no", "Answer: yes",
+   "\\boxed{no}", "答案：否") win over answers mentioned elsewhere; statements that disagree ->
+   None, "contradictory: no, yes";
+4. the reply opens with an answer word ("No, there is no effusion", "**Yes**", "yes.") - unless
    another clause of the reply stands alone as the opposite answer ("Yes. No.", "No, yes"), which
    is None, "contradictory: ...";
-4. an answer word after a cue ("the answer is no", "Answer: yes");
 5. an answer word standing alone as a clause ("Based on the image, yes.") - all such must agree;
 6. any answer word anywhere ("I would say yes") - all must agree, else ambiguous;
 7. otherwise None, "no yes/no found".
@@ -17,12 +19,16 @@ Answer words only match as whole words, so "Nothing", "know", "eyes" and "yester
 answer words: the colloquial ones always ("nope", "yep"), the presence ones ("absent", "negative",
 "none", "not present", "present", ...) only when ``question`` is a presence question
 (:func:`is_presence_question`: "Is there ...?", "Is ... present / seen / visible?", "Any ...?").
+Hedges are read ("likely yes"; a clause "Probably not." is no). Chinese "是" / "是的" / "对" (yes) and
+"否" / "不是" / "不对" (no) count when they stand apart from other Chinese text, and
+:func:`obv_eval.scoring.forms.answer_forms` rewrites ``\\boxed{}`` and CJK cues and punctuation first.
 """
 
 from __future__ import annotations
 
 import re
 
+from obv_eval.scoring.forms import answer_forms
 from obv_eval.scoring.normalize import Extraction, reply_text
 
 __all__ = ["SYNONYMS", "extract_yes_no", "is_presence_question"]
@@ -30,6 +36,17 @@ __all__ = ["SYNONYMS", "extract_yes_no", "is_presence_question"]
 # Quotes and brackets that may open a reply before the answer word: '"Yes"', "(No)".
 _LEADING_NOISE = re.compile(r"^[\s\"'“”‘’(\[{<>:\-–—]+")
 _ANSWER_CUE = r"\banswer\b(?:\s+(?:is|would\s+be|will\s+be|should\s+be))?\s*[:=\-]?\s*"
+# Chinese answer words, read only when they stand apart from other CJK text: "是", "否。", "答案：是"
+# (the cue is rewritten to "answer:" first), never the "是" inside a sentence.
+_CJK_ANSWERS = re.compile(
+    r"(?<![\u3400-\u9fff])(不是|不对|不對|是的|对的|對的|是|对|對|否|不)(?![\u3400-\u9fff])"
+)
+_CJK_NO = frozenset({"不是", "不对", "不對", "否", "不"})
+# A hedged "not" standing alone as a clause is a no: "Probably not.", "I think not".
+_HEDGED_NOT = re.compile(
+    r"(?:^|(?<=[^\w\s]))(\s*)(?:probably|likely|most\s+likely|possibly|perhaps|definitely|certainly"
+    r"|i\s+think|i\s+believe|i\s+guess)\s+not\s*(?=[^\w\s]|$)"
+)
 
 # Words read as "yes" / "no". "always": in every reply; "presence": only when the question asks
 # whether something is there (a "None" or "Negative" answers "Is there an effusion?", but not
@@ -70,6 +87,8 @@ _SYNONYM_PATTERNS = {presence: _synonym_patterns(presence) for presence in (Fals
 
 def _canonical(text: str, presence: bool) -> str:
     """``text`` (lower case) with every synonym replaced by the answer word it stands for."""
+    text = _CJK_ANSWERS.sub(lambda m: " no " if m.group(1) in _CJK_NO else " yes ", text)
+    text = _HEDGED_NOT.sub(r"\1no", text)
     for pattern, answer in _SYNONYM_PATTERNS[presence]:
         text = pattern.sub(answer, text)
     return text
@@ -86,7 +105,7 @@ def _standalone(words: str, text: str) -> list[str]:
 
 def _read(reply: str, allow_maybe: bool, question: str | None) -> tuple[list[str], bool]:
     """Answer words read by the first rule (2-6) that reads any, and whether they contradict."""
-    text = _canonical(reply_text(reply).lower(), is_presence_question(question))
+    text = _canonical(answer_forms(reply_text(reply)).lower(), is_presence_question(question))
     words = "yes|no|maybe" if allow_maybe else "yes|no"
     # rule 2: the second word must end the clause, so "yes, and no effusion" is not read as alternatives
     alternatives = re.search(
@@ -95,15 +114,17 @@ def _read(reply: str, allow_maybe: bool, question: str | None) -> tuple[list[str
     if alternatives:
         return sorted({alternatives.group(1), alternatives.group(2)}), False
 
+    # rule 3: explicit final-answer statements win over answers mentioned elsewhere; two that
+    # disagree ("The answer is yes. The answer is no.") contradict
+    final = sorted({m.group("w") for m in re.finditer(_ANSWER_CUE + _word(words), text)})
+    if final:
+        return final, len(final) > 1
+
     opening = re.match(_word(words), _LEADING_NOISE.sub("", text))
     if opening:
-        # rule 3: another clause that is only the opposite answer contradicts the opening one
+        # rule 4: another clause that is only the opposite answer contradicts the opening one
         found = sorted({opening.group("w"), *_standalone(words, text)})
         return found, len(found) > 1
-
-    cue = re.search(_ANSWER_CUE + _word(words), text)
-    if cue:
-        return [cue.group("w")], False
 
     return sorted(set(_standalone(words, text) or re.findall(_word(words), text))), False
 
