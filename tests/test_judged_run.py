@@ -128,3 +128,29 @@ def test_judge_agreement_between_two_judges(
     assert float(row[-2]) == pytest.approx(expected_agreement)
     kappa = cohen_kappa_score(strict, [1] * len(strict))
     assert float(row[-1]) == pytest.approx(kappa)
+
+
+def test_a_judged_run_of_all_seven_with_every_open_item_judged_exits_0(
+    tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JUDGE_KEY", SECRET)
+    with FakeChatServer(verdict_by_question) as server:
+        code = main(
+            ["--model", "tiny-qwen2vl", "--tasks", "all", "--output-dir", str(tmp_path), "--run-id", "all",
+             "--no-progress", "--judge-cache", str(tmp_path / "judge.sqlite"), "--judge-base-url",
+             server.base_url, "--judge-model", "open-judge", "--judge-api-key-env", "JUDGE_KEY"]
+        )  # fmt: skip
+        calls = server.calls
+    assert code == 0, capsys.readouterr().err
+    run = tmp_path / "tiny-qwen2vl" / "all"
+    records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    judged = {
+        (r["task"], r["doc_id"])
+        for r in records
+        if r["task"] == "surgeryvqa" or (r.get("categories") or {}).get("answer_type") == "open"
+    }
+    assert judged and calls == len(judged)  # the judge saw exactly the open items, closed ones never
+    results = json.loads((run / "results.json").read_text())
+    for name, task in results["tasks"].items():
+        assert task["unscored"] == 0 and task["failed"] == 0, name
+        assert task["metrics"][task["primary_metric"]]["mean"] is not None, name
