@@ -4,6 +4,7 @@ passes, every row stays counted."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from fractions import Fraction
@@ -24,11 +25,14 @@ REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "surger
 REAL_ROWS = REALDATA / "surgeryvideoqa_processed.jsonl"
 
 
+_QUESTION_IDS = itertools.count()
+
+
 def _row(
     clip: str, start: float, end: float, fps: float, width: int, height: int, count: int
 ) -> dict[str, Any]:
     return {
-        "id": f"{clip}-q",
+        "id": f"{clip}-q{next(_QUESTION_IDS)}",  # one id per question, as the real rows' uuids
         "video_id": clip.split("_")[0],
         "video": clip,
         "timestamp": [start, end],
