@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
+from task_utils import task_utils
 
 from obv_eval.benchmarks import BENCHMARKS
 from obv_eval.release_formats import pubmedqa_test_pmids
 from obv_eval.results import summarize_task
-from obv_eval.sources import parse_data_source, tasks_package_dir
+from obv_eval.sources import parse_data_source
 from obv_eval.tasking import load_rows
 
 
-def _utils(benchmark: str) -> ModuleType:
-    path = tasks_package_dir() / benchmark / "utils.py"
-    spec = importlib.util.spec_from_file_location(f"obv_fidelity_{benchmark}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _pubmedqa_records(golds: list[str], replies: list[str]) -> list[dict[str, Any]]:
-    utils = _utils("pubmedqa")
+    utils = task_utils("pubmedqa")
     records = []
     for number, (gold, reply) in enumerate(zip(golds, replies, strict=True)):
         doc = {"pubid": str(number), "question": "q?", "context": {"contexts": ["c"]}, "final_decision": gold}
@@ -102,7 +92,7 @@ ECHO_ROW = {"video": "v.mp4", "question": "Is the left ventricle dilated?", "stu
 def test_mimicechoqa_yes_no_items_are_decided_by_the_answer_text(
     options: dict[str, Any], answer: str, reply: str, correct: float
 ) -> None:
-    utils = _utils("mimicechoqa")
+    utils = task_utils("mimicechoqa")
     letter = next((k[-1] for k, v in options.items() if v == answer), None)
     doc = {**ECHO_ROW, **options, "answer": answer, "correct_option": letter}
     assert utils.doc_to_text(doc).endswith("Choose Yes or No.")
@@ -112,7 +102,7 @@ def test_mimicechoqa_yes_no_items_are_decided_by_the_answer_text(
 
 
 def test_mimicechoqa_multiple_choice_still_needs_its_letter() -> None:
-    utils = _utils("mimicechoqa")
+    utils = task_utils("mimicechoqa")
     options = {"option_A": "Apical", "option_B": "Anterior", "option_C": "Septal", "option_D": "Lateral"}
     doc = {**ECHO_ROW, **options, "answer": "Anterior", "correct_option": None}
     record = utils.process_results(doc, ["B"])["accuracy"]
@@ -120,7 +110,7 @@ def test_mimicechoqa_multiple_choice_still_needs_its_letter() -> None:
 
 
 def test_vqarad_uses_the_release_answer_type_and_strips_its_spaces() -> None:
-    task = _utils("vqarad")._TASK
+    task = task_utils("vqarad")._TASK
     either_or = {"image": "x.jpg", "question": "Is this supratentorial or infratentorial?"}
     assert task.is_closed({**either_or, "answer": "supratentorial", "answer_type": "CLOSED "})
     assert not task.is_closed({**either_or, "answer": "yes", "answer_type": "OPEN"})

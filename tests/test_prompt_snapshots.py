@@ -5,28 +5,18 @@ Regenerate after an intended change with: OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from task_utils import task_utils
 
 from obv_eval.benchmarks import BENCHMARKS
-from obv_eval.sources import parse_data_source, tasks_package_dir
+from obv_eval.sources import parse_data_source
 from obv_eval.tasking import load_rows
 
 GOLDEN = Path(__file__).parent / "golden" / "prompts"
-
-
-def task_utils(benchmark: str) -> ModuleType:
-    path = tasks_package_dir() / BENCHMARKS[benchmark].rows_name / "utils.py"
-    spec = importlib.util.spec_from_file_location(f"obv_task_utils_{benchmark}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def rendered_prompts(benchmark: str) -> list[dict[str, object]]:

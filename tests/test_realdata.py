@@ -7,27 +7,17 @@ where the real-data folder is absent (a user's clone).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from task_utils import task_utils
 
 from obv_eval.benchmarks import BENCHMARKS
-from obv_eval.sources import parse_data_source, tasks_package_dir
+from obv_eval.sources import parse_data_source
 from obv_eval.tasking import load_rows
-
-
-def _utils(benchmark: str) -> ModuleType:
-    path = tasks_package_dir() / BENCHMARKS[benchmark].rows_name / "utils.py"
-    spec = importlib.util.spec_from_file_location(f"obv_real_utils_{benchmark}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +41,7 @@ def real_copy(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _rows(benchmark: str, root: Path) -> list[dict[str, Any]]:
     dataset = load_rows(BENCHMARKS[benchmark], parse_data_source(str(root)))
-    utils = _utils(benchmark)
+    utils = task_utils(benchmark)
     if hasattr(utils, "english_only"):
         dataset = utils.english_only(dataset)
     rows = [dict(row) for row in dataset]
@@ -61,7 +51,7 @@ def _rows(benchmark: str, root: Path) -> list[dict[str, Any]]:
 
 def test_vqarad_release_gives_451_test_items_272_closed(real_copy: Path) -> None:
     rows = _rows("vqarad", real_copy)
-    task = _utils("vqarad")._TASK
+    task = task_utils("vqarad")._TASK
     kinds = Counter("closed" if task.is_closed(r) else "open" for r in rows)
     assert len(rows) == 451 and kinds == {"closed": 272, "open": 179}
     # The release's own label decides: "X or Y?" questions with a non-yes/no gold are closed.
@@ -78,7 +68,7 @@ def test_slake_english_gives_1061_items_416_closed(real_copy: Path) -> None:
 
 def test_medqa_gives_1273_items_with_every_option_shown(real_copy: Path) -> None:
     rows = _rows("medqa", real_copy)
-    utils = _utils("medqa")
+    utils = task_utils("medqa")
     assert len(rows) == 1273
     for row in rows:
         prompt = utils.doc_to_text(row)
@@ -93,7 +83,7 @@ def test_pubmedqa_gives_the_official_500_with_every_context(real_copy: Path, rea
     assert len(rows) == 500 and {str(r["pubid"]) for r in rows} == set(truth)
     assert Counter(r["final_decision"] for r in rows) == {"yes": 276, "no": 169, "maybe": 55}
     assert all(r["final_decision"] == truth[str(r["pubid"])] for r in rows)
-    utils = _utils("pubmedqa")
+    utils = task_utils("pubmedqa")
     for row in rows:
         prompt = utils.doc_to_text(row)
         contexts = row["context"]["contexts"]
@@ -107,7 +97,7 @@ def test_surgeryvqa_rows_load_with_210_video_clusters(real_copy: Path) -> None:
     assert len(rows) == 470
     assert len({r["video_id"] for r in rows}) == 210
     assert all(isinstance(r["timestamp"][0], float) for r in rows)
-    assert all(r["question"].strip() == _utils("surgeryvqa").doc_to_text(r).strip() for r in rows)
+    assert all(r["question"].strip() == task_utils("surgeryvqa").doc_to_text(r).strip() for r in rows)
 
 
 @pytest.mark.parametrize("benchmark", ["vqarad", "slake", "medqa", "pubmedqa", "surgeryvqa"])
@@ -117,7 +107,7 @@ def test_no_character_is_lost_on_the_way_to_the_tokenizer(
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
-    utils = _utils(benchmark)
+    utils = task_utils(benchmark)
     prompts = [utils.doc_to_text(row) for row in _rows(benchmark, real_copy)]
     ids = tokenizer(prompts)["input_ids"]
     for prompt, encoded in zip(prompts, ids, strict=True):
