@@ -6,7 +6,7 @@ the data checks and the loaders need to know about a benchmark lives here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Modality = Literal["video", "image", "text"]
@@ -128,22 +128,16 @@ BENCHMARKS: dict[str, Benchmark] = {
             "500 of them in the original release's test ground truth",
             labels=("yes", "no", "maybe"),
         ),
-        Benchmark(
-            "pubmedqa_all",
-            "PubMedQA (PQA-L, all 1,000 labelled items)",
-            "text",
-            "qiaojin/PubMedQA",
-            "pqa_labeled",
-            "train",
-            ("pubid", "question", "context", "final_decision"),
-            None,
-            "accuracy",
-            "every labelled item, not only the official test split (not comparable with the literature)",
-            rows_from="pubmedqa",
-            labels=("yes", "no", "maybe"),
-        ),
     )
 }
+# The same rows, prompt and scoring as pubmedqa, without the official test-split selection.
+BENCHMARKS["pubmedqa_all"] = replace(
+    BENCHMARKS["pubmedqa"],
+    name="pubmedqa_all",
+    title="PubMedQA (PQA-L, all 1,000 labelled items)",
+    hub_note="every labelled item, not only the official test split (not comparable with the literature)",
+    rows_from="pubmedqa",
+)
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "video": ("mimicechoqa", "surgeryvqa"),
