@@ -34,6 +34,7 @@ class ObvHF(ObvModel):
         progress: bool = True,
         max_batch_tokens: int | str | None = None,
         prefetch_mb: int | str | None = None,
+        prefix_reuse: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(progress=progress)
@@ -52,6 +53,7 @@ class ObvHF(ObvModel):
             media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens),
             adapter_path=resolved.adapter_path,
             stream=stream_settings(max_batch_tokens, prefetch_mb),
+            prefix_reuse=str(prefix_reuse).lower() not in ("false", "0", "no"),
         )
 
 

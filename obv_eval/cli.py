@@ -78,6 +78,12 @@ def _run_parser() -> argparse.ArgumentParser:
         help="hf: a batch holds at most this many padded tokens (default 32768; a longer item runs alone)",
     )
     parser.add_argument(
+        "--no-prefix-reuse",
+        dest="prefix_reuse",
+        action="store_false",
+        help="hf: compute every prompt whole (default: a clip's questions share one prefill of its prefix)",
+    )
+    parser.add_argument(
         "--frames",
         choices=("default", "train"),
         default="default",
@@ -194,6 +200,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         data_parallel_size=args.data_parallel_size,
         max_model_len=args.max_model_len,
         max_batch_tokens=args.max_batch_tokens,
+        prefix_reuse=args.prefix_reuse,
         model_args={"frames": args.frames, "max_visual_tokens": args.max_visual_tokens},
         concurrency=args.concurrency,
         max_new_tokens=args.max_new_tokens,

@@ -211,6 +211,9 @@ def summarize_task(records: list[dict[str, Any]], primary_metric: str) -> dict[s
         # Long-video policy: items past the model's native context, and the visual tokens of the longest.
         "over_context": sum(1 for r in records if r.get("over_context")),
         "visual_tokens_max": max(((r.get("tokens") or {}).get("visual") or 0 for r in records), default=0),
+        # Prompt tokens of the items, and those the model computed (a clip's shared prefix counts once).
+        "prompt_tokens": sum((r.get("tokens") or {}).get("prompt") or 0 for r in records),
+        "prefill_tokens": sum((r.get("tokens") or {}).get("prefill") or 0 for r in records),
         "primary_metric": primary_metric,
         "metrics": metrics,
         "unscored_by_metric": unscored_by_metric,

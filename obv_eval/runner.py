@@ -58,6 +58,7 @@ class RunConfig:
     max_model_len: int | None = None  # None: vLLM's context fit to the longest item
     max_batch_tokens: int | None = None  # hf: padded tokens per batch (None: the backend's default)
     concurrency: int = 8
+    prefix_reuse: bool = True  # hf: a clip's questions continue from one KV cache of their shared prefix
     batch_size: int = 4
     max_new_tokens: int | None = None  # None: each task's own budget
     limit: int | None = None
@@ -125,6 +126,7 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
         batch_size=config.batch_size,
         max_batch_tokens=config.max_batch_tokens,
         **common,
+        prefix_reuse=config.prefix_reuse,
     )
 
 
@@ -407,6 +409,7 @@ def collect_records(
                 }
             )
             records.append(record)
+                        "prefill": generated.prefill_tokens if generated else None,
     return sorted(records, key=lambda r: (r["task"], r["doc_id"]))
 
 

@@ -299,6 +299,24 @@ import os
 from types import SimpleNamespace
 
 CALLS = []
+COMPUTED = []  # prompts of earlier generate calls: the prefix cache (the same call's requests share nothing)
+
+
+def _tokens(prompt):
+    """The prompt's words, each video placeholder standing for its frames (vLLM hashes media into blocks)."""
+    videos = [v.tobytes() for v in prompt.get("multi_modal_data", {}).get("video", [])]
+    words = prompt["prompt"].split()
+    return [f"video:{hash(videos[0])}" if "<|video_pad|>" in w and videos else w for w in words]
+
+
+def _cached(tokens):
+    best = 0
+    for seen in COMPUTED:
+        n = 0
+        while n < min(len(seen), len(tokens) - 1) and seen[n] == tokens[n]:
+            n += 1
+        best = max(best, n)
+    return best
 
 
 class SamplingParams:
@@ -329,9 +347,11 @@ class LLM:
             results.append(
                 SimpleNamespace(
                     prompt_token_ids=list(range(len(prompt["prompt"].split()))),
+                    num_cached_tokens=_cached(_tokens(prompt)),
                     outputs=[SimpleNamespace(text="(ignored)", token_ids=self.tokenizer.encode(text))],
                 )
             )
+        COMPUTED.extend(_tokens(prompt) for prompt in prompts)
         return results
 '''
 
@@ -378,6 +398,36 @@ def test_vllm_backend_sends_video_frames_and_explicit_settings(
         backend.processor.tokenizer.encode(" gpuNone frames[] ")
     )
     assert text.prompt_tokens == len(text.prompt.split())
+
+
+def test_vllm_backend_sends_each_clips_first_question_ahead_and_records_prefix_cache_hits(
+    fake_vllm: Any, tiny_model_path: Path
+) -> None:
+    from obv_eval.backends.vllm import VLLMBackend
+
+    video = ITEMS["video"].visuals
+    other = (MediaRef("video", "Qm7_vB2xKpL_240_244.mp4", str(SAMPLES_DIR / "media" / "surgeryvqa")),)
+    requests = [
+        GenerationRequest(("v", i), f"Question {i} about this clip?", clip)
+        for i, clip in enumerate([video, other, video, other, video])
+    ]
+    requests.append(ITEMS["text"])
+    backend = VLLMBackend(tiny_model_path, generation=GenerationSettings(max_new_tokens=5))
+    outputs = backend.generate(requests, progress=False)
+    assert fake_vllm.CALLS[0][1]["enable_prefix_caching"] is True
+    waves = [count for name, count, *_ in fake_vllm.CALLS if name == "generate"]
+    assert waves == [3, 3]  # one question per clip and the text item, then the clips' other questions
+    by_clip: dict[object, list[GenerationOutput]] = {}
+    for request, output in zip(requests[:5], outputs, strict=False):
+        by_clip.setdefault(request.visuals, []).append(output)
+    for clip_outputs in by_clip.values():
+        computed = [o.prefill_tokens == o.prompt_tokens for o in clip_outputs]
+        assert computed.count(True) == 1  # the clip's prefix is computed once
+        reused = [o for o, whole in zip(clip_outputs, computed, strict=True) if not whole]
+        assert all((o.prefill_tokens or 0) < (o.prompt_tokens or 0) for o in reused)
+    prompt = sum(o.prompt_tokens or 0 for o in outputs)
+    cached = sum((o.prompt_tokens or 0) - (o.prefill_tokens or 0) for o in outputs)
+    assert cached > 0 and backend.describe()["prefix_cache_hit_rate"] == round(cached / prompt, 4)
 
 
 def test_vllm_backend_fails_bad_items_alone(fake_vllm: Any, tiny_model_path: Path) -> None:

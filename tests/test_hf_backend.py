@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from obv_eval.backends.base import GenerationRequest, GenerationSettings
 from obv_eval.backends.hf import CachedVideoFeatures, CachedVideoProcessor, HFBackend
 from obv_eval.sources import SAMPLES_DIR, MediaRef
@@ -19,18 +21,22 @@ def _items() -> list[GenerationRequest]:
     ]
 
 
-def test_each_clip_is_processed_and_encoded_once_with_unchanged_answers(tiny_model_path: Path) -> None:
+@pytest.mark.parametrize("prefix_reuse", [True, False])
+def test_each_clip_is_processed_and_encoded_once_with_unchanged_answers(
+    tiny_model_path: Path, prefix_reuse: bool
+) -> None:
     items = _items()
     clips = len({item.visuals[0].path for item in items})  # type: ignore[union-attr]
     assert clips < len(items)  # several questions share a clip
     settings = GenerationSettings(max_new_tokens=8)
-    cached = HFBackend(tiny_model_path, batch_size=3, generation=settings)
+    cached = HFBackend(tiny_model_path, batch_size=3, generation=settings, prefix_reuse=prefix_reuse)
     processor = cached.processor.video_processor
     features = cached.model.model.get_video_features
     assert isinstance(processor, CachedVideoProcessor) and isinstance(features, CachedVideoFeatures)
     with_cache = cached.generate(items, progress=False)
     assert (processor.misses, processor.hits) == (clips, len(items) - clips)
-    assert (features.misses, features.hits) == (clips, len(items) - clips)
+    # With prefix reuse the tower's features live in the clip's KV cache: it is never asked twice.
+    assert (features.misses, features.hits) == (clips, 0 if prefix_reuse else len(items) - clips)
 
     plain = HFBackend(tiny_model_path, batch_size=1, generation=settings)
     plain.processor.video_processor = plain.processor.video_processor.inner

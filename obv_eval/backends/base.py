@@ -55,6 +55,7 @@ class GenerationOutput:
     text: str
     prompt: str = ""
     prompt_tokens: int | None = None
+    prefill_tokens: int | None = None  # prompt tokens this item computed (a shared prefix counts once)
     output_tokens: int | None = None
     frames: list[int] = field(default_factory=list)  # sampled frames per video
     error: str | None = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from obv_eval.backends.streaming import (
 from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.media import cache_budget as frame_cache_budget
 from obv_eval.media import release_video
+from obv_eval.profiling import enabled as profiling_enabled
 from obv_eval.profiling import stage
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -100,7 +103,8 @@ class CachedVideoFeatures:
                 local[key] = self._cache[key]
             else:
                 self.misses += 1
-                out = self.compute(patches, grid[None], **{**kwargs, "return_dict": True})
+                with stage("vision"):
+                    out = self.compute(patches, grid[None], **{**kwargs, "return_dict": True})
                 local[key] = out.pooler_output[0]
                 self._put(key, local[key])
             features.append(local[key])
@@ -193,6 +197,7 @@ class HFBackend:
         media: MediaSettings | None = None,
         adapter_path: str | Path | None = None,
         stream: StreamSettings | None = None,
+        prefix_reuse: bool = True,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -205,6 +210,7 @@ class HFBackend:
         self.generation = generation or GenerationSettings()
         self.media = media or MediaSettings()
         self.stream = stream or StreamSettings()
+        self.prefix_reuse = prefix_reuse
         self.native_context = native_context(self.model_path)
         self.processor = AutoProcessor.from_pretrained(self.model_path)
         self.processor.tokenizer.padding_side = "left"  # generation continues every row from its end
@@ -244,6 +250,7 @@ class HFBackend:
             "batch_size": self.batch_size,
             "native_context": self.native_context,
             "stream": self.stream.to_dict(),
+            "prefix_reuse": self.prefix_reuse,
             "frame_cache_bytes": frame_cache_budget(),
             "prefetch_peak_bytes": self.prefetch_peak_bytes,
         }
@@ -297,18 +304,19 @@ class HFBackend:
                 on_batch(produced)
             bar.update(len(produced))
 
-        def flush() -> None:
-            if not batch:
-                return
-            produced = self._generate_batch(batch, config)
-            emit(produced, [item.index for item in batch])
-            for item in batch:
+        def done(items: list[_Item], produced: list[GenerationOutput]) -> None:
+            emit(produced, [item.index for item in items])
+            for item in items:
                 remaining[item.unit] -= 1
                 if remaining[item.unit] == 0:  # no pending item needs this clip's frames
                     prefetch.release(unit_bytes.pop(item.unit))
                     for video in item.visuals.videos:
                         release_video(video)
                     self._release_caches()
+
+        def flush() -> None:
+            if batch:
+                done(batch, self._generate_batch(batch, config))
             batch.clear()
 
         for unit_id, loaded in enumerate(prefetch):
@@ -321,10 +329,19 @@ class HFBackend:
             unit_bytes[unit_id] = loaded.nbytes
             tokens = visual_tokens(loaded.visuals, *self._geometry)
             pixels = visual_pixels(loaded.visuals)
+            items = []
             for index in loaded.unit:
                 prompt = prompts[index]
                 length = prompt_length(self.processor.tokenizer, prompt, loaded.visuals, tokens)
-                item = _Item(index, requests[index], loaded.visuals, prompt, unit_id, tokens, length)
+                items.append(_Item(index, requests[index], loaded.visuals, prompt, unit_id, tokens, length))
+            plan = self._prefix_plan(items) if self.prefix_reuse and len(items) > 1 else None
+            if plan is not None:  # the clip's questions share one prefill; nothing else joins them
+                flush()
+                for rows, produced in self._generate_with_prefix(plan, config):
+                    done(rows, produced)
+                del loaded, plan
+                continue
+            for item in items:
                 lengths = [b.length + new_tokens for b in batch]
                 taken = sum(visual_pixels(b.visuals) for b in batch)
                 if not fits(lengths, taken, length + new_tokens, pixels, self.stream, self.batch_size):
@@ -332,7 +349,7 @@ class HFBackend:
                 batch.append(item)
                 if len(batch) >= self.batch_size:
                     flush()
-            del loaded
+            del loaded, items
         flush()
         bar.close()
         self.prefetch_peak_bytes = max(self.prefetch_peak_bytes, prefetch.peak)
@@ -370,8 +387,7 @@ class HFBackend:
 
         def run() -> list[list[int]]:
             torch.manual_seed(self.generation.seed)
-            with stage("generate"):
-                generated = self.model.generate(**inputs, generation_config=config)
+            generated = self._timed_generate(dict(inputs), config)
             return generated[:, inputs["input_ids"].shape[1] :].tolist()
 
         new_tokens = self.compute_tokens([item.request.key for item in batch], run)
@@ -387,6 +403,7 @@ class HFBackend:
                     text=text,
                     prompt=item.prompt,
                     prompt_tokens=prompt_tokens,
+                    prefill_tokens=prompt_tokens,
                     output_tokens=count,
                     frames=[len(video.indices) for video in item.visuals.videos],
                     visual_tokens=item.visual_tokens,
@@ -397,12 +414,206 @@ class HFBackend:
             )
         return results
 
+    def _timed_generate(self, kwargs: dict[str, Any], config: Any) -> torch.Tensor:
+        """model.generate; when profiling, its time split at the first token into prefill and decode steps."""
+        if not profiling_enabled():
+            return self.model.generate(**kwargs, generation_config=config)
+        with _StageSplit() as streamer:
+            return self.model.generate(**kwargs, generation_config=config, streamer=streamer)
+
+    def _prefix_plan(self, items: list[_Item]) -> _PrefixPlan | None:
+        """The clip's questions tokenized, and the prefix they share (system text and every visual token).
+
+        None where reuse does not apply: a model without 3-D rotary state, a processor that does not mark
+        visual tokens, or prompts whose shared part does not hold all of them.
+        """
+        inner = getattr(self.model, "model", None)
+        if inner is None or not hasattr(inner, "rope_deltas"):
+            return None
+        visuals = items[0].visuals
+        with stage("processor"):
+            encoded = [
+                self.processor(
+                    text=[item.prompt],
+                    videos=[video.frames for video in visuals.videos] or None,
+                    images=list(visuals.images) or None,
+                    return_tensors="pt",
+                )
+                for item in items
+            ]
+        if any("mm_token_type_ids" not in e for e in encoded):
+            return None
+        ids = [e["input_ids"][0] for e in encoded]
+        kinds = [e["mm_token_type_ids"][0] for e in encoded]
+        shortest = min(len(row) for row in ids)
+        shared = shortest - 1  # every question keeps at least one token of its own (its logits start it)
+        for row in ids[1:]:
+            differ = (row[:shared] != ids[0][:shared]).nonzero()
+            if len(differ):
+                shared = int(differ[0])
+        if shared < 1 or any(bool(kind[shared:].any()) for kind in kinds):
+            return None
+        vision = {name: encoded[0][name] for name in _VISION_INPUTS if name in encoded[0]}
+        return _PrefixPlan(items, ids, kinds, shared, vision)
+
+    def _generate_with_prefix(
+        self, plan: _PrefixPlan, config: Any
+    ) -> Iterator[tuple[list[_Item], list[GenerationOutput]]]:
+        """The shared prefix computed once, then the questions in batches continuing from copies of its cache.
+
+        Each question's tokens sit after the prefix with its padding between (masked), so its positions,
+        3-D rotary ones included, are those of the item computed whole; greedy tokens are identical
+        (tests/test_prefix_reuse.py).
+        """
+        from transformers import DynamicCache
+
+        state: dict[str, Any] = {}
+
+        def prefill() -> tuple[Any, torch.Tensor]:
+            if "cache" not in state:
+                shared = plan.shared
+                cache = DynamicCache(config=self.model.config)
+                inputs = {
+                    "input_ids": plan.ids[0][None, :shared],
+                    "attention_mask": torch.ones(1, shared, dtype=torch.long),
+                    "mm_token_type_ids": plan.kinds[0][None, :shared],
+                    **plan.vision,
+                }
+                inner = self.model.model
+                inner.rope_deltas = None  # set by this forward where it has visual tokens
+                with stage("prefill"), torch.inference_mode():
+                    self.model(
+                        **{k: v.to(self.device) for k, v in inputs.items()},
+                        cache=cache,
+                        use_cache=True,
+                        logits_to_keep=1,
+                    )
+                # Text alone: positions are plain (a stale value from an earlier clip must not stay).
+                deltas = inner.rope_deltas
+                if deltas is None:
+                    deltas = torch.zeros(1, 1, dtype=torch.long, device=self.device)
+                state["cache"], state["deltas"] = cache, deltas
+            return state["cache"], state["deltas"]
+
+        new_tokens = self.generation.max_new_tokens
+        order = list(range(len(plan.items)))
+        while order:
+            rows = [order.pop(0)]
+            while order and fits(
+                [len(plan.ids[r]) + new_tokens for r in rows],
+                0,
+                len(plan.ids[order[0]]) + new_tokens,
+                0,
+                self.stream,
+                self.batch_size,
+            ):
+                rows.append(order.pop(0))
+            last = not order
+            items = [plan.items[r] for r in rows]
+
+            def run(rows: list[int] = rows, last: bool = last) -> list[list[int]]:
+                cache, deltas = prefill()
+                batch_cache = cache if last else copy.deepcopy(cache)  # the last batch may consume it
+                if len(rows) > 1:
+                    batch_cache.batch_repeat_interleave(len(rows))
+                inputs = plan.batch_inputs(rows, self.pad_token_id)
+                self.model.model.rope_deltas = deltas
+                torch.manual_seed(self.generation.seed)
+                with torch.inference_mode():
+                    generated = self._timed_generate(
+                        {**{k: v.to(self.device) for k, v in inputs.items()}, "cache": batch_cache}, config
+                    )
+                return generated[:, inputs["input_ids"].shape[1] :].tolist()
+
+            tokens = self.compute_tokens([item.request.key for item in items], run)
+            produced = []
+            for row, item, generated in zip(rows, items, tokens, strict=True):
+                text, count = decode_reply(
+                    self.processor.tokenizer, generated, self.eos_token_id, self.pad_token_id
+                )
+                prompt_tokens = len(plan.ids[row])
+                produced.append(
+                    GenerationOutput(
+                        key=item.request.key,
+                        text=text,
+                        prompt=item.prompt,
+                        prompt_tokens=prompt_tokens,
+                        # the first question of the clip pays the shared prefix, every one its own tokens
+                        prefill_tokens=prompt_tokens - (plan.shared if row else 0),
+                        output_tokens=count,
+                        frames=[len(video.indices) for video in item.visuals.videos],
+                        visual_tokens=item.visual_tokens,
+                        over_context=over_context(
+                            prompt_tokens, self.generation.max_new_tokens, self.native_context
+                        ),
+                    )
+                )
+            yield items, produced
+        state.clear()
+
     def compute_tokens(
         self, keys: list[tuple[str, int]], run: Callable[[], list[list[int]]]
     ) -> list[list[int]]:
         """The generated token ids per row: the one place model compute (vision tower, prefill, decoding)
         happens. A benchmark measures the harness alone by replacing this with recorded outputs by key."""
         return run()
+
+
+# The processor outputs the prefix's forward takes (the questions' batches need none: the cache has them).
+_VISION_INPUTS = ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
+
+
+@dataclass
+class _PrefixPlan:
+    items: list[_Item]
+    ids: list[torch.Tensor]  # each question's whole prompt, visual tokens expanded
+    kinds: list[torch.Tensor]  # mm_token_type_ids: which of those tokens are visual
+    shared: int  # the length of the prefix every question starts with
+    vision: dict[str, torch.Tensor]
+
+    def batch_inputs(self, rows: list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
+        """[prefix | padding | question] per row: the cache holds the prefix, the padding is masked."""
+        width = max(len(self.ids[r]) for r in rows)
+        shared = self.shared
+        ids, mask, kinds = [], [], []
+        for r in rows:
+            row, kind, pad = self.ids[r], self.kinds[r], width - len(self.ids[r])
+            ids.append(torch.cat([row[:shared], row.new_full((pad,), pad_token_id), row[shared:]]))
+            kinds.append(torch.cat([kind[:shared], kind.new_zeros(pad), kind[shared:]]))
+            ones = torch.ones(len(row), dtype=torch.long)
+            mask.append(torch.cat([ones[:shared], ones.new_zeros(pad), ones[shared:]]))
+        grids = {name: grid for name, grid in self.vision.items() if name.endswith("_grid_thw")}
+        return {
+            "input_ids": torch.stack(ids),
+            "attention_mask": torch.stack(mask),
+            "mm_token_type_ids": torch.stack(kinds),
+            **grids,
+        }
+
+
+class _StageSplit:
+    """A generate() streamer that times "prefill" up to the first new token and "decode_steps" after it."""
+
+    def __init__(self) -> None:
+        self._stages = ExitStack()
+        self._puts = 0
+
+    def __enter__(self) -> _StageSplit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stages.close()
+
+    def put(self, value: torch.Tensor) -> None:
+        self._puts += 1  # the first put is the prompt, before the prefill; the second the first token
+        if self._puts == 1:
+            self._stages.enter_context(stage("prefill"))
+        elif self._puts == 2:
+            self._stages.close()
+            self._stages.enter_context(stage("decode_steps"))
+
+    def end(self) -> None:
+        self._stages.close()
 
 
 @dataclass

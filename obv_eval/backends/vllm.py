@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +40,7 @@ from obv_eval.backends.base import (
     over_context,
 )
 from obv_eval.backends.streaming import (
+    clip_group,
     derive_max_model_len,
     native_context,
     prompt_length,
@@ -253,6 +254,7 @@ class VLLMBackend:
         self.chunk_size = max(1, int(chunk_size))  # at most this many items' frames per chunk
         self.chunk_bytes = max(1, int(chunk_bytes))  # and at most about this many bytes of frames
         self.engine_kwargs = dict(engine_kwargs or {})
+        self.prompt_tokens = self.cached_tokens = 0  # over this backend's runs, for the hit rate
         dp = int(data_parallel_size)
         if dp == 0:
             dp = max(1, len(visible_gpus()) // self.tensor_parallel_size)
@@ -297,6 +299,8 @@ class VLLMBackend:
             "gpu_memory_utilization": self.gpu_memory_utilization,
             "seed": self.seed,
             "generation_config": "vllm",  # never take defaults from the checkpoint's generation_config
+            # A clip's questions share its prefix (system text + visual tokens): computed once, then cached.
+            "enable_prefix_caching": True,
         }
         if self.adapter_path is not None:
             args["enable_lora"] = True
@@ -360,6 +364,10 @@ class VLLMBackend:
             "lora": self.adapter_path is not None,
             "seed": self.seed,
             "sampling": sampling_params_dict(self.generation, [self.eos_token_id]),
+            # From vLLM's per-request num_cached_tokens: the share of prompt tokens the prefix cache served.
+            "prefix_cache_hit_rate": round(self.cached_tokens / self.prompt_tokens, 4)
+            if self.prompt_tokens
+            else None,
         }
 
     # -- generation ---------------------------------------------------------------------------
@@ -406,7 +414,14 @@ class VLLMBackend:
                 del prepared
         bar.close()
         by_key = {output.key: output for output in produced.values()}
+        self._count_cached(by_key.values())
         return [by_key[request.key] for request in requests]
+
+    def _count_cached(self, outputs: Iterable[GenerationOutput]) -> None:
+        for output in outputs:
+            if output.prompt_tokens is not None and output.prefill_tokens is not None:
+                self.prompt_tokens += output.prompt_tokens
+                self.cached_tokens += output.prompt_tokens - output.prefill_tokens
 
     def _prepare(self, requests: Sequence[GenerationRequest], start: int) -> tuple[list[_Prepared], int]:
         """Inputs (or media failures) of the items from `start` until the chunk holds chunk_bytes of
@@ -436,15 +451,25 @@ class VLLMBackend:
     def _generate_prepared(self, chunk: list[_Prepared]) -> list[GenerationOutput]:
         ready = [(index, item.inputs) for index, item in enumerate(chunk) if item.inputs is not None]
         results: dict[int, Any] = {}
-        if ready:
-            prompts = [inputs for _, inputs in ready]
+        # The first question on each clip goes first: its prefix is then in vLLM's cache for the others
+        # (requests scheduled in the same step would each compute it).
+        seen: set[Any] = set()
+        waves: list[list[tuple[int, dict[str, Any]]]] = [[], []]
+        for index, inputs in ready:
+            group = clip_group(chunk[index].request)
+            waves[1 if group is not None and group in seen else 0].append((index, inputs))
+            seen.add(group)
+        for wave in waves:
+            if not wave:
+                continue
+            prompts = [inputs for _, inputs in wave]
             try:
                 batch = self._run(prompts)
             except Exception:
                 # vLLM rejects a whole batch for one bad prompt (too long, too many visuals): run
                 # the items one by one so only the bad one fails.
                 batch = [self._run_one(prompt) for prompt in prompts]
-            results = {index: result for (index, _), result in zip(ready, batch, strict=True)}
+            results.update({index: result for (index, _), result in zip(wave, batch, strict=True)})
         outputs = []
         for index, item in enumerate(chunk):
             key = item.request.key
@@ -588,6 +613,7 @@ def _to_output(
         text=text,
         prompt=prompt,
         prompt_tokens=len(result.prompt_token_ids or []),
+        prefill_tokens=len(result.prompt_token_ids or []) - int(getattr(result, "num_cached_tokens", 0) or 0),
         output_tokens=count,
         frames=frames,
     )
