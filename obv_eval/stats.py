@@ -10,8 +10,12 @@ Conventions used throughout:
   at 0/n and n/n (deff is 1 there: no spread to estimate). With clusters the quantile is Student's t with
   G − 1 degrees of freedom (small-cluster correction) instead of the normal 1.96. Without clusters it is
   exactly statsmodels' proportion_confint(method="wilson") for 0/1 scores.
-- Other values (paired differences in [−1, 1]): mean ± q · SE with q = 1.96, or t(G − 1) with clusters
-  (method "normal" / "t-cluster").
+- Other values: mean ± q · SE with q = 1.96, or t(G − 1) with clusters (method "normal" / "t-cluster").
+  A paired difference of two scores in [0, 1] lies in [−1, 1], and its interval is clipped to that range
+  (method "normal-clipped" / "t-cluster-clipped"): with few clusters mean ± t · SE can reach far outside
+  it (3 clusters gave [−1.83, +1.08]), and no difference outside [−1, 1] is possible. The clipped interval
+  keeps the unclipped one's coverage (only impossible values are removed); at the edge it says only
+  "at least this large", so a clipped interval is a sign of too few clusters, not of precision.
 - Without clusters, SE = sqrt(s² / n) with the sample variance s² (ddof=1).
 - With clusters (items sharing a video, study or image), SE is the cluster-robust estimator of the paper's
   Appendix A, sqrt(Σ_c (Σ_{i∈c} (x_i − x̄))² / n²), times the finite-cluster correction G / (G − 1) for G
@@ -99,13 +103,18 @@ def wilson_interval(mean: float, n_eff: float, q: float) -> tuple[float, float]:
 
 
 def mean_estimate(
-    values: Sequence[float], clusters: Sequence[str] | None = None, proportion: bool | None = None
+    values: Sequence[float],
+    clusters: Sequence[str] | None = None,
+    proportion: bool | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> Estimate:
     """Mean, SE and 95% interval of per-item scores, clustered when cluster keys are given.
 
     Scores in [0, 1] get a Wilson interval on the design-effect sample size; other values mean ± q · SE.
     Cluster keys that are all distinct are no clustering at all (normal quantile, deff 1).
     proportion: whether the values are scores in [0, 1] (Wilson); None decides from the values.
+    bounds: the range the mean can take, for values that are not proportions; mean ± q · SE is clipped to
+    it and the method gets the suffix "-clipped".
     """
     x = np.asarray(values, dtype=float)
     n = int(x.size)
@@ -140,17 +149,24 @@ def mean_estimate(
     else:
         low, high = mean - q * se, mean + q * se
         method = "t-cluster" if clustered else "normal"
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
+            method += "-clipped"
     return Estimate(mean, se, low, high, n, n_clusters, method)
 
 
 def paired_difference(
     a: Sequence[float], b: Sequence[float], clusters: Sequence[str] | None = None
 ) -> Estimate:
-    """Estimate of the mean per-item difference b − a over the same items in the same order."""
+    """Estimate of the mean per-item difference b − a over the same items in the same order.
+
+    When every score is in [0, 1] the difference lies in [−1, 1] and the interval is clipped to it.
+    """
     if len(a) != len(b):
         raise ValueError(f"paired scores must cover the same items: got {len(a)} and {len(b)}")
-    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    return mean_estimate(diff.tolist(), clusters, proportion=False)
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    unit = bool(((xa >= 0) & (xa <= 1) & (xb >= 0) & (xb <= 1)).all())
+    return mean_estimate((xb - xa).tolist(), clusters, proportion=False, bounds=(-1.0, 1.0) if unit else None)
 
 
 def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> McNemarResult:

@@ -143,8 +143,10 @@ def test_paired_difference_is_mean_of_b_minus_a() -> None:
     assert est.se == pytest.approx(math.sqrt(1 / 6))
     est = paired_difference([0, 0, 0], [1, 1, 0])
     assert est.mean == pytest.approx(2 / 3)
-    # differences are not proportions: mean ± q · SE, and no change at all is a zero-width interval at 0
-    assert est.method == "normal" and est.ci_high - est.mean == pytest.approx(est.mean - est.ci_low)
+    # differences are not proportions: mean ± q · SE clipped to [-1, 1] (2/3 + 1.96 · 0.333 is past 1), and
+    # no change at all is a zero-width interval at 0
+    assert est.method == "normal-clipped" and est.ci_high == 1.0
+    assert est.ci_low == pytest.approx(est.mean - 1.96 * est.se, abs=1e-3)
     same = paired_difference([0, 1, 1, 0], [0, 1, 1, 0])
     assert (same.ci_low, same.ci_high) == (0.0, 0.0)
     with pytest.raises(ValueError, match="same items"):
@@ -259,6 +261,25 @@ def test_clustered_example_gets_no_significance() -> None:
     # singleton clusters and 0/1 scores: McNemar's exact test is kept
     singles = paired_test(a, b, [str(i) for i in range(100)])
     assert singles.method == "mcnemar-exact" and singles.pvalue == mcnemar_exact(a, b).pvalue
+
+
+def test_paired_interval_with_three_clusters_stays_in_the_possible_range() -> None:
+    # 3 clusters of 10: one all gained, one all lost, one half gained (the report showed
+    # [-182.9, +107.9] points for such a case)
+    a = [0.0] * 10 + [1.0] * 10 + [0.0] * 10
+    b = [1.0] * 10 + [0.0] * 10 + [1.0] * 5 + [0.0] * 5
+    clusters = [f"c{i // 10}" for i in range(30)]
+    est = paired_difference(a, b, clusters)
+    raw = mean_estimate([y - x for x, y in zip(a, b, strict=True)], clusters, proportion=False)
+    assert raw.method == "t-cluster" and raw.ci_low < -1 and raw.ci_high > 1  # mean ± t(2) · SE
+    assert est.method == "t-cluster-clipped" and (est.ci_low, est.ci_high) == (-1.0, 1.0)
+    assert (est.mean, est.se) == (raw.mean, raw.se)  # the test behind a star is unchanged
+    # an interval already inside the range is not moved; values that are not scores are not clipped
+    many = paired_difference([0.0] * 50 + [1.0] * 50, [1.0] * 60 + [0.0] * 40)
+    assert many.method == "normal-clipped"
+    assert many.ci_low == pytest.approx(many.mean - 1.96 * many.se, abs=1e-3) and many.ci_high < 1
+    wide = paired_difference([0.0, 0.0, 0.0], [3.0, 0.0, -1.0])
+    assert wide.method == "normal" and wide.ci_high > 1
 
 
 def test_holm_matches_statsmodels() -> None:
