@@ -34,6 +34,8 @@ import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from obv_eval.profiling import stage
+
 __all__ = [
     "FRAME_FACTOR",
     "IMAGE_FACTOR",
@@ -488,8 +490,9 @@ def _decode_sparse(
 def _resize_frame(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     if rgb.shape[0] == height and rgb.shape[1] == width:
         return rgb
-    image = Image.fromarray(rgb, mode="RGB").resize((width, height), Image.Resampling.BICUBIC)
-    return np.asarray(image)
+    with stage("resize"):
+        image = Image.fromarray(rgb, mode="RGB").resize((width, height), Image.Resampling.BICUBIC)
+        return np.asarray(image)
 
 
 def _decode_video(path: Path, settings: VideoSettings, content_hash: str, strategy: str = "auto") -> Video:
@@ -695,19 +698,20 @@ def load_video(
     if resolved.suffix.lower() in _IMAGE_SUFFIXES:
         raise MediaError(f"{resolved} is an image, not a video; load it with load_image")
     _check_file(resolved, "video")
-    key = (_sha256(resolved), settings.fingerprint())
-    video = _cache_get(key)
-    if video is not None:
+    with stage("decode"):  # hashing, cache lookups and decoding; resizing counts as "resize"
+        key = (_sha256(resolved), settings.fingerprint())
+        video = _cache_get(key)
+        if video is not None:
+            return video
+        video = _disk_load(key)
+        if video is not None:
+            with _lock:
+                _stats["disk_hits"] += 1
+        else:
+            video = _decode_video(resolved, settings, key[0])
+            _disk_store(key, video)
+        _cache_put(key, video)
         return video
-    video = _disk_load(key)
-    if video is not None:
-        with _lock:
-            _stats["disk_hits"] += 1
-    else:
-        video = _decode_video(resolved, settings, key[0])
-        _disk_store(key, video)
-    _cache_put(key, video)
-    return video
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -762,7 +766,8 @@ def load_image(
         _check_file(path, "image")
         name = str(path)
         try:
-            source = _decode_image_fully(path)
+            with stage("decode"):
+                source = _decode_image_fully(path)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise MediaError(
                 f"cannot read {path} as an image ({exc}); the file is corrupt or not an image, re-create it"
@@ -779,5 +784,6 @@ def load_image(
     except ValueError as exc:
         raise MediaError(f"{name}: {exc}") from None
     if rgb.size != (width, height):
-        rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
+        with stage("resize"):
+            rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
     return rgb

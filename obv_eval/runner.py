@@ -26,6 +26,7 @@ from obv_eval.files import atomic_write_text
 from obv_eval.generation_log import GenerationLog
 from obv_eval.judge import Judge, JudgeCache, JudgeConfig, judge_available, rescore_samples
 from obv_eval.lockfile import lock_provenance
+from obv_eval.profiling import stage, write_if_requested
 from obv_eval.redaction import configured_secrets, redact_value
 from obv_eval.registry import ModelNotAvailable, ResolvedModel, resolve_model
 from obv_eval.results import build_results, summarize_task, write_results
@@ -154,48 +155,58 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         + (" | resuming" if resuming else "")
     )
     log(f"obv-eval: loading {config.model} ({backend})")
-    adapter = build_adapter(config, backend, resolved)
+    with stage("model_load"):
+        adapter = build_adapter(config, backend, resolved)
     log(f"obv-eval: preparing {len(benchmarks)} task(s)")
     run_dir.mkdir(parents=True, exist_ok=True)
     adapter.generation_log = GenerationLog(generations)
-    task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, verbosity="ERROR")
+    with stage("task_index"):
+        task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, verbosity="ERROR")
     started = time.time()
     gen_kwargs = f"max_new_tokens={config.max_new_tokens}" if config.max_new_tokens is not None else None
-    output = simple_evaluate(
-        model=adapter,
-        tasks=[b.task for b in benchmarks],
-        task_manager=task_manager,
-        limit=config.limit,
-        log_samples=True,
-        gen_kwargs=gen_kwargs,
-        bootstrap_iters=0,
-        verbosity="ERROR",
-    )
+    with stage("lmms_eval"):  # rows, prompts, per-item process_results; model stages nest inside
+        output = simple_evaluate(
+            model=adapter,
+            tasks=[b.task for b in benchmarks],
+            task_manager=task_manager,
+            limit=config.limit,
+            log_samples=True,
+            gen_kwargs=gen_kwargs,
+            bootstrap_iters=0,
+            verbosity="ERROR",
+        )
     elapsed = time.time() - started
     if output is None:
         raise RuntimeError("lmms-eval returned no results")
 
-    records = collect_records(benchmarks, output["samples"], adapter.outputs)
-    from obv_eval.provenance import environment, model_files, rows_provenance
+    with stage("scoring"):  # records, then (below) the judge and the per-task summaries
+        records = collect_records(benchmarks, output["samples"], adapter.outputs)
+        from obv_eval.provenance import environment, model_files, rows_provenance
 
-    rows_info = rows_provenance(b.name for b in benchmarks)
-    fingerprints = {b.name: task_fingerprints(b, records, rows_info.get(b.name)) for b in benchmarks}
-    provenance = build_provenance(config, source, resolved.path, adapter.backend.describe(), elapsed, records)
-    provenance["model"]["weights_sha256"] = weights_fingerprint(resolved.path, resolved.adapter_path)
-    provenance["model"]["adapter_path"] = str(resolved.adapter_path) if resolved.adapter_path else None
-    provenance["model"]["training_manifest"] = training_manifest(resolved.adapter_path or resolved.path)
-    provenance["resumed"] = resuming
-    provenance["generation"] = adapter.backend.generation.to_dict()
-    provenance["media"] = adapter.backend.media.to_dict()
-    provenance["model"]["files_sha256"] = model_files(resolved.path, resolved.adapter_path)
-    provenance["datasets"] = rows_info
-    provenance["environment"] = environment()
-    records, results = score_run(
-        records, run_id, config.model, provenance, config.judge, config.progress, log, fingerprints
-    )
+    with stage("provenance"):  # fingerprints of tasks, data, media and weights; the environment
+        rows_info = rows_provenance(b.name for b in benchmarks)
+        fingerprints = {b.name: task_fingerprints(b, records, rows_info.get(b.name)) for b in benchmarks}
+        provenance = build_provenance(
+            config, source, resolved.path, adapter.backend.describe(), elapsed, records
+        )
+        provenance["model"]["weights_sha256"] = weights_fingerprint(resolved.path, resolved.adapter_path)
+        provenance["model"]["adapter_path"] = str(resolved.adapter_path) if resolved.adapter_path else None
+        provenance["model"]["training_manifest"] = training_manifest(resolved.adapter_path or resolved.path)
+        provenance["resumed"] = resuming
+        provenance["generation"] = adapter.backend.generation.to_dict()
+        provenance["media"] = adapter.backend.media.to_dict()
+        provenance["model"]["files_sha256"] = model_files(resolved.path, resolved.adapter_path)
+        provenance["datasets"] = rows_info
+        provenance["environment"] = environment()
+    with stage("scoring"):
+        records, results = score_run(
+            records, run_id, config.model, provenance, config.judge, config.progress, log, fingerprints
+        )
     log(f"obv-eval: writing {run_dir}")
-    write_samples(run_dir / "samples.jsonl", records)
-    write_results(run_dir / "results.json", results)
+    with stage("writing"):
+        write_samples(run_dir / "samples.jsonl", records)
+        write_results(run_dir / "results.json", results)
+    write_if_requested()  # the per-stage profile, when OBV_EVAL_PROFILE names a file
     return RunResult(run_dir, results, records)
 
 
@@ -398,6 +409,7 @@ def collect_records(
                     "frames": generated.frames if generated else [],
                     "tokens": {
                         "prompt": generated.prompt_tokens if generated else None,
+                        "prefill": generated.prefill_tokens if generated else None,
                         "output": generated.output_tokens if generated else None,
                         "visual": generated.visual_tokens if generated else None,
                     },
@@ -409,7 +421,6 @@ def collect_records(
                 }
             )
             records.append(record)
-                        "prefill": generated.prefill_tokens if generated else None,
     return sorted(records, key=lambda r: (r["task"], r["doc_id"]))
 
 
