@@ -11,7 +11,13 @@ from typing import Any, cast
 from obv_eval.model_adapters.base import ObvModel, media_settings, reject_unknown
 
 from obv_eval.backends.base import GenerationSettings
-from obv_eval.backends.openai_compat import OpenAICompatBackend, ServerKind, VideoMode
+from obv_eval.backends.openai_compat import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    MiB,
+    OpenAICompatBackend,
+    ServerKind,
+    VideoMode,
+)
 from obv_eval.media import VideoSettings
 
 
@@ -32,6 +38,7 @@ class ObvOpenAI(ObvModel):
         video_mode: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 8,
+        max_payload_mib: float = DEFAULT_MAX_PAYLOAD_BYTES / MiB,  # encoded media in flight
         timeout_s: float = 120.0,
         max_retries: int = 3,
         max_new_tokens: int = 32,
@@ -65,6 +72,7 @@ class ObvOpenAI(ObvModel):
             video_mode=cast("VideoMode | None", video_mode or None),
             api_key_env=api_key_env,
             concurrency=int(concurrency),
+            max_payload_bytes=int(float(max_payload_mib) * MiB),
             timeout_s=float(timeout_s),
             max_retries=int(max_retries),
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),

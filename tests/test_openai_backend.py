@@ -21,10 +21,14 @@ from PIL import Image
 
 from obv_eval.backends.base import GenerationRequest, GenerationSettings, MediaSettings, load_visuals
 from obv_eval.backends.openai_compat import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
     OpenAICompatBackend,
     build_chat_request,
     encode_jpeg,
     encode_png,
+    image_part,
+    payload_bytes,
+    video_part,
 )
 from obv_eval.sources import SAMPLES_DIR, MediaRef
 
@@ -279,3 +283,124 @@ def test_a_refused_key_stops_the_run_sending_requests(monkeypatch: pytest.Monkey
     for later in outputs[1:]:
         assert later.error is not None and later.error.startswith("not sent: the server refused")
         assert SECRET not in later.error
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encoded media in flight, bounded in bytes
+
+
+def _noise_image(seed: int, side: int) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    return Image.fromarray(pixels, mode="RGB")
+
+
+def _image_requests(images: list[Image.Image]) -> list[GenerationRequest]:
+    return [GenerationRequest(("obv_vqarad", i), f"Image {i}?", (image,)) for i, image in enumerate(images)]
+
+
+LATENCY_S = 0.3
+
+
+class _InFlight:
+    """Which requests the client held at once, seen from the fake server. Each reply is computed at
+    least LATENCY_S after its request arrived and before the client can read it (and free its room), so
+    requests whose windows [reply - LATENCY_S, reply] overlap were in flight together: never an overcount."""
+
+    def __init__(self) -> None:
+        self.windows: dict[str, tuple[float, int]] = {}  # question -> (reply time, body bytes)
+
+    def reply(self, body: dict[str, Any]) -> str:
+        question = body["messages"][0]["content"][-1]["text"]
+        self.windows[question] = (time.monotonic(), len(json.dumps(body)))
+        return question
+
+    def together(self) -> tuple[int, int]:
+        """Most requests, and their body bytes, in flight at once (the most overlapping windows meet at
+        the start of one of them)."""
+        best = (0, 0)
+        for start, _ in ((end - LATENCY_S, n) for end, n in self.windows.values()):
+            held = [n for end, n in self.windows.values() if end - LATENCY_S <= start <= end]
+            best = max(best, (len(held), sum(held)))
+        return best
+
+    def beside(self, question: str) -> int:
+        """Other requests whose windows overlap this one's."""
+        end = self.windows[question][0]
+        return sum(
+            1
+            for name, (t, _) in self.windows.items()
+            if name != question and t - LATENCY_S <= end and t >= end - LATENCY_S
+        )
+
+
+def _sent_bytes(request: GenerationRequest) -> int:
+    """The encoded media the backend sends for this request (images are resized by the media rules)."""
+    body = build_chat_request(request, MediaSettings(), "fake-model", GenerationSettings(), "video")
+    return payload_bytes(body)
+
+
+def _run(images: list[Image.Image], **options: Any) -> tuple[list[Any], _InFlight, OpenAICompatBackend, int]:
+    probe = _InFlight()
+    with FakeChatServer(reply=probe.reply, latency_s=LATENCY_S) as server:
+        backend = _backend(server, concurrency=8, **options)
+        outputs = backend.generate(_image_requests(images), progress=False)
+        overhead = max(
+            len(json.dumps(r.body)) - payload_bytes(r.body) for r in server.chat_requests if r.body
+        )
+    return outputs, probe, backend, overhead
+
+
+def test_encoded_media_in_flight_stays_within_the_byte_bound() -> None:
+    images = [_noise_image(seed, 96) for seed in range(8)]
+    sizes = [_sent_bytes(request) for request in _image_requests(images)]
+    size = max(sizes)
+    budget = int(2.5 * min(sizes))  # room for two requests at a time, not three
+    assert 3 * size > budget >= 2 * size
+
+    outputs, probe, backend, overhead = _run(images, max_payload_bytes=budget)
+    assert [o.text for o in outputs] == [f"Image {i}?" for i in range(8)]  # order and texts kept
+    assert all(o.error is None for o in outputs)
+    assert size < backend.peak_payload_bytes <= budget  # the backend's own accounting
+    assert backend.describe()["max_payload_bytes"] == budget
+    requests_in_flight, bytes_in_flight = probe.together()
+    assert requests_in_flight == 2  # concurrency 8 would allow 8: the bytes bound it
+    assert bytes_in_flight <= budget + requests_in_flight * overhead  # bodies = media + a little JSON
+
+    # The same items without a tight bound: more requests overlap, the same outputs come back.
+    unbounded, probe, backend, _ = _run(images)
+    assert [o.text for o in unbounded] == [o.text for o in outputs]
+    assert probe.together()[0] > 2
+    assert backend.describe()["max_payload_bytes"] == DEFAULT_MAX_PAYLOAD_BYTES
+
+
+def test_a_request_over_the_byte_bound_is_sent_alone() -> None:
+    images = [_noise_image(0, 64), _noise_image(1, 160), _noise_image(2, 64), _noise_image(3, 64)]
+    sizes = [_sent_bytes(request) for request in _image_requests(images)]
+    budget = sizes[0] + sizes[2] + sizes[3]  # the three small ones fit together
+    assert sizes[1] > budget  # the large one does not fit at all
+
+    outputs, probe, backend, _ = _run(images, max_payload_bytes=budget)
+    assert [o.text for o in outputs] == [f"Image {i}?" for i in range(4)]
+    assert all(o.error is None for o in outputs)
+    assert probe.beside("Image 1?") == 0  # nothing else in flight beside it
+    assert backend.peak_payload_bytes > budget  # it ran (alone), it was not refused
+
+
+def test_payload_bytes_counts_the_data_urls() -> None:
+    image = _noise_image(5, 32)
+    frames = np.zeros((3, 28, 28, 3), dtype=np.uint8)
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [image_part(image), video_part(frames), {"type": "text", "text": "q"}],
+            }
+        ]
+    }
+    expected = len(body["messages"][0]["content"][0]["image_url"]["url"]) + len(
+        body["messages"][0]["content"][1]["video_url"]["url"]
+    )
+    assert payload_bytes(body) == expected
+    assert payload_bytes({"messages": [{"role": "user", "content": "text only"}]}) == 0
+    with pytest.raises(ValueError, match="max_payload_bytes"):
+        OpenAICompatBackend("m", base_url="http://127.0.0.1:1/v1", max_payload_bytes=0)

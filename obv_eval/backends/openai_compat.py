@@ -9,8 +9,11 @@ the server renders it with the model's chat template.
 
 Transport faults (connection errors, timeouts, 408/409/429/5xx) are retried with backoff by the
 official ``openai`` client (``max_retries``); whatever still fails becomes that item's
-GenerationOutput(error=...). Concurrency is bounded by a semaphore. The API key is read from the
-environment when a run starts and never appears in describe(), outputs or error text.
+GenerationOutput(error=...). Requests in flight are bounded twice: by count (``concurrency``) and by
+the bytes of their encoded media (``max_payload_bytes``, the base64 data URLs: a clip's frames as JPEG
+are megabytes, and a server holds each body until it answers). A request over the byte bound is sent
+alone. The API key is read from the environment when a run starts and never appears in describe(),
+outputs or error text.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import logging
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any, Literal, cast
@@ -60,6 +64,10 @@ _RETRIED_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # first, the run sends nothing more, and each remaining item fails with the same reason.
 _FATAL_STATUSES = frozenset({401, 403, 404})
 _MESSAGE_CHARS = 160
+MiB = 1 << 20
+# Encoded media of the requests in flight: 8 requests of 32 MiB each (a 2-minute clip at 840x476 is
+# about 20 MiB of base64 JPEG at quality 95), far under what a vLLM server buffers.
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * MiB
 
 # HTTP requests sent for the item handled by the current task (retries included), counted by an
 # httpx event hook that runs in the task sending the request.
@@ -192,6 +200,55 @@ def build_chat_request(
     )
 
 
+def payload_bytes(body: dict[str, Any]) -> int:
+    """Bytes of the encoded media (data URLs) in a request body built by chat_request."""
+    total = 0
+    for message in body.get("messages", ()):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            for field in ("image_url", "video_url"):
+                url = (part.get(field) or {}).get("url") if isinstance(part, dict) else None
+                if isinstance(url, str):
+                    total += len(url)
+    return total
+
+
+class ByteBudget:
+    """Bytes in flight, granted first come first served: a reservation waits until it fits beside
+    those held, or until nothing is held (a request larger than the budget then runs alone)."""
+
+    def __init__(self, budget: int) -> None:
+        if budget < 1:
+            raise ValueError(f"the byte budget must be positive, got {budget}")
+        self.budget = int(budget)
+        self.held = 0
+        self.peak = 0
+        self._waiting: deque[object] = deque()
+        self._changed = asyncio.Condition()
+
+    def _fits(self, ticket: object, nbytes: int) -> bool:
+        return self._waiting[0] is ticket and (self.held == 0 or self.held + nbytes <= self.budget)
+
+    async def acquire(self, nbytes: int) -> None:
+        ticket = object()
+        async with self._changed:
+            self._waiting.append(ticket)
+            try:
+                await self._changed.wait_for(lambda: self._fits(ticket, nbytes))
+            finally:
+                self._waiting.remove(ticket)
+                self._changed.notify_all()  # the next in line may fit now
+            self.held += nbytes
+            self.peak = max(self.peak, self.held)
+
+    async def release(self, nbytes: int) -> None:
+        async with self._changed:
+            self.held -= nbytes
+            self._changed.notify_all()
+
+
 # ---------------------------------------------------------------------------------------------------
 # The backend
 
@@ -214,6 +271,7 @@ class OpenAICompatBackend:
         media: MediaSettings | None = None,
         templater: ChatTemplater | None = None,
         jpeg_quality: int = JPEG_QUALITY,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         """`server` defaults to "openai" without a base_url and "vllm" with one; `video_mode` to
         "video" for vLLM (Qwen2-VL's video input) and "frames" for OpenAI (no video input there).
@@ -231,9 +289,13 @@ class OpenAICompatBackend:
         self.api_key_env = api_key_env
         if base_url is None and not os.environ.get(api_key_env):
             raise ValueError(f"the OpenAI API needs a key: set {api_key_env} (or pass a --base-url server)")
-        if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
-            raise ValueError("concurrency >= 1, max_retries >= 0 and timeout_s > 0 are required")
+        if concurrency < 1 or max_retries < 0 or timeout_s <= 0 or max_payload_bytes < 1:
+            raise ValueError(
+                "concurrency >= 1, max_retries >= 0, timeout_s > 0 and max_payload_bytes >= 1 are required"
+            )
         self.concurrency = int(concurrency)
+        self.max_payload_bytes = int(max_payload_bytes)
+        self.peak_payload_bytes = 0  # most encoded media bytes in flight at once in the last run
         self.stopped: str | None = None  # why no further request is sent (a fatal refusal), if one came
         self.timeout_s = float(timeout_s)
         self.max_retries = int(max_retries)
@@ -256,6 +318,7 @@ class OpenAICompatBackend:
             "video_mode": self.video_mode,
             "jpeg_quality": self.jpeg_quality,
             "concurrency": self.concurrency,
+            "max_payload_bytes": self.max_payload_bytes,
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,
             "openai": _version("openai"),
@@ -300,11 +363,12 @@ class OpenAICompatBackend:
             http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [count_request]}),
         )
         semaphore = asyncio.Semaphore(self.concurrency)
+        payload = ByteBudget(self.max_payload_bytes)
         bar = tqdm(total=len(requests), desc=f"generating ({self.model})", disable=not progress)
 
         async def run_one(request: GenerationRequest) -> GenerationOutput:
             async with semaphore:
-                output = await self._one(client, request)
+                output = await self._one(client, request, payload)
             if on_batch:
                 on_batch([output])  # items are independent here: each is a batch of one
             bar.update(1)
@@ -314,9 +378,12 @@ class OpenAICompatBackend:
             async with client:
                 return list(await asyncio.gather(*(run_one(request) for request in requests)))
         finally:
+            self.peak_payload_bytes = payload.peak
             bar.close()
 
-    async def _one(self, client: openai.AsyncOpenAI, request: GenerationRequest) -> GenerationOutput:
+    async def _one(
+        self, client: openai.AsyncOpenAI, request: GenerationRequest, payload: ByteBudget
+    ) -> GenerationOutput:
         try:
             # Decoding is blocking CPU work: off the event loop, so other items' calls proceed.
             visuals = await asyncio.to_thread(load_visuals, request.visuals, self.media)
@@ -338,7 +405,15 @@ class OpenAICompatBackend:
                 self.server,
                 self.jpeg_quality,
             )
-            text, usage = await self._call(client, body)
+            del visuals  # the frames are encoded in the body now
+            size = payload_bytes(body)
+            await payload.acquire(size)
+            try:
+                if self.stopped is not None:  # refused while this request waited for room
+                    raise _CallFailed(f"not sent: {self.stopped}")
+                text, usage = await self._call(client, body)
+            finally:
+                await payload.release(size)
         except _CallFailed as failure:
             return GenerationOutput(request.key, "", prompt=prompt, frames=frames, error=failure.reason)
         except Exception as error:  # anything unexpected fails this item, never the run
