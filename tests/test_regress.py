@@ -82,14 +82,24 @@ def test_paired_interval_decides_with_samples() -> None:
     assert pubmed.status == OK and pubmed.delta == pytest.approx(-0.1)
     assert pubmed.interval is not None and pubmed.interval[0] < 0 < pubmed.interval[1]
     assert "not beyond" in pubmed.detail
-    # the adjusted p-values are Holm's over the raw one-sided clustered p-values of the metric rows
-    metric_rows = [r for r in report.rows if r.pvalue is not None]
-    raw = []
-    for row in metric_rows:
-        a, b, clusters = paired_scores(read_samples(OBV_RUN), read_samples(BASE_RUN), row.task, row.check)
-        raw.append(clustered_pvalue(paired_difference(a, b, clusters), alternative="less"))
-    expected = multipletests(raw, method="holm")[1]
-    assert [r.pvalue for r in metric_rows] == pytest.approx(list(expected))
+    # the adjusted p-values are Holm's, within each family, over the raw one-sided clustered p-values: the
+    # primary family holds each task's primary metric, the secondary family every other metric
+    primaries = {task: summary["primary_metric"] for task, summary in read_results(OBV_RUN)["tasks"].items()}
+    for family in ("primary", "secondary"):
+        metric_rows = [r for r in report.rows if r.pvalue is not None and r.family == family]
+        assert metric_rows
+        assert all((primaries[r.task] == r.check) == (family == "primary") for r in metric_rows)
+        raw = []
+        for row in metric_rows:
+            a, b, clusters = paired_scores(read_samples(OBV_RUN), read_samples(BASE_RUN), row.task, row.check)
+            raw.append(clustered_pvalue(paired_difference(a, b, clusters), alternative="less"))
+        expected = multipletests(raw, method="holm")[1]
+        assert [r.pvalue for r in metric_rows] == pytest.approx(list(expected))
+    mimic = {r.check: r for r in report.failures}
+    assert "primary family" in mimic["accuracy"].detail and "secondary family" in mimic["exact_match"].detail
+    assert (
+        "< 0.04, primary" in mimic["accuracy"].detail and "< 0.01, secondary" in mimic["exact_match"].detail
+    )
     # without samples the point estimate decides
     assert ("pubmedqa", "accuracy") in failing(compare(read_results(OBV_RUN), read_results(BASE_RUN)))
 
@@ -201,3 +211,77 @@ def test_judge_setting_change_fails_unless_allowed() -> None:
     assert failing(report) == [("*", "judge settings")]
     assert "gpt-4o-mini" in report.failures[0].detail
     assert not compare(base, run, allow_judge_change=True).failed
+
+
+def _toy_records(run: bool, n: int = 100) -> list[dict[str, Any]]:
+    """n independent items whose four metrics agree; between baseline and run items 0-9 are lost (1 -> 0)
+    and items 10-12 gained (0 -> 1), the others unchanged."""
+    records = []
+    for i in range(n):
+        score = float((i >= 10) == run) if i < 13 else float(i % 2)
+        scores = dict.fromkeys(("accuracy", "exact_match", "token_f1", "answer_recall"), score)
+        records.append({"task": "toy", "doc_id": i, "status": "ok", "scores": scores})
+    return records
+
+
+def test_primary_metric_is_its_own_family() -> None:
+    # 10 items lost, 3 gained of 100 independent items: one-sided p = 0.024 for every metric. In one Holm
+    # family of 4 checks at 0.05 nothing fails (4 p = 0.098); with the primary family at 0.04 the primary
+    # metric fails, and the three other metrics (3 p = 0.073 against 0.01) pass.
+    base, run = _toy_records(run=False), _toy_records(run=True)
+    report = compare(
+        {"tasks": {"toy": summarize_task(base, "accuracy")}},
+        {"tasks": {"toy": summarize_task(run, "accuracy")}},
+        baseline_samples=base,
+        run_samples=run,
+    )
+    assert failing(report) == [("toy", "accuracy")]
+    rows = {r.check: r for r in report.rows if r.pvalue is not None}
+    a, b, clusters = paired_scores(base, run, "toy", "accuracy")
+    raw = clustered_pvalue(paired_difference(a, b, clusters), alternative="less")
+    assert 0.0125 < raw < 0.04 and rows["accuracy"].pvalue == pytest.approx(raw)
+    assert {r.family for r in rows.values()} == {"primary", "secondary"}
+    assert rows["token_f1"].pvalue == pytest.approx(3 * raw) and rows["token_f1"].status == OK
+
+
+def _unjudged_records(closed_right: int) -> list[dict[str, Any]]:
+    """An image task without a judge: 60 closed items (accuracy scored) and 40 open ones (accuracy None),
+    two questions an image."""
+    records: list[dict[str, Any]] = []
+    for i in range(100):
+        closed = i < 60
+        acc = (1.0 if i < closed_right else 0.0) if closed else None
+        records.append(
+            {
+                "task": "vqarad",
+                "doc_id": i,
+                "cluster": f"img{i // 2}",
+                "status": "ok",
+                "categories": {"answer_type": "closed" if closed else "open"},
+                "scores": {"accuracy": acc, "token_f1": 0.5},
+            }
+        )
+    return records
+
+
+def test_not_scored_primary_gates_the_closed_accuracy_paired() -> None:
+    base_records = _unjudged_records(45)
+    base = {"tasks": {"vqarad": summarize_task(base_records, "accuracy")}}
+    assert "accuracy" in base["tasks"]["vqarad"]["not_scored"]
+
+    def gate(closed_right: int) -> RegressReport:
+        run_records = _unjudged_records(closed_right)
+        run = {"tasks": {"vqarad": summarize_task(run_records, "accuracy")}}
+        return compare(base, run, baseline_samples=base_records, run_samples=run_records)
+
+    # one closed item lost: the point estimate alone would fail it; paired on the 60 closed items (30
+    # images) it is no evidence of a drop
+    report = gate(44)
+    row = next(r for r in report.rows if r.check == "accuracy_closed")
+    assert row.family == "primary" and row.status == OK
+    assert row.delta == pytest.approx(-1 / 60) and row.interval is not None
+    assert row.interval[0] < row.delta < row.interval[1]
+    # fifteen lost: a drop the paired test sees
+    report = gate(30)
+    assert failing(report) == [("vqarad", "accuracy_closed")]
+    assert "primary family" in report.failures[0].detail
