@@ -71,7 +71,8 @@ SIGNIFICANCE_LEGEND = (
     "pair (family-wise error at most 5% across the seven benchmarks), on items matched by task and doc_id: "
     "clustered paired t-test (per-cluster sums of differences, G - 1 degrees of freedom) where items share "
     "a video, study or image; exact McNemar where every item is its own cluster. Intervals: Wilson score "
-    "interval on the design-effect sample size, with a t(G - 1) quantile when clustered. "
+    "interval on the design-effect sample size, with a t(G - 1) quantile when clustered; group means: "
+    "mean +/- 1.96 SE (SEs in quadrature), clipped to 0-100. "
     "'not scored': the primary metric lacks the judge's verdicts on open items (closed items are in "
     "results.json as <metric>_closed); such a benchmark is left out of its group mean."
 )
@@ -180,7 +181,8 @@ def _run_estimates(run: Run) -> dict[str, Estimate]:
 
 
 def _group_estimate(estimates: Mapping[str, Estimate], benches: Sequence[str]) -> Estimate | None:
-    """Unweighted mean of the group's benchmarks; they are independent samples, so SEs add in quadrature."""
+    """Unweighted mean of the group's benchmarks; they are independent samples, so SEs add in quadrature.
+    The interval is mean ± 1.96 · SE clipped to the 0-100 scale (a group mean cannot leave it)."""
     if not all(b in estimates and math.isfinite(estimates[b].mean) for b in benches):
         return None
     k = len(benches)
@@ -188,7 +190,8 @@ def _group_estimate(estimates: Mapping[str, Estimate], benches: Sequence[str]) -
     se = math.sqrt(sum(estimates[b].se ** 2 for b in benches)) / k
     n = sum(estimates[b].n for b in benches)
     n_clusters = sum(estimates[b].n_clusters for b in benches)
-    return Estimate(mean, se, mean - 1.96 * se, mean + 1.96 * se, n, n_clusters)
+    low, high = max(0.0, mean - 1.96 * se), min(100.0, mean + 1.96 * se)
+    return Estimate(mean, se, low, high, n, n_clusters, "normal-clipped")
 
 
 def significance(base: Run, tuned: Run) -> dict[str, float]:
@@ -202,6 +205,8 @@ def significance(base: Run, tuned: Run) -> dict[str, float]:
         metric = tuned.results["tasks"][task]["primary_metric"]
         if base.results["tasks"][task]["primary_metric"] != metric:
             continue
+        if any(metric in (r.results["tasks"][task].get("not_scored") or {}) for r in (base, tuned)):
+            continue  # a "not scored" cell gets no mark: its records hold the closed items' scores only
         a, b, clusters = paired_scores(base_samples, tuned_samples, task, metric)
         if not a:
             continue

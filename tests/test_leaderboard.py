@@ -311,3 +311,64 @@ def test_judge_lines_name_the_preset_of_each_run() -> None:
     expected = "- m1 (r1): open-ended items judged by gpt-4o (answered by gpt-4o-2024-08-06) with preset v1"
     assert expected in "\n".join(lines)
     assert lines[-1] == "- m2 (r2): no judge, open-ended items not scored"
+
+
+def _write_run(folder: Path, model: str, records: list[dict[str, object]]) -> Path:
+    tasks = {
+        task: summarize_task([r for r in records if r["task"] == task], "accuracy")
+        for task in sorted({str(r["task"]) for r in records})
+    }
+    folder.mkdir(parents=True)
+    results = {"schema_version": 2, "run_id": folder.name, "model": model, "tasks": tasks, "provenance": {}}
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def _closed_flip_records(task: str, right: bool, judged: bool) -> list[dict[str, object]]:
+    # 40 closed items, each its own image, all wrong (base) or all right (tuned); 10 open items
+    out: list[dict[str, object]] = []
+    for i in range(50):
+        closed = i < 40
+        acc = (float(right) if closed else 0.0) if closed or judged else None
+        out.append(
+            {
+                "task": task,
+                "doc_id": i,
+                "cluster": f"{task}{i}",
+                "status": "ok",
+                "categories": {"answer_type": "closed" if closed else "open"},
+                "scores": {"accuracy": acc},
+            }
+        )
+    return out
+
+
+def test_not_scored_cell_gets_no_significance_mark(tmp_path: Path) -> None:
+    base = [*_closed_flip_records("vqarad", False, False), *_closed_flip_records("slake", False, True)]
+    tuned = [*_closed_flip_records("vqarad", True, False), *_closed_flip_records("slake", True, True)]
+    runs = load_runs([_write_run(tmp_path / "b", "m", base), _write_run(tmp_path / "t", "m-obv", tuned)])
+    table = build_table(runs, reference=False)
+    # the judged task's flip is marked; the unjudged one's closed items alone are not tested under its name
+    assert table.loc["m-obv", ("slake", "p_vs_base")] < 0.05
+    assert not table.loc["m-obv", ("vqarad", "p_vs_base")] < 0.05
+    line = next(row for row in render_markdown(table).splitlines() if row.startswith("| m-obv "))
+    assert line.split("|")[2].strip() == "not scored"
+
+
+def test_group_interval_stays_on_the_score_scale() -> None:
+    # three image benchmarks at 1 of 4 (25 +/- 25 each): the group's mean - 1.96 SE is below 0
+    records = [
+        {"task": t, "doc_id": i, "cluster": f"{t}{i}", "status": "ok", "scores": {"accuracy": float(i == 0)}}
+        for t in ("vqarad", "pathvqa", "slake")
+        for i in range(4)
+    ]
+    tasks = {
+        t: summarize_task([r for r in records if r["task"] == t], "accuracy")
+        for t in ("vqarad", "pathvqa", "slake")
+    }
+    run = {"schema_version": 2, "run_id": "r", "model": "m", "tasks": tasks, "provenance": {}}
+    row = build_table([run], reference=False).loc["m"]
+    se = math.sqrt(3 * (100 * math.sqrt(0.25 * 0.75 / 3)) ** 2) / 3
+    assert row[("image", "mean")] == pytest.approx(25.0) and 25.0 - 1.96 * se < 0
+    assert row[("image", "ci_low")] == 0.0 and row[("image", "ci_high")] == pytest.approx(25.0 + 1.96 * se)
