@@ -41,6 +41,7 @@ from obv_eval.stats import (
     paired_test,
     relative_gain,
     round_half_up,
+    wilson_interval,
 )
 
 # Benchmark names and groups come from obv_eval.benchmarks (one source of truth); "all" is not a group here.
@@ -72,7 +73,7 @@ SIGNIFICANCE_LEGEND = (
     "clustered paired t-test (per-cluster sums of differences, G - 1 degrees of freedom) where items share "
     "a video, study or image; exact McNemar where every item is its own cluster. Intervals: Wilson score "
     "interval on the design-effect sample size, with a t(G - 1) quantile when clustered; group means: "
-    "mean +/- 1.96 SE (SEs in quadrature), clipped to 0-100. "
+    "Wilson interval on the group's effective sample size (k^2 / sum of 1 / n_eff). "
     "'not scored': the primary metric lacks the judge's verdicts on open items (closed items are in "
     "results.json as <metric>_closed); such a benchmark is left out of its group mean."
 )
@@ -182,7 +183,11 @@ def _run_estimates(run: Run) -> dict[str, Estimate]:
 
 def _group_estimate(estimates: Mapping[str, Estimate], benches: Sequence[str]) -> Estimate | None:
     """Unweighted mean of the group's benchmarks; they are independent samples, so SEs add in quadrature.
-    The interval is mean ± 1.96 · SE clipped to the 0-100 scale (a group mean cannot leave it)."""
+
+    The interval is a Wilson score interval (q = 1.96) on the group's effective sample size
+    k² / Σ 1/n_eff_i, n_eff_i = n_i / deff_i (the variance of an unweighted mean of k proportions that
+    share one value), so, like each benchmark's, it stays on the 0-100 scale and keeps a width at 0 and 100.
+    """
     if not all(b in estimates and math.isfinite(estimates[b].mean) for b in benches):
         return None
     k = len(benches)
@@ -190,8 +195,19 @@ def _group_estimate(estimates: Mapping[str, Estimate], benches: Sequence[str]) -
     se = math.sqrt(sum(estimates[b].se ** 2 for b in benches)) / k
     n = sum(estimates[b].n for b in benches)
     n_clusters = sum(estimates[b].n_clusters for b in benches)
-    low, high = max(0.0, mean - 1.96 * se), min(100.0, mean + 1.96 * se)
-    return Estimate(mean, se, low, high, n, n_clusters, "normal-clipped")
+    n_eff = k**2 / sum(1 / _effective_n(estimates[b]) for b in benches)
+    low, high = wilson_interval(mean / 100, n_eff, 1.96)
+    return Estimate(mean, se, 100 * low, 100 * high, n, n_clusters, "wilson-group")
+
+
+def _effective_n(est: Estimate) -> float:
+    """n / deff of a benchmark's estimate (0-100 scale), deff = SE² over the independent-items SE² of its
+    mean, floored at 1 as in stats.mean_estimate; n itself at 0 or 100 or without an SE."""
+    p, se = est.mean / 100, est.se / 100
+    if not (math.isfinite(se) and se > 0 and 0 < p < 1 and est.n > 1):
+        return float(max(est.n, 1))
+    plain = p * (1 - p) / (est.n - 1)
+    return est.n / max(se**2 / plain, 1.0)
 
 
 def significance(base: Run, tuned: Run) -> dict[str, float]:

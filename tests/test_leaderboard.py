@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
 from obv_eval.leaderboard import (
     BENCHMARKS,
@@ -356,19 +357,29 @@ def test_not_scored_cell_gets_no_significance_mark(tmp_path: Path) -> None:
     assert line.split("|")[2].strip() == "not scored"
 
 
-def test_group_interval_stays_on_the_score_scale() -> None:
-    # three image benchmarks at 1 of 4 (25 +/- 25 each): the group's mean - 1.96 SE is below 0
-    records = [
-        {"task": t, "doc_id": i, "cluster": f"{t}{i}", "status": "ok", "scores": {"accuracy": float(i == 0)}}
-        for t in ("vqarad", "pathvqa", "slake")
-        for i in range(4)
-    ]
-    tasks = {
-        t: summarize_task([r for r in records if r["task"] == t], "accuracy")
-        for t in ("vqarad", "pathvqa", "slake")
-    }
+def test_group_interval_stays_on_the_score_scale_and_keeps_a_width() -> None:
+    # three image benchmarks at 1 of 4 (25 +/- 25 each: mean - 1.96 SE of the group is below 0) and two
+    # text benchmarks at 0 of 6 (SE 0: a Wald interval collapses to [0, 0])
+    def records(task: str, n: int, right: int) -> list[dict[str, object]]:
+        return [
+            {"task": task, "doc_id": i, "status": "ok", "scores": {"accuracy": float(i < right)}}
+            for i in range(n)
+        ]
+
+    shapes = {"vqarad": (4, 1), "pathvqa": (4, 1), "slake": (4, 1), "medqa": (6, 0), "pubmedqa": (6, 0)}
+    tasks = {t: summarize_task(records(t, n, k), "accuracy") for t, (n, k) in shapes.items()}
     run = {"schema_version": 2, "run_id": "r", "model": "m", "tasks": tasks, "provenance": {}}
     row = build_table([run], reference=False).loc["m"]
-    se = math.sqrt(3 * (100 * math.sqrt(0.25 * 0.75 / 3)) ** 2) / 3
-    assert row[("image", "mean")] == pytest.approx(25.0) and 25.0 - 1.96 * se < 0
-    assert row[("image", "ci_low")] == 0.0 and row[("image", "ci_high")] == pytest.approx(25.0 + 1.96 * se)
+    # image: Wilson at 0.25 on 3^2 / (3 / 4) = 12 effective items; text: Wilson at 0 on 2^2 / (2 / 6) = 12
+    # (statsmodels' quantile is 1.95996, the leaderboard's 1.96: equal to 0.01 points)
+    image = proportion_confint(3, 12, method="wilson")
+    assert row[("image", "mean")] == pytest.approx(25.0)
+    assert (row[("image", "ci_low")], row[("image", "ci_high")]) == pytest.approx(
+        (100 * image[0], 100 * image[1]), abs=0.01
+    )
+    assert 0 < row[("image", "ci_low")] < 25 < row[("image", "ci_high")] < 100
+    text = proportion_confint(0, 12, method="wilson")
+    assert row[("text", "ci_low")] == pytest.approx(0.0, abs=1e-9)
+    assert (
+        row[("text", "ci_high")] == pytest.approx(100 * text[1], abs=0.01) and row[("text", "ci_high")] > 10
+    )
