@@ -343,7 +343,7 @@ def _metric_check(
         detail = f"dropped by more than {-limit:g} (no samples: point estimate)" if dropped else ""
         status = FAIL if dropped else OK
         return Check(task, metric, float(base_mean), float(run_mean), status, delta, limit, detail=detail)
-    a, b, clusters = _paired_scores(paired[0], paired[1], task, metric, bt)
+    a, b, clusters = paired_metric_scores(paired[0], paired[1], task, metric, bt)
     est = paired_difference(a, b, clusters)
     where = f" on {len(a)} paired items"
     if not (math.isfinite(est.se) and math.isfinite(est.ci_low)):
@@ -371,7 +371,7 @@ def _metric_check(
     )
 
 
-def _paired_scores(
+def paired_metric_scores(
     base_records: list[Mapping[str, Any]],
     run_records: list[Mapping[str, Any]],
     task: str,
@@ -379,7 +379,8 @@ def _paired_scores(
     bt: Mapping[str, Any],
 ) -> tuple[list[float], list[float], list[str]]:
     """results.paired_scores, except that the closed-item alias of a not-scored primary metric (which
-    no record carries by name) pairs on the primary metric's scores of the closed items."""
+    no record carries by name) pairs on the primary metric's scores of the closed items. bt: the
+    baseline's task summary."""
     primary = bt.get("primary_metric")
     named = any(metric in (r.get("scores") or {}) for r in base_records if r.get("task") == task)
     if named or primary is None or metric != f"{primary}_closed":

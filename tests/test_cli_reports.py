@@ -109,3 +109,37 @@ def test_leaderboard_shows_the_newest_run_of_each_model(
     assert main(["leaderboard", str(runs), "--out", str(tmp_path / "board"), "--no-reference"]) == 0
     err = capsys.readouterr().err
     assert "leaving out qwen2vl-2b run fixture-base" in err
+
+
+def test_compare_of_unjudged_runs_names_the_closed_accuracy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # without verdicts on VQA-RAD's open items its primary accuracy is "not scored": compare pairs the
+    # closed items under their own name rather than showing them as the task's accuracy
+    from obv_eval.results import read_samples, summarize_task
+
+    folders = []
+    for name, src, shift in (("base", BASE, 0), ("tuned", TUNED, 1)):
+        folder = tmp_path / name
+        shutil.copytree(src, folder)
+        vqarad = [
+            {
+                "task": "vqarad",
+                "doc_id": i,
+                "cluster": f"img{i // 2}",
+                "status": "ok",
+                "categories": {"answer_type": "closed" if i < 30 else "open"},
+                "scores": {"accuracy": float((i + shift) % 3 == 0) if i < 30 else None},
+            }
+            for i in range(40)
+        ]
+        results = json.loads((folder / "results.json").read_text())
+        results["tasks"]["vqarad"] = summarize_task(vqarad, "accuracy")
+        assert "accuracy" in results["tasks"]["vqarad"]["not_scored"]
+        (folder / "results.json").write_text(json.dumps(results))
+        records = [*read_samples(folder), *vqarad]
+        (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        folders.append(folder)
+    assert main(["compare", *map(str, folders)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("vqarad"))
+    assert line.split()[1:3] == ["accuracy_closed", "30"]
