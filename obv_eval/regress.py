@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -372,8 +372,8 @@ def _metric_check(
 
 
 def paired_metric_scores(
-    base_records: list[Mapping[str, Any]],
-    run_records: list[Mapping[str, Any]],
+    base_records: Sequence[Mapping[str, Any]],
+    run_records: Sequence[Mapping[str, Any]],
     task: str,
     metric: str,
     bt: Mapping[str, Any],
@@ -386,7 +386,7 @@ def paired_metric_scores(
     if named or primary is None or metric != f"{primary}_closed":
         return paired_scores(base_records, run_records, task, metric)
 
-    def closed(records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    def closed(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         return [
             r
             for r in records
