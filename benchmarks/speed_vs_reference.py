@@ -236,7 +236,7 @@ def write_echo(root: Path, shape: Shape) -> None:
     """DIR/mimicechoqa/test.jsonl and DIR/media/mimicechoqa/mimic-iv-echo/..., a still per clip."""
     from PIL import Image
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for clip in range(shape.clips):
         patient, study = 10_100_000 + 7919 * clip, 90_000_000 + 104_729 * clip
         stem = f"mimic-iv-echo/0.1/files/p{str(patient)[:2]}/p{patient}/s{study}/{study}_{clip:04d}"
@@ -491,7 +491,7 @@ def compare(reference: list[dict[str, Any]], obv: list[dict[str, Any]]) -> tuple
     """(identical answers, identical prompts, the first few differences)."""
     by_id = {a["doc_id"]: a for a in obv}
     same_answer = same_prompt = 0
-    diffs = []
+    diffs: list[str] = []
     for ref in reference:
         got = by_id.get(ref["doc_id"], {})
         same_answer += got.get("prediction") == ref["prediction"]
