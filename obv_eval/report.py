@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from obv_eval.results import item_key, paired_scores, read_results, read_samples, record_score
+from obv_eval.results import item_key, read_results, read_samples, record_score
 
 OUTCOMES = ("correct", "wrong", "unparsed", "unscored", "failed")
 PAGE_SIZE = 50
@@ -248,12 +248,17 @@ def _pair_stats(
     base_results: Mapping[str, Any],
     base_records: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
+    from obv_eval.regress import paired_metric_scores
     from obv_eval.stats import paired_test
 
     out: dict[str, Any] = {}
     for task in [t for t in results["tasks"] if t in base_results["tasks"]]:
         metric = results["tasks"][task]["primary_metric"]
-        a, b, clusters = paired_scores(base_records, records, task, metric)
+        # a primary "not scored" in either run: the closed items, under their own name (as `compare`)
+        if any(metric in (r["tasks"][task].get("not_scored") or {}) for r in (results, base_results)):
+            metric = f"{metric}_closed"
+        base_task = base_results["tasks"][task]
+        a, b, clusters = paired_metric_scores(base_records, records, task, metric, base_task)
         entry: dict[str, Any] = {"metric": metric, "n": len(a)}
         if a:
             # The same test as `compare` and the leaderboard: clustered where items share a source.

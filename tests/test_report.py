@@ -229,3 +229,31 @@ def test_contact_sheets_from_the_samples(tmp_path: Path) -> None:
     assert image["kind"] == "image" and len(image["frames"]) == 1
     mismatch = data["media"][items[("mimicechoqa", "1")]["m"][0]]
     assert "no longer matches" in mismatch["missing"]
+
+
+def test_pair_view_of_an_unjudged_primary_names_the_closed_accuracy() -> None:
+    from obv_eval.report import _pair_stats
+    from obv_eval.results import summarize_task
+
+    def records(shift: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "task": "vqarad",
+                "doc_id": i,
+                "cluster": f"img{i // 2}",
+                "status": "ok",
+                "categories": {"answer_type": "closed" if i < 30 else "open"},
+                "scores": {"accuracy": float((i + shift) % 3 == 0) if i < 30 else None},
+            }
+            for i in range(40)
+        ]
+
+    base, run = records(0), records(1)
+    stats = _pair_stats(
+        {"tasks": {"vqarad": summarize_task(run, "accuracy")}},
+        run,
+        {"tasks": {"vqarad": summarize_task(base, "accuracy")}},
+        base,
+    )
+    assert stats["vqarad"]["metric"] == "accuracy_closed" and stats["vqarad"]["n"] == 30
+    assert -1 <= stats["vqarad"]["ci_low"] <= stats["vqarad"]["mean"] <= stats["vqarad"]["ci_high"] <= 1
