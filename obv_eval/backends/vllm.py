@@ -53,6 +53,11 @@ from obv_eval.media import MediaError
 VLLM_EXTRA_HINT = "the vLLM backend needs the extra: pip install 'obv-eval[vllm]'"
 DTYPES = ("float32", "bfloat16", "float16")
 # Each worker's engine gets its own range of internal ports, so engines starting together never race.
+# vLLM sizes its encoder cache as max(max_num_batched_tokens, the model's profiled tokens per item,
+# 32,768 for Qwen2-VL at its default pixel limits) and refuses a visual item above it. Its default
+# max_num_batched_tokens is at most 16,384 on any device; above that, the backend raises it to the
+# longest visual item so every item the transformers backend runs fits (never lowered).
+VLLM_DEFAULT_BATCHED_TOKENS_MAX = 16384
 _WORKER_PORT_BASE = 29700
 _WORKER_PORT_STRIDE = 100
 
@@ -244,6 +249,7 @@ class VLLMBackend:
         self.requested_max_model_len = int(max_model_len) if max_model_len else None
         self.max_model_len = self.requested_max_model_len
         self.allow_long = False
+        self.longest_visual_item = 0  # the most visual tokens of one item seen by item_lengths
         self.native_context = native_context(self.model_path)
         self.tensor_parallel_size = int(tensor_parallel_size)
         self.gpu_memory_utilization = float(gpu_memory_utilization)
@@ -285,8 +291,16 @@ class VLLMBackend:
             "adapter_path": str(self.adapter_path) if self.adapter_path else None,
             "seed": self.seed,
             "chunk_size": self.chunk_size,
-            "engine_kwargs": self.engine_kwargs,
+            "engine_kwargs": {**self.engine_kwargs, **self._batched_tokens()},
         }
+
+    def _batched_tokens(self) -> dict[str, int]:
+        """max_num_batched_tokens when the longest visual item needs more than vLLM's defaults give."""
+        if "max_num_batched_tokens" in self.engine_kwargs:
+            return {}
+        if self.longest_visual_item > VLLM_DEFAULT_BATCHED_TOKENS_MAX:
+            return {"max_num_batched_tokens": self.longest_visual_item}
+        return {}
 
     def engine_args(self) -> dict[str, Any]:
         """Keyword arguments of vllm.LLM for this backend."""
@@ -305,7 +319,7 @@ class VLLMBackend:
         if self.adapter_path is not None:
             args["enable_lora"] = True
             args["max_lora_rank"] = _lora_rank(self.adapter_path)
-        return {**args, **self.engine_kwargs}
+        return {**args, **self._batched_tokens(), **self.engine_kwargs}
 
     def item_lengths(self, requests: Sequence[GenerationRequest]) -> list[int]:
         """Each item's prompt tokens (visual + text) as the processor will count them; media failures
@@ -318,15 +332,19 @@ class VLLMBackend:
                 lengths.append(0)
                 continue
             prompt = render_prompt(self.processor, build_messages(request.text, visuals.kinds))
-            lengths.append(prompt_length(self.processor.tokenizer, prompt, visuals, visual_tokens(visuals)))
+            tokens = visual_tokens(visuals)
+            self.longest_visual_item = max(self.longest_visual_item, tokens)
+            lengths.append(prompt_length(self.processor.tokenizer, prompt, visuals, tokens))
         return lengths
 
     def _ensure_engine(self, requests: Sequence[GenerationRequest]) -> None:
         """Start (or restart, for longer items) the engine with max_model_len fit to these items."""
         if self.requested_max_model_len is None:
+            batched = self._batched_tokens()
             lengths = self.item_lengths(requests)
             needed, _ = derive_max_model_len(lengths, self.generation.max_new_tokens, self.native_context)
-            if self.llm is not None and self.max_model_len is not None and needed <= self.max_model_len:
+            fits = self.max_model_len is not None and needed <= self.max_model_len
+            if self.llm is not None and fits and self._batched_tokens() == batched:
                 return
             self.max_model_len = max(needed, self.max_model_len or 0)
         elif self.llm is not None:
@@ -355,6 +373,7 @@ class VLLMBackend:
             "max_model_len": self.max_model_len,
             "max_model_len_derived": self.requested_max_model_len is None,
             "allow_long_max_model_len": self.allow_long,
+            "max_num_batched_tokens": self.engine_args().get("max_num_batched_tokens"),
             "native_context": self.native_context,
             "chunk_size": self.chunk_size,
             "chunk_bytes": self.chunk_bytes,
