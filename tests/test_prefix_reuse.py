@@ -10,7 +10,7 @@ import pytest
 from obv_eval import media, profiling
 from obv_eval.backends.base import GenerationOutput, GenerationRequest, GenerationSettings, load_visuals
 from obv_eval.backends.hf import HFBackend, _Item
-from obv_eval.backends.streaming import prompt_length, visual_tokens
+from obv_eval.backends.streaming import StreamSettings, prompt_length, visual_tokens
 from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.data.synth import write_image, write_video
 from obv_eval.sources import MediaRef
@@ -144,3 +144,24 @@ def test_the_profile_splits_model_time_into_vision_prefill_and_decode_steps(
     # the clip's prefix, its two batches of questions, and the text item's generate
     assert profile["prefill"]["calls"] == 4
     assert all(entry["seconds"] >= 0 for entry in profile.values())
+
+
+def test_a_clips_question_batches_keep_their_kv_cache_and_computed_tokens_within_budget(
+    tiny_model_path: Path, whole: HFBackend, tmp_path: Path
+) -> None:
+    """Rows share a batch while rows x whole prompt (the cache) and rows x own tokens (computed) fit."""
+    requests = _clip_requests(tmp_path, QUESTIONS)
+    alone = [whole.generate([request], progress=False)[0] for request in requests]
+    longest = max(o.prompt_tokens or 0 for o in alone) + 12
+    budgets = StreamSettings(max_batch_cache_tokens=2 * longest)  # two rows' caches fit, three do not
+    backend = HFBackend(
+        tiny_model_path, batch_size=8, generation=GenerationSettings(max_new_tokens=12), stream=budgets
+    )
+    batches: list[list[GenerationOutput]] = []
+    produced = backend.generate(requests, progress=False, on_batch=batches.append)
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    assert [_comparable(o) for o in produced] == [_comparable(o) for o in alone]
+    roomy = HFBackend(tiny_model_path, batch_size=8, generation=GenerationSettings(max_new_tokens=12))
+    batches.clear()
+    roomy.generate(requests, progress=False, on_batch=batches.append)
+    assert [len(batch) for batch in batches] == [len(requests)]  # the default budgets take the clip at once

@@ -495,17 +495,11 @@ class HFBackend:
                 state["cache"], state["deltas"] = cache, deltas
             return state["cache"], state["deltas"]
 
-        new_tokens = self.generation.max_new_tokens
         order = list(range(len(plan.items)))
         while order:
             rows = [order.pop(0)]
-            while order and fits(
-                [len(plan.ids[r]) + new_tokens for r in rows],
-                0,
-                len(plan.ids[order[0]]) + new_tokens,
-                0,
-                self.stream,
-                self.batch_size,
+            while order and plan.fits(
+                [*rows, order[0]], self.generation.max_new_tokens, self.stream, self.batch_size
             ):
                 rows.append(order.pop(0))
             last = not order
@@ -570,6 +564,17 @@ class _PrefixPlan:
     kinds: list[torch.Tensor]  # mm_token_type_ids: which of those tokens are visual
     shared: int  # the length of the prefix every question starts with
     vision: dict[str, torch.Tensor]
+
+    def fits(self, rows: list[int], new_tokens: int, budgets: StreamSettings, batch_size: int) -> bool:
+        """Whether these rows make one batch: the tokens it computes (the questions' own, padded) within
+        max_batch_tokens, the whole prompts its KV cache holds within max_batch_cache_tokens."""
+        longest = max(len(self.ids[r]) for r in rows) + new_tokens
+        own = max(len(self.ids[r]) - self.shared for r in rows) + new_tokens
+        return (
+            len(rows) <= batch_size
+            and len(rows) * own <= budgets.max_batch_tokens
+            and len(rows) * longest <= budgets.max_batch_cache_tokens
+        )
 
     def batch_inputs(self, rows: list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
         """[prefix | padding | question] per row: the cache holds the prefix, the padding is masked."""

@@ -40,6 +40,10 @@ class StreamSettings:
     """Budgets of streaming generation (recorded in provenance)."""
 
     max_batch_tokens: int = 32768  # rows x longest (prompt + max_new_tokens) per batch
+    # With prefix reuse a batch computes only its questions' own tokens (within max_batch_tokens) while
+    # its KV cache holds every row's whole prompt: rows x longest (prompt + new tokens) within this
+    # (131,072 tokens: 7.5 GB of bf16 cache for Qwen2-VL-7B, 3.7 GB for the 2B).
+    max_batch_cache_tokens: int = 4 * 32768
     max_batch_pixels: int = 32768 * 2 * 28 * 28  # the pixels of 32,768 video tokens
     prefetch_bytes: int = 256 * MiB  # decoded frames held ahead of the batch being generated
     processor_cache_bytes: int = 512 * MiB  # the processor's video outputs kept for the next batch
