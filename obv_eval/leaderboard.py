@@ -75,7 +75,7 @@ SIGNIFICANCE_LEGEND = (
     "interval on the design-effect sample size, with a t(G - 1) quantile when clustered; group means: "
     "Wilson interval on the group's effective sample size (k^2 / sum of 1 / n_eff). "
     "'not scored': the primary metric lacks the judge's verdicts on open items (closed items are in "
-    "results.json as <metric>_closed); such a benchmark is left out of its group mean."
+    "results.json as <metric>_closed); its group then shows no mean (the others' mean is not the group's)."
 )
 DEFINITIONS = (
     "Relative gain = (fine-tuned - base) / base x 100. 'gain of mean' is the relative gain of the group's "
