@@ -1,12 +1,16 @@
 """vLLM vs transformers on the tiny Qwen2-VL in fp32: greedy tokens must be identical.
 
-For a video, an image and a text item (the bundled samples) it builds the request once
+For a video, an image and a text item (the bundled samples), and a generated SurgeryVideoQA-shaped
+clip (840x476, 1 fps) long enough to exceed 32,768 visual tokens (Qwen2-VL's positions; the tiny
+model's native context is 4,096), it builds the request once
 (obv_eval.backends.vllm.build_vllm_request: the prompt rendered by the checkpoint's chat template and
 the frames sampled by obv_eval.media, passed as one video), then generates
   - with transformers: the transformers backend's model and greedy config, one item at a time;
   - with vLLM: LLM.generate with the vLLM backend's explicit SamplingParams;
 and compares the token ids. It then runs both public backends over the same items and compares
-their texts (with --data-parallel-size N the vLLM backend runs N worker engines).
+their texts, visual tokens and over-context flags (with --data-parallel-size N the vLLM backend runs N
+worker engines). vLLM's max_model_len is derived from the longest item, as a run derives it, so the
+over-context clip runs on both backends (the item set is the same) and is counted on both.
 
 Needs a machine with vLLM and a GPU (pip install 'obv-eval[vllm]'). Exit 0 when everything matches,
 1 otherwise, 2 when vLLM is not installed.
@@ -17,13 +21,38 @@ Needs a machine with vLLM and a GPU (pip install 'obv-eval[vllm]'). Exit 0 when 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
-MAX_MODEL_LEN = 4096  # the tiny model's max_position_embeddings
+QWEN2_VL_POSITIONS = 32768
+WIDTH, HEIGHT, FPS = 840, 476, 1  # a SurgeryVideoQA clip as its rows describe it
 
 
-def items() -> list[Any]:
+def long_clip(folder: Path) -> tuple[Any, int]:
+    """A 1 fps 840x476 clip just over 32,768 visual tokens under the default frame rules: its MediaRef
+    and the visual tokens it will take."""
+    from obv_eval.data.synth import write_video
+    from obv_eval.media import VideoSettings, frame_count, video_frame_size
+    from obv_eval.sources import MediaRef
+
+    settings = VideoSettings()
+
+    def tokens(seconds: int) -> int:
+        frames = frame_count(seconds * FPS, FPS, settings)
+        height, width = video_frame_size(HEIGHT, WIDTH, frames, settings)
+        return math.ceil(frames / 2) * (height // 28) * (width // 28)
+
+    seconds = 4
+    while tokens(seconds) <= QWEN2_VL_POSITIONS:
+        seconds += 2
+    path = write_video(folder / f"long_{seconds}s.mp4", seconds * FPS, FPS, WIDTH, HEIGHT, seed=11)
+    return MediaRef("video", path.name, str(folder)), tokens(seconds)
+
+
+def items(long: Any) -> list[Any]:
     from obv_eval.backends.base import GenerationRequest
     from obv_eval.sources import SAMPLES_DIR, MediaRef
 
@@ -42,6 +71,7 @@ def items() -> list[Any]:
             ("text", 0),
             "Question: Do statins lower LDL cholesterol?\nAnswer the question with yes, no, or maybe.",
         ),
+        GenerationRequest(("long video", 0), "What instrument is used in this step?", (long,)),
     ]
 
 
@@ -93,17 +123,25 @@ def main() -> int:
     model_dir = tiny_model_dir()
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     media = MediaSettings()
-    requests = items()
+    folder = tempfile.TemporaryDirectory(prefix="obv-vllm-parity-")
+    long, long_tokens = long_clip(Path(folder.name))
+    print(f"over-context clip: {long.path} ({long_tokens} visual tokens, over {QWEN2_VL_POSITIONS})")
+    requests = items(long)
     hf = HFBackend(model_dir, dtype="float32", batch_size=1, generation=settings, media=media)
-    engine_kwargs = {"enforce_eager": True}  # no CUDA graphs: faster start, nothing to capture for 3 items
+    engine_kwargs = {"enforce_eager": True}  # no CUDA graphs: faster start, nothing to capture for 4 items
     vllm = VLLMBackend(
         model_dir,
         dtype="float32",
-        max_model_len=MAX_MODEL_LEN,
+        max_model_len=None,  # derived from the longest item, as in a run
         gpu_memory_utilization=args.gpu_memory_utilization,
         generation=settings,
         media=media,
         engine_kwargs=engine_kwargs,
+    )
+    vllm._ensure_engine(requests)  # starts the engine with that length (part 1 calls it directly)
+    print(
+        f"vLLM max_model_len {vllm.max_model_len} "
+        f"(allow long: {vllm.allow_long}, native {vllm.native_context})"
     )
 
     # 1. Token ids from the same request through both engines.
@@ -140,7 +178,7 @@ def main() -> int:
         vllm = VLLMBackend(
             model_dir,
             dtype="float32",
-            max_model_len=MAX_MODEL_LEN,
+            max_model_len=None,
             data_parallel_size=args.data_parallel_size,
             gpu_memory_utilization=args.gpu_memory_utilization,
             generation=settings,
@@ -150,13 +188,18 @@ def main() -> int:
     vllm_out = vllm.generate(requests, progress=False)
     rows = []
     for a, b in zip(hf_out, vllm_out, strict=True):
-        fields = ("text", "prompt", "frames", "error", "prompt_tokens", "output_tokens")
+        fields = (
+            "text", "prompt", "frames", "error", "prompt_tokens", "output_tokens",
+            "visual_tokens", "over_context",
+        )  # fmt: skip
         same = all(getattr(a, name) == getattr(b, name) for name in fields)
         ok &= same
         rows.append(
             [
                 a.key[0],
                 a.frames or "-",
+                a.visual_tokens,
+                f"{a.over_context}/{b.over_context}",
                 "yes" if same else "NO",
                 repr(a.text[:40]),
                 repr(b.text[:40]),
@@ -164,7 +207,17 @@ def main() -> int:
             ]
         )
     print()
-    print(tabulate(rows, headers=["item", "frames", "identical", "hf text", "vllm text", "vllm error"]))
+    headers = ["item", "frames", "visual tokens", "over context hf/vllm", "identical", "hf text", "vllm text"]
+    print(tabulate(rows, headers=[*headers, "vllm error"]))
+    counts = [sum(1 for o in out if o.over_context) for out in (hf_out, vllm_out)]
+    scored = [sum(1 for o in out if o.error is None) for out in (hf_out, vllm_out)]
+    print(
+        f"over-context items: hf {counts[0]}, vllm {counts[1]}; "
+        f"items generated: hf {scored[0]}, vllm {scored[1]}"
+    )
+    long_ok = all(out[-1].error is None and out[-1].over_context for out in (hf_out, vllm_out))
+    long_ok &= hf_out[-1].visual_tokens == long_tokens
+    ok &= long_ok and counts[0] == counts[1] == 1 and scored[0] == scored[1] == len(requests)
     print(f"\nvLLM parity: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

