@@ -217,6 +217,7 @@ def output_from_json(line: str) -> GenerationOutput:
 
 class VLLMBackend:
     name = "vllm"
+    longest_visual_item = 0  # the most visual tokens of one item seen by item_lengths (per instance)
 
     def __init__(
         self,
@@ -249,7 +250,7 @@ class VLLMBackend:
         self.requested_max_model_len = int(max_model_len) if max_model_len else None
         self.max_model_len = self.requested_max_model_len
         self.allow_long = False
-        self.longest_visual_item = 0  # the most visual tokens of one item seen by item_lengths
+        self.longest_visual_item = 0
         self.native_context = native_context(self.model_path)
         self.tensor_parallel_size = int(tensor_parallel_size)
         self.gpu_memory_utilization = float(gpu_memory_utilization)
