@@ -58,8 +58,8 @@ class RunConfig:
     data_parallel_size: int = 1
     max_model_len: int | None = None  # None: vLLM's context fit to the longest item
     max_batch_tokens: int | None = None  # hf: padded tokens per batch (None: the backend's default)
-    concurrency: int = 8
     prefix_reuse: bool = True  # hf: a clip's questions continue from one KV cache of their shared prefix
+    concurrency: int = 8
     batch_size: int = 4
     max_new_tokens: int | None = None  # None: each task's own budget
     limit: int | None = None
@@ -126,8 +126,8 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
         dtype=config.dtype or "float32",
         batch_size=config.batch_size,
         max_batch_tokens=config.max_batch_tokens,
-        **common,
         prefix_reuse=config.prefix_reuse,
+        **common,
     )
 
 
