@@ -64,6 +64,7 @@ def stream_settings(max_batch_tokens: int | str | None, prefetch_mb: int | str |
         tokens = int(max_batch_tokens)  # type: ignore[arg-type]
         changes["max_batch_tokens"] = tokens
         changes["max_batch_pixels"] = tokens * 2 * 28 * 28
+        changes["max_batch_cache_tokens"] = 4 * tokens  # the default's ratio: one knob for memory
     if prefetch_mb not in (None, ""):
         changes["prefetch_bytes"] = int(prefetch_mb) * MiB  # type: ignore[arg-type]
     return dataclasses.replace(StreamSettings(), **changes)

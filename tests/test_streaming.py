@@ -133,11 +133,13 @@ def test_batches_stay_within_the_token_budget_and_a_long_item_runs_alone(
     budget = max(lengths.values()) + new + 10  # one long item fits, two do not
     original = backend.stream
     backend.stream = StreamSettings(max_batch_tokens=budget)
+    backend.prefix_reuse = False  # whole prompts (tests/test_prefix_reuse.py: the budgets of shared ones)
     try:
         batches: list[list[GenerationOutput]] = []
         outputs = backend.generate(requests, progress=False, on_batch=batches.append)
     finally:
         backend.stream = original
+        backend.prefix_reuse = True
     # The token count the planner uses is the processor's own.
     assert all(o.prompt_tokens == lengths[o.key] for o in outputs if o.error is None)
     for batch in batches:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -432,19 +433,34 @@ class HFBackend:
             return None
         visuals = items[0].visuals
         with stage("processor"):
-            encoded = [
-                self.processor(
-                    text=[item.prompt],
-                    videos=[video.frames for video in visuals.videos] or None,
-                    images=list(visuals.images) or None,
-                    return_tensors="pt",
-                )
-                for item in items
-            ]
-        if any("mm_token_type_ids" not in e for e in encoded):
-            return None
-        ids = [e["input_ids"][0] for e in encoded]
-        kinds = [e["mm_token_type_ids"][0] for e in encoded]
+            first = self.processor(
+                text=[items[0].prompt],
+                videos=[video.frames for video in visuals.videos] or None,
+                images=list(visuals.images) or None,
+                return_tensors="pt",
+            )
+            if "mm_token_type_ids" not in first:
+                return None
+            tokenized = [(first["input_ids"][0], first["mm_token_type_ids"][0])]
+            expand = _PlaceholderExpansion.of(self.processor.tokenizer, *tokenized[0])
+            if expand is None or not expand.reproduces(items[0].prompt):
+                # Not reproducible from the text alone: the processor for each question (pixels again).
+                for item in items[1:]:
+                    again = self.processor(
+                        text=[item.prompt],
+                        videos=[video.frames for video in visuals.videos] or None,
+                        images=list(visuals.images) or None,
+                        return_tensors="pt",
+                    )
+                    tokenized.append((again["input_ids"][0], again["mm_token_type_ids"][0]))
+            else:  # the other questions need only their tokens: the pixels are the first one's
+                for item in items[1:]:
+                    row = expand.tokenize(item.prompt)
+                    if row is None:
+                        return None
+                    tokenized.append(row)
+        ids = [row for row, _ in tokenized]
+        kinds = [kind for _, kind in tokenized]
         shortest = min(len(row) for row in ids)
         shared = shortest - 1  # every question keeps at least one token of its own (its logits start it)
         for row in ids[1:]:
@@ -453,7 +469,7 @@ class HFBackend:
                 shared = int(differ[0])
         if shared < 1 or any(bool(kind[shared:].any()) for kind in kinds):
             return None
-        vision = {name: encoded[0][name] for name in _VISION_INPUTS if name in encoded[0]}
+        vision = {name: first[name] for name in _VISION_INPUTS if name in first}
         return _PrefixPlan(items, ids, kinds, shared, vision)
 
     def _generate_with_prefix(
@@ -555,6 +571,55 @@ class HFBackend:
 
 # The processor outputs the prefix's forward takes (the questions' batches need none: the cache has them).
 _VISION_INPUTS = ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
+
+
+@dataclass
+class _PlaceholderExpansion:
+    """A question's tokens without the processor: each visual placeholder of its prompt expanded into as
+    many tokens as the processor gave the first question on the same visuals. Used only where it
+    reproduces the processor's own output for that first question exactly."""
+
+    tokenizer: Any
+    runs: list[tuple[str, int]]  # (placeholder, its token count) in prompt order
+    kind_of: dict[int, int]  # placeholder token id -> its mm_token_type_ids value
+    reference: tuple[torch.Tensor, torch.Tensor]  # the processor's ids and kinds for the first question
+
+    @classmethod
+    def of(cls, tokenizer: Any, ids: torch.Tensor, kinds: torch.Tensor) -> _PlaceholderExpansion | None:
+        placeholders = {tokenizer.convert_tokens_to_ids(t): t for t in ("<|image_pad|>", "<|video_pad|>")}
+        runs: list[tuple[str, int]] = []
+        kind_of: dict[int, int] = {}
+        previous = None
+        for token, kind in zip(ids.tolist(), kinds.tolist(), strict=True):
+            if token in placeholders:
+                kind_of[token] = kind
+                if token == previous:
+                    runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+                else:
+                    runs.append((placeholders[token], 1))
+            previous = token
+        if not runs:
+            return None
+        return cls(tokenizer, runs, kind_of, (ids, kinds))
+
+    def tokenize(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        parts = re.split(r"(<\|image_pad\|>|<\|video_pad\|>)", prompt)
+        placeholders = parts[1::2]
+        if placeholders != [name for name, _ in self.runs]:
+            return None
+        text = "".join(part * self.runs[i // 2][1] if i % 2 else part for i, part in enumerate(parts))
+        ids = torch.tensor(self.tokenizer(text)["input_ids"], dtype=self.reference[0].dtype)
+        kinds = torch.zeros_like(ids, dtype=self.reference[1].dtype)
+        for token, kind in self.kind_of.items():
+            kinds[ids == token] = kind
+        return ids, kinds
+
+    def reproduces(self, prompt: str) -> bool:
+        """Whether this prompt (the first question's) comes out exactly as the processor made it."""
+        row = self.tokenize(prompt)
+        return row is not None and all(
+            a.shape == b.shape and bool((a == b).all()) for a, b in zip(row, self.reference, strict=True)
+        )
 
 
 @dataclass
