@@ -24,7 +24,7 @@ class ObvHF(ObvModel):
         pretrained: str = "tiny-qwen2vl",
         device: str = "cpu",
         dtype: str = "float32",
-        batch_size: int | str = 4,
+        batch_size: int | str = 8,
         max_new_tokens: int = 32,
         fps: float = VideoSettings.fps,
         min_frames: int = VideoSettings.min_frames,

@@ -62,7 +62,12 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype", choices=("float32", "bfloat16", "float16"), help="default: float32 (hf), bfloat16 (vllm)"
     )
-    parser.add_argument("--batch-size", type=int, default=4, help="hf backend batch size")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="hf: at most this many rows per batch (default 8; the token budgets bound memory)",
+    )
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per engine")
     parser.add_argument(
         "--data-parallel-size", type=int, default=1, help="vllm: engines, one per GPU group (0: all GPUs)"

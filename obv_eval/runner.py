@@ -60,7 +60,7 @@ class RunConfig:
     max_batch_tokens: int | None = None  # hf: padded tokens per batch (None: the backend's default)
     prefix_reuse: bool = True  # hf: a clip's questions continue from one KV cache of their shared prefix
     concurrency: int = 8
-    batch_size: int = 4
+    batch_size: int = 8
     max_new_tokens: int | None = None  # None: each task's own budget
     limit: int | None = None
     progress: bool = True

@@ -193,7 +193,7 @@ class HFBackend:
         *,
         device: str = "cpu",
         dtype: str = "float32",
-        batch_size: int = 4,
+        batch_size: int = 8,
         generation: GenerationSettings | None = None,
         media: MediaSettings | None = None,
         adapter_path: str | Path | None = None,
