@@ -3,6 +3,7 @@ batches within the token budget, clips decoded once and frames held within the p
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,24 @@ def test_prefetch_holds_at_most_its_budget_plus_one_clip(tmp_path: Path) -> None
         prefetch.release(loaded.nbytes)
     assert prefetch.peak <= 2 * max(sizes)
     assert visual_kinds(requests[0].visuals) == ("video",)
+
+
+def test_prefetch_holds_at_most_max_units_whatever_the_byte_budget(tmp_path: Path) -> None:
+    requests = [r for r in _requests(tmp_path) if r.key[0] == "video" and r.key[1] != 99]
+    units = stream_order(requests, [r.text for r in requests])
+    loaded_count = 0
+
+    def counting_load(visuals: tuple[object, ...], settings: MediaSettings) -> object:
+        nonlocal loaded_count
+        loaded_count += 1
+        return load_visuals(visuals, settings)  # type: ignore[arg-type]
+
+    prefetch = Prefetcher(units, requests, MediaSettings(), budget=1 << 40, load=counting_load, max_units=2)  # type: ignore[arg-type]
+    seen = 0
+    for loaded in prefetch:
+        seen += 1
+        time.sleep(0.2)  # give the loader every chance to run ahead
+        assert loaded_count - (seen - 1) <= 2  # units loaded and not yet released
+        assert prefetch.held_units <= 2
+        prefetch.release(loaded.nbytes)
+    assert seen == len(units) == 3

@@ -293,7 +293,10 @@ class HFBackend:
         config = self._generation_config()
         new_tokens = self.generation.max_new_tokens
         bar = tqdm(total=len(requests), desc="generating", disable=not progress)
-        prefetch = Prefetcher(units, requests, self.media, self.stream.prefetch_bytes)
+        # The batch being built holds at most batch_size units; as many again load ahead of it.
+        prefetch = Prefetcher(
+            units, requests, self.media, self.stream.prefetch_bytes, max_units=2 * self.batch_size + 1
+        )
         remaining: dict[int, int] = {}  # unit id -> its items not yet generated
         unit_bytes: dict[int, int] = {}
         batch: list[_Item] = []

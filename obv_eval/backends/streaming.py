@@ -163,7 +163,9 @@ class Loaded:
 
 
 class Prefetcher:
-    """Loads units in order on a thread, holding at most `budget` bytes not yet released."""
+    """Loads units in order on a thread, holding at most `budget` bytes and `max_units` units not yet
+    released (always at least one). Prefetch only hides decoding behind generation: a couple of batches
+    ahead does that, and holding more only makes a large task's peak memory larger than a small one's."""
 
     _DONE = object()
 
@@ -174,9 +176,12 @@ class Prefetcher:
         media: MediaSettings,
         budget: int,
         load: Callable[[tuple[Visual, ...], MediaSettings], LoadedVisuals] = load_visuals,
+        max_units: int | None = None,
     ) -> None:
         self.units, self.requests, self.media, self.budget, self.load = units, requests, media, budget, load
+        self.max_units = max_units
         self.held = 0
+        self.held_units = 0
         self.peak = 0
         self._cond = threading.Condition()
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -187,7 +192,7 @@ class Prefetcher:
         try:
             for unit in self.units:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._stop or self.held == 0 or self.held < self.budget)
+                    self._cond.wait_for(self._room)
                     if self._stop:
                         return
                 try:
@@ -198,6 +203,7 @@ class Prefetcher:
                 size = visual_bytes(visuals) if visuals is not None else 0
                 with self._cond:
                     self.held += size
+                    self.held_units += 1
                     self.peak = max(self.peak, self.held)
                 self._queue.put(Loaded(unit, visuals, error, size))
         except BaseException as exc:  # raised again in the consumer
@@ -205,9 +211,16 @@ class Prefetcher:
         finally:
             self._queue.put(self._DONE)
 
+    def _room(self) -> bool:
+        if self._stop or self.held_units == 0:
+            return True
+        return self.held < self.budget and (self.max_units is None or self.held_units < self.max_units)
+
     def release(self, nbytes: int) -> None:
+        """A unit is done (called once per unit, with its bytes)."""
         with self._cond:
             self.held -= nbytes
+            self.held_units -= 1
             self._cond.notify_all()
 
     def __iter__(self) -> Iterator[Loaded]:
