@@ -46,3 +46,30 @@ def test_each_clip_is_processed_and_encoded_once_with_unchanged_answers(
     without_cache = plain.generate(items, progress=False)
     assert [o.text for o in with_cache] == [o.text for o in without_cache]
     assert [o.prompt_tokens for o in with_cache] == [o.prompt_tokens for o in without_cache]
+
+
+def test_the_clip_caches_stay_within_their_byte_budget_and_keep_only_the_latest_clip() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    calls: list[int] = []
+
+    def tower(patches: torch.Tensor, grid: torch.Tensor, **_: object) -> SimpleNamespace:
+        calls.append(int(patches[0, 0]))
+        return SimpleNamespace(pooler_output=[patches.float() * 2])
+
+    entry_bytes = 4 * 4 * 3  # one clip's features: 4 patches x 3 floats
+    cache = CachedVideoFeatures(tower, max_bytes=2 * entry_bytes)
+    grid = torch.tensor([[1, 2, 2]])
+    clips = [torch.full((4, 3), float(i)) for i in range(3)]
+    for clip in clips:
+        cache(clip, grid)
+    assert calls == [0, 1, 2] and cache.bytes == 2 * entry_bytes  # the oldest went, the budget holds
+    out = cache(torch.cat([clips[2], clips[2]]), torch.cat([grid, grid]))
+    assert calls == [0, 1, 2] and cache.hits == 2  # in the cache, then repeated within the call
+    assert torch.equal(out.pooler_output[0], clips[2] * 2)
+    cache.retain_recent()
+    assert cache.bytes == entry_bytes  # only the latest call's clip stays
+    cache(clips[1], grid)
+    assert calls == [0, 1, 2, 1]  # clip 1 was forgotten

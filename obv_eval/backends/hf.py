@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import re
 from collections import OrderedDict
@@ -46,7 +47,50 @@ from obv_eval.profiling import stage
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class CachedVideoFeatures:
+class _ClipCache:
+    """Entries per distinct clip, least recently used out first, at most `max_bytes` in all.
+
+    `retain_recent` keeps only the latest call's entries (the clip still being asked about).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._cache: OrderedDict[Any, Any] = OrderedDict()
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._recent: set[Any] = set()  # keys the latest call used
+
+    @staticmethod
+    def _size(entry: Any) -> int:
+        raise NotImplementedError
+
+    def retain_recent(self) -> None:
+        """Forget every entry but those of the latest call (a finished clip is not needed again)."""
+        for key in [key for key in self._cache if key not in self._recent]:
+            self.bytes -= self._size(self._cache.pop(key))
+
+    def _get(self, key: Any, local: dict[Any, Any], make: Callable[[], Any]) -> Any:
+        """The entry for `key`: from this call (`local`), from the cache, or made and kept if it fits."""
+        if key in local:
+            self.hits += 1
+        elif key in self._cache:
+            self.hits += 1
+            self._cache.move_to_end(key)
+            local[key] = self._cache[key]
+        else:
+            self.misses += 1
+            local[key] = entry = make()
+            size = self._size(entry)
+            if size <= self.max_bytes:
+                self._cache[key] = entry
+                self.bytes += size
+                while self.bytes > self.max_bytes:
+                    _, evicted = self._cache.popitem(last=False)
+                    self.bytes -= self._size(evicted)
+        return local[key]
+
+
+class CachedVideoFeatures(_ClipCache):
     """The vision tower once per distinct clip, in place of the model's own `get_video_features`.
 
     Each video goes through the tower alone (its attention never crosses videos, and alone its
@@ -55,66 +99,36 @@ class CachedVideoFeatures:
     """
 
     def __init__(self, compute: Callable[..., Any], max_bytes: int = 256 << 20) -> None:
+        super().__init__(max_bytes)
         self.compute = compute
-        self.max_bytes = max_bytes
-        self._cache: OrderedDict[tuple[str, tuple[int, ...]], torch.Tensor] = OrderedDict()
-        self.bytes = 0
-        self.hits = self.misses = 0
-        self._recent: set[tuple[str, tuple[int, ...]]] = set()  # keys the latest call used
-
-    def retain_recent(self) -> None:
-        """Forget every entry but those of the latest call (a finished clip is not needed again)."""
-        for key in [key for key in self._cache if key not in self._recent]:
-            self._evict(key)
-
-    def _evict(self, key: tuple[str, tuple[int, ...]]) -> None:
-        entry = self._cache.pop(key)
-        self.bytes -= self._nbytes(entry)
-
-    def _put(self, key: tuple[str, tuple[int, ...]], value: torch.Tensor) -> None:
-        size = value.element_size() * value.nelement()
-        if size > self.max_bytes:
-            return
-        self._cache[key] = value
-        self.bytes += size
-        while self.bytes > self.max_bytes:
-            _, evicted = self._cache.popitem(last=False)
-            self.bytes -= self._nbytes(evicted)
 
     @staticmethod
-    def _nbytes(entry: torch.Tensor) -> int:
+    def _size(entry: torch.Tensor) -> int:
         return entry.element_size() * entry.nelement()
 
     def __call__(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor, **kwargs: Any) -> Any:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+        def encode(patches: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+            with stage("vision"):
+                out = self.compute(patches, grid[None], **{**kwargs, "return_dict": True})
+            return out.pooler_output[0]
+
         features = []
-        local: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}  # repeats within this call
+        local: dict[Any, Any] = {}  # repeats within this call
         sizes = video_grid_thw.prod(-1).tolist()
         for patches, grid in zip(torch.split(pixel_values_videos, sizes), video_grid_thw, strict=True):
             key = (
                 xxhash.xxh3_128_hexdigest(patches.contiguous().cpu().numpy().tobytes()),
                 tuple(grid.tolist()),
             )
-            if key in local:
-                self.hits += 1
-            elif key in self._cache:
-                self.hits += 1
-                self._cache.move_to_end(key)
-                local[key] = self._cache[key]
-            else:
-                self.misses += 1
-                with stage("vision"):
-                    out = self.compute(patches, grid[None], **{**kwargs, "return_dict": True})
-                local[key] = out.pooler_output[0]
-                self._put(key, local[key])
-            features.append(local[key])
+            features.append(self._get(key, local, functools.partial(encode, patches, grid)))
         self._recent = set(local)
         # The model concatenates a tuple of per-video features here, as its own method returns them.
         return BaseModelOutputWithPooling(pooler_output=tuple(features))  # type: ignore[arg-type]
 
 
-class CachedVideoProcessor:
+class CachedVideoProcessor(_ClipCache):
     """The processor's video step, once per distinct clip: several questions share a clip.
 
     Each video is processed on its own and the outputs concatenated in order, which is what the
@@ -124,36 +138,11 @@ class CachedVideoProcessor:
 
     def __init__(self, inner: Any, max_bytes: int = 512 << 20) -> None:
         self.inner = inner
-        self.max_bytes = max_bytes
-        self._cache: OrderedDict[tuple[str, str], dict[str, torch.Tensor]] = OrderedDict()
-        self.bytes = 0
-        self.hits = self.misses = 0
-        self._recent: set[tuple[str, str]] = set()  # keys the latest call used
-
-    def retain_recent(self) -> None:
-        """Forget every entry but those of the latest call (a finished clip is not needed again)."""
-        for key in [key for key in self._cache if key not in self._recent]:
-            self._evict(key)
-
-    def _evict(self, key: tuple[str, str]) -> None:
-        entry = self._cache.pop(key)
-        self.bytes -= self._nbytes(entry)
+        super().__init__(max_bytes)
 
     @staticmethod
     def _size(entry: dict[str, torch.Tensor]) -> int:
         return sum(t.element_size() * t.nelement() for t in entry.values())
-
-    def _put(self, key: tuple[str, str], entry: dict[str, torch.Tensor]) -> None:
-        size = self._size(entry)
-        if size > self.max_bytes:
-            return
-        self._cache[key] = entry
-        self.bytes += size
-        while self.bytes > self.max_bytes:
-            _, evicted = self._cache.popitem(last=False)
-            self.bytes -= self._size(evicted)
-
-    _nbytes = _size
 
     def __getattr__(self, name: str) -> Any:  # merge_size, patch_size, ...: the real processor's
         return getattr(self.inner, name)
@@ -161,24 +150,17 @@ class CachedVideoProcessor:
     def __call__(self, videos: Any, **kwargs: Any) -> Any:
         from transformers import BatchFeature
 
+        def process(frames: np.ndarray) -> dict[str, torch.Tensor]:
+            out = self.inner([frames.copy()], **{**kwargs, "return_tensors": "pt"})
+            return {name: out[name] for name in ("pixel_values_videos", "video_grid_thw")}
+
         options = repr(sorted((k, v) for k, v in kwargs.items() if k != "return_tensors"))
         parts = []
-        local: dict[tuple[str, str], dict[str, torch.Tensor]] = {}  # repeats within this call
+        local: dict[Any, Any] = {}  # repeats within this call
         for video in videos:
             frames = np.ascontiguousarray(video)
             key = (hashlib.sha1(frames.data, usedforsecurity=False).hexdigest(), options)
-            if key in local:
-                self.hits += 1
-            elif key in self._cache:
-                self.hits += 1
-                self._cache.move_to_end(key)
-                local[key] = self._cache[key]
-            else:
-                self.misses += 1
-                out = self.inner([frames.copy()], **{**kwargs, "return_tensors": "pt"})
-                local[key] = {name: out[name] for name in ("pixel_values_videos", "video_grid_thw")}
-                self._put(key, local[key])
-            parts.append(local[key])
+            parts.append(self._get(key, local, functools.partial(process, frames)))
         self._recent = set(local)
         merged = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
         return BatchFeature(merged, tensor_type=kwargs.get("return_tensors"))
