@@ -379,26 +379,25 @@ class HFBackend:
         new_tokens = self.compute_tokens([item.request.key for item in batch], run)
         results = []
         for row, item in enumerate(batch):
-            text, count = decode_reply(
-                self.processor.tokenizer, new_tokens[row], self.eos_token_id, self.pad_token_id
-            )
             prompt_tokens = int(inputs["attention_mask"][row].sum())
-            results.append(
-                GenerationOutput(
-                    key=item.request.key,
-                    text=text,
-                    prompt=item.prompt,
-                    prompt_tokens=prompt_tokens,
-                    prefill_tokens=prompt_tokens,
-                    output_tokens=count,
-                    frames=[len(video.indices) for video in item.visuals.videos],
-                    visual_tokens=item.visual_tokens,
-                    over_context=over_context(
-                        prompt_tokens, self.generation.max_new_tokens, self.native_context
-                    ),
-                )
-            )
+            results.append(self._output(item, new_tokens[row], prompt_tokens, prompt_tokens))
         return results
+
+    def _output(
+        self, item: _Item, generated: list[int], prompt_tokens: int, prefill_tokens: int
+    ) -> GenerationOutput:
+        text, count = decode_reply(self.processor.tokenizer, generated, self.eos_token_id, self.pad_token_id)
+        return GenerationOutput(
+            key=item.request.key,
+            text=text,
+            prompt=item.prompt,
+            prompt_tokens=prompt_tokens,
+            prefill_tokens=prefill_tokens,
+            output_tokens=count,
+            frames=[len(video.indices) for video in item.visuals.videos],
+            visual_tokens=item.visual_tokens,
+            over_context=over_context(prompt_tokens, self.generation.max_new_tokens, self.native_context),
+        )
 
     def _timed_generate(self, kwargs: dict[str, Any], config: Any) -> torch.Tensor:
         """model.generate; when profiling, its time split at the first token into prefill and decode steps."""
@@ -523,26 +522,10 @@ class HFBackend:
             tokens = self.compute_tokens([item.request.key for item in items], run)
             produced = []
             for row, item, generated in zip(rows, items, tokens, strict=True):
-                text, count = decode_reply(
-                    self.processor.tokenizer, generated, self.eos_token_id, self.pad_token_id
-                )
                 prompt_tokens = len(plan.ids[row])
-                produced.append(
-                    GenerationOutput(
-                        key=item.request.key,
-                        text=text,
-                        prompt=item.prompt,
-                        prompt_tokens=prompt_tokens,
-                        # the first question of the clip pays the shared prefix, every one its own tokens
-                        prefill_tokens=prompt_tokens - (plan.shared if row else 0),
-                        output_tokens=count,
-                        frames=[len(video.indices) for video in item.visuals.videos],
-                        visual_tokens=item.visual_tokens,
-                        over_context=over_context(
-                            prompt_tokens, self.generation.max_new_tokens, self.native_context
-                        ),
-                    )
-                )
+                # the first question of the clip pays the shared prefix, every one its own tokens
+                computed = prompt_tokens - (plan.shared if row else 0)
+                produced.append(self._output(item, generated, prompt_tokens, computed))
             yield items, produced
         state.clear()
 
