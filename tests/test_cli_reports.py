@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from record_factories import unjudged_vqarad_records
 
 from obv_eval.cli import main
 
@@ -122,17 +123,7 @@ def test_compare_of_unjudged_runs_names_the_closed_accuracy(
     for name, src, shift in (("base", BASE, 0), ("tuned", TUNED, 1)):
         folder = tmp_path / name
         shutil.copytree(src, folder)
-        vqarad = [
-            {
-                "task": "vqarad",
-                "doc_id": i,
-                "cluster": f"img{i // 2}",
-                "status": "ok",
-                "categories": {"answer_type": "closed" if i < 30 else "open"},
-                "scores": {"accuracy": float((i + shift) % 3 == 0) if i < 30 else None},
-            }
-            for i in range(40)
-        ]
+        vqarad = unjudged_vqarad_records(shift)
         results = json.loads((folder / "results.json").read_text())
         results["tasks"]["vqarad"] = summarize_task(vqarad, "accuracy")
         assert "accuracy" in results["tasks"]["vqarad"]["not_scored"]

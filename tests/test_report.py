@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from record_factories import unjudged_vqarad_records
 
 from obv_eval.cli import main
 from obv_eval.report import (
@@ -235,20 +236,7 @@ def test_pair_view_of_an_unjudged_primary_names_the_closed_accuracy() -> None:
     from obv_eval.report import _pair_stats
     from obv_eval.results import summarize_task
 
-    def records(shift: int) -> list[dict[str, Any]]:
-        return [
-            {
-                "task": "vqarad",
-                "doc_id": i,
-                "cluster": f"img{i // 2}",
-                "status": "ok",
-                "categories": {"answer_type": "closed" if i < 30 else "open"},
-                "scores": {"accuracy": float((i + shift) % 3 == 0) if i < 30 else None},
-            }
-            for i in range(40)
-        ]
-
-    base, run = records(0), records(1)
+    base, run = unjudged_vqarad_records(0), unjudged_vqarad_records(1)
     stats = _pair_stats(
         {"tasks": {"vqarad": summarize_task(run, "accuracy")}},
         run,
