@@ -395,7 +395,7 @@ def obv_main(
 
     from obv_eval import profiling
     from obv_eval.backends.hf import HFBackend
-    from obv_eval.cli import main
+    from obv_eval.cli import entry_point  # the `obv-eval` command's own entry
 
     stamps: dict[str, Any] = {}
     init = HFBackend.__init__
@@ -424,7 +424,7 @@ def obv_main(
         patches.enter_context(mock.patch.object(HFBackend, "__init__", timed_init))
         if record is not None or replay is not None:
             patches.enter_context(mock.patch.object(HFBackend, "compute_tokens", compute_tokens))
-        code = main([*argv, "--output-dir", str(out), "--run-id", "run"])
+        code = entry_point([*argv, "--output-dir", str(out), "--run-id", "run"])
     stamps["done"] = time.time()
     if record is not None:
         record.write_text(json.dumps(recorded), encoding="utf-8")

@@ -171,8 +171,8 @@ def _judge_config(
 
 def cmd_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
+    from obv_eval.gcpolicy import long_lived_objects
     from obv_eval.registry import MODELS, ModelNotAvailable
-    from obv_eval.runner import RunConfig, quiet_libraries, run
     from obv_eval.sources import DataSourceError
 
     try:
@@ -187,6 +187,10 @@ def cmd_run(argv: Sequence[str]) -> int:
     ):
         raise UsageError(f"unknown model {args.model!r}; valid: {', '.join(MODELS)} (or a checkpoint folder)")
     _validate_run_args(args)
+    with long_lived_objects():  # what a run imports (torch, transformers, lmms-eval) stays loaded
+        from obv_eval.runner import RunConfig, quiet_libraries, run
+
+        quiet_libraries(verbose=args.verbose)
     config = RunConfig(
         model=args.model,
         benchmarks=benchmarks,
@@ -213,7 +217,6 @@ def cmd_run(argv: Sequence[str]) -> int:
         progress=not args.no_progress,
         judge=_judge_config(args),
     )
-    quiet_libraries(verbose=args.verbose)
     try:
         result = run(config, log=lambda line: print(redact(line), file=sys.stderr))
     except (ModelNotAvailable, DataSourceError, ImportError) as error:
@@ -820,5 +823,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry_point(argv: Sequence[str] | None = None) -> int:
+    """The `obv-eval` command: `main`, then nothing left for the interpreter's shutdown to collect."""
+    from obv_eval.gcpolicy import before_exit
+
+    code = main(argv)
+    before_exit()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,16 @@ def test_probe_detects_a_heavy_import() -> None:
         timeout=120,
     )
     assert done.stdout.strip() == "True"
+
+
+def test_a_run_without_a_judge_loads_no_judge_client(tmp_path: Path) -> None:
+    # A transformers run with no judge configured: the OpenAI client (~0.6 s) and scikit-learn
+    # (only judge-agreement's kappa) stay unloaded, and the run still writes its records.
+    argv = ["--model", "tiny-qwen2vl", "--tasks", "pubmedqa", "--data", "samples", "--limit", "2"]
+    argv += ["--max-new-tokens", "2", "--no-progress", "--output-dir", str(tmp_path), "--run-id", "r"]
+    report = _probe(argv)
+    assert report["code"] == 0, report
+    assert (tmp_path / "tiny-qwen2vl" / "r" / "samples.jsonl").read_text().count("\n") == 2
+    loaded = set(report["modules"])  # type: ignore[arg-type]
+    assert {"torch", "lmms_eval"} <= loaded  # the probe really ran the model
+    assert not loaded & {"openai", "sklearn"}, sorted(loaded & {"openai", "sklearn"})

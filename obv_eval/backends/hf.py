@@ -162,7 +162,10 @@ class CachedVideoProcessor(_ClipCache):
             key = (hashlib.sha1(frames.data, usedforsecurity=False).hexdigest(), options)
             parts.append(self._get(key, local, functools.partial(process, frames)))
         self._recent = set(local)
-        merged = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+        # One video (a clip's questions) needs no copy: its tensors are the cached ones, read-only here.
+        merged = parts[0]
+        if len(parts) > 1:
+            merged = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
         return BatchFeature(merged, tensor_type=kwargs.get("return_tensors"))
 
 

@@ -6,8 +6,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sklearn.metrics import cohen_kappa_score
-
 
 def agreement(a: Sequence[int | None], b: Sequence[int | None]) -> dict[str, Any]:
     """Percent agreement and Cohen's kappa over items scored (0/1) by both; ``None`` = unscored.
@@ -43,6 +41,8 @@ def agreement(a: Sequence[int | None], b: Sequence[int | None]) -> dict[str, Any
     result["accuracy_b"] = 100.0 * sum(ys) / len(ys)
     result["accuracy_difference"] = result["accuracy_b"] - result["accuracy_a"]
     if len(set(xs) | set(ys)) > 1:  # one label everywhere: chance agreement is 1, kappa is 0/0
+        from sklearn.metrics import cohen_kappa_score  # scikit-learn loads only for this command
+
         kappa = float(cohen_kappa_score(xs, ys, labels=[0, 1]))
         result["kappa"] = None if math.isnan(kappa) else kappa
     return result

@@ -16,10 +16,8 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from tqdm import tqdm
 
 from obv_eval.judge.cache import JudgeCache, cache_key
@@ -28,6 +26,10 @@ from obv_eval.judge.parse import parse_verdict
 from obv_eval.judge.prompt import build_judge_messages
 from obv_eval.progress import Bar
 from obv_eval.redaction import configured_secrets, redact
+
+if TYPE_CHECKING:  # the client library loads only when a judge is called (a run without one never needs it)
+    import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +245,8 @@ class Judge:
             if counter is not None:
                 counter[0] += 1
 
+        import openai
+
         cfg = self.config
         http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": [count_request]})
         client = openai.AsyncOpenAI(
@@ -332,6 +336,8 @@ class Judge:
     ) -> tuple[str | None, tuple[int, int], _Answered]:
         """One ask (the client retries transport faults): reply text, or None for a malformed body,
         the tokens, and what answered (model, fingerprint, output mode)."""
+        import openai
+
         before = counter[0]
         structured = self._structured
         try:
@@ -382,6 +388,8 @@ class Judge:
     async def _create(
         self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], *, structured: bool
     ) -> ChatCompletion:
+        import openai
+
         cfg = self.config
         return await client.chat.completions.create(
             model=cfg.model,

@@ -7,8 +7,10 @@ forever; here the accepted set is the asked set, and anything outside it is ``No
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from openai.types.shared_params import ResponseFormatJSONSchema
+if TYPE_CHECKING:  # a TypedDict: only the type checker needs the client library here
+    from openai.types.shared_params import ResponseFormatJSONSchema
 
 VERDICT_JSON_SCHEMA: ResponseFormatJSONSchema = {
     "type": "json_schema",

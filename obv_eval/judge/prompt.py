@@ -28,11 +28,12 @@ from __future__ import annotations
 import hashlib
 import html
 from dataclasses import dataclass, field
-from typing import Any
-
-from openai.types.shared_params import ResponseFormatJSONSchema
+from typing import TYPE_CHECKING, Any
 
 from obv_eval.judge.parse import STUDY_SCORE_SCHEMA, VERDICT_JSON_SCHEMA
+
+if TYPE_CHECKING:  # a TypedDict: only the type checker needs the client library here
+    from openai.types.shared_params import ResponseFormatJSONSchema
 
 # What the judge does not see, by the task's modality.
 _SUBJECTS = {"video": ("videos", "video"), "image": ("images", "image"), "text": ("texts", "source text")}
