@@ -673,6 +673,18 @@ def _source(args: argparse.Namespace) -> Any:
         raise UsageError(str(error)) from error
 
 
+def _prepare_dataset(argv: Sequence[str]) -> str | None:
+    """The dataset `data prepare` names, read as its positional (a folder called mimicechoqa given to
+    an option is not it); both prepare parsers' value options are declared so their values are skipped."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("dataset", nargs="?")
+    values = ("--source-videos", "--source", "--rows", "--out", "--data", "--video-root", "--image-root")
+    for option in values:
+        probe.add_argument(option)
+    known, _ = probe.parse_known_args(argv)
+    return str(known.dataset) if known.dataset is not None else None
+
+
 def cmd_data(argv: Sequence[str]) -> int:
     """Check a benchmark's rows and media, cut downloaded source videos into its clips, or report
     overlap between training clips and benchmark items."""
@@ -707,7 +719,7 @@ def cmd_data(argv: Sequence[str]) -> int:
     sub.add_parser(
         "overlap", help="training clips that share source videos with benchmark items", add_help=False
     )
-    if list(argv[:1]) == ["prepare"] and "mimicechoqa" in argv[1:]:  # DICOM cines, not timestamp cuts
+    if list(argv[:1]) == ["prepare"] and _prepare_dataset(argv[1:]) == "mimicechoqa":  # DICOM, not cuts
         from obv_eval.data.dicom import main as dicom_main
 
         return dicom_main(list(argv[1:]))

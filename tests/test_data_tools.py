@@ -52,6 +52,28 @@ def test_prepare_cli_reports_missing_sources(tmp_path: Path, capsys: pytest.Capt
     assert "missing source nope: 1 clips" in capsys.readouterr().out
 
 
+def test_prepare_routes_by_the_dataset_not_by_a_path_that_names_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"video_id": "nope", "timestamp": [0, 1], "video": "nope_0_1.mp4"}) + "\n")
+    sources = tmp_path / "mimicechoqa"  # a folder named after the DICOM dataset
+    sources.mkdir()
+    code = main(
+        ["data", "prepare", "--rows", str(rows), "openbiomedvid", "--source-videos", str(sources),
+         "--out", str(tmp_path / "mimicechoqa"), "--no-progress"]
+    )  # fmt: skip
+    assert code == 1  # the timestamp cutter ran and found the source missing
+    assert "missing source nope: 1 clips" in capsys.readouterr().out
+    # The DICOM converter still gets its own dataset, whichever side of the options it stands.
+    for argv in (
+        ["mimicechoqa", "--source", str(tmp_path / "absent")],
+        ["--source", str(tmp_path / "absent"), "mimicechoqa"],
+    ):
+        assert main(["data", "prepare", *argv]) == 2
+        assert "not a folder" in capsys.readouterr().err  # the DICOM converter's own check
+
+
 def test_data_check_passes_the_bundled_samples(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "check", "surgeryvqa", "--data", "samples", "--no-progress"]) == 0
     assert "no problems" in capsys.readouterr().out
