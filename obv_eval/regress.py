@@ -104,7 +104,7 @@ class RegressReport:
                 _cell(row.delta, signed=True),
                 _cell(row.limit, signed=True),
                 "" if row.interval is None else f"[{row.interval[0]:+.4f}, {row.interval[1]:+.4f}]",
-                "" if row.pvalue is None or not math.isfinite(row.pvalue) else f"{row.pvalue:.3g}",
+                _pvalue_cell(row),
                 row.status,
                 row.detail,
             ]
@@ -118,7 +118,7 @@ class RegressReport:
             "delta",
             "limit",
             "paired 95% CI",
-            "p (Holm)",
+            "p (Holm, family)",
             "status",
         ]
         headers.append("detail")
@@ -130,6 +130,13 @@ class RegressReport:
             else f"OK: {len(self.rows)} checks passed (tolerance {self.tolerance:g})"
         )
         return f"{text}\n{summary}\n"
+
+
+def _pvalue_cell(row: Check) -> str:
+    """The Holm-adjusted p with the family it was adjusted in: the same p means different things there."""
+    if row.pvalue is None or not math.isfinite(row.pvalue):
+        return ""
+    return f"{row.pvalue:.3g} ({row.family})" if row.family else f"{row.pvalue:.3g}"
 
 
 def _cell(value: float | int | str | None, signed: bool = False) -> str:

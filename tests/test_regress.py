@@ -242,6 +242,10 @@ def test_primary_metric_is_its_own_family() -> None:
     assert 0.0125 < raw < 0.04 and rows["accuracy"].pvalue == pytest.approx(raw)
     assert {r.family for r in rows.values()} == {"primary", "secondary"}
     assert rows["token_f1"].pvalue == pytest.approx(3 * raw) and rows["token_f1"].status == OK
+    # The printed p names the family it was adjusted in.
+    text = report.render()
+    assert f"{rows['accuracy'].pvalue:.3g} (primary)" in text
+    assert f"{rows['token_f1'].pvalue:.3g} (secondary)" in text
 
 
 def _unjudged_records(closed_right: int) -> list[dict[str, Any]]:
