@@ -17,14 +17,17 @@ judged at Holm's first step, alpha_family / m_family; the whole gate's family-wi
 below alpha = 0.05 whatever the dependence between checks.
 
 Comparators, at the same per-check level:
-- oracle: the one-sided z test that knows the true SE of the paired mean (the issue's "ideal paired test").
-  No test computed from the data can reach it: it needs the variance, which the data only estimate.
-- t bound: the power the one-sided t test on G - 1 df would have if the cluster sums were normal with the
-  same mean and variance (noncentral t; computed exactly, no simulation). For a normal mean with unknown
-  variance the t test is uniformly most powerful among unbiased tests (Lehmann and Romano, Testing
-  Statistical Hypotheses, 3rd ed., section 5.2), so this is the best catch rate a test that estimates the
-  spread from G clusters can have under normal theory; oracle - t bound is the price of not knowing the
-  variance, large at G = 10 and vanishing as G grows.
+- t bound: the ideal paired test the data allow, and the target's comparator. It is the power the
+  one-sided t test on G - 1 df would have if the cluster sums were normal with the same mean and variance
+  (noncentral t; computed exactly, no simulation; the z test for independent items). For a normal mean
+  with unknown variance the t test is uniformly most powerful among unbiased tests (Lehmann and Romano,
+  Testing Statistical Hypotheses, 3rd ed., section 5.2), so this is the best catch rate a test that
+  estimates the spread from G clusters can have under normal theory.
+- oracle: the one-sided z test that knows the true SE of the paired mean, a power envelope rather than a
+  test: it needs the variance, which the data only estimate. With many clusters it equals the t bound;
+  oracle - t bound is the price of not knowing the variance, large at G = 10 and vanishing as G
+  grows; it is printed beside the gate's own shortfalls.
+
 Alternatives measured at the small-cluster points: the clustered z test (normal quantile; what pooling an
 item-level variance with a design effect estimated from the same clusters amounts to) and the cluster
 sign-flip randomisation test (exact over all 2^G sign patterns for G <= 12, else 4,000 random ones). A CR2
@@ -33,7 +36,8 @@ equals the G / (G - 1)-corrected estimator the gate uses and its degrees of free
 gate's test exactly; on unequal clusters it is more conservative.
 
 Printed: catch rates for drops of 2-10 points on 100-3,000 items at churn 10-30% and clusters of 1, 5 and 10;
-false alarms per check and for the whole gate; what holds and what does not against both comparators; the
+false alarms per check and for the whole gate (and, for the other metrics' tiny level, per check with
+few clusters); what holds and what does not against both comparators; the
 alternatives; and per task size, clustering and churn the smallest drop caught 90% of the time, for the
 grid and for the shapes of the seven benchmarks. Vectorised with numpy; seeded.
 """
@@ -230,8 +234,9 @@ def catch_table(rng: np.random.Generator, reps: int, level: float, show: bool) -
                 cells.append("-")
                 continue
             gate, bound, oracle = rates(rng, reps, sizes, churn, drop, level)
-            worst = shortfalls.setdefault(sizes.size, [0.0, 0.0])
+            worst = shortfalls.setdefault(sizes.size, [0.0, 0.0, 0.0])
             worst[0], worst[1] = max(worst[0], bound - gate), max(worst[1], oracle - gate)
+            worst[2] = max(worst[2], oracle - bound)
             cells.append(f"{gate:.2f}/{bound:.2f}/{oracle:.2f}")
         false_alarm = float(gate_rejects(cluster_sums(rng, reps, sizes, churn, 0.0), sizes, level).mean())
         rows.append([n, c, sizes.size, f"{churn:.2f}", *cells, f"{false_alarm:.4f}"])
@@ -246,25 +251,28 @@ def verdict(holds: bool) -> str:
 
 
 def report_shortfalls(label: str, shortfalls: dict[int, list[float]]) -> None:
+    """The target (issue 15) read against the ideal paired test the data allow (the t bound), and the
+    known-variance envelope (the oracle) beside it with the t bound's own distance from that envelope."""
     by_t = max(v[0] for v in shortfalls.values())
     by_oracle = max(v[1] for v in shortfalls.values())
     print(
-        f"{label}: largest shortfall of the gate's catch rate below the t bound: {by_t:.3f} "
-        f"-> {verdict(by_t <= TOLERANCE)}"
+        f"{label}: target, catch rate within {TOLERANCE} of the ideal paired test (the t bound): largest "
+        f"shortfall {by_t:.3f} -> {verdict(by_t <= TOLERANCE)}"
     )
     print(
-        f"{label}: largest shortfall below the oracle: {by_oracle:.3f} -> {verdict(by_oracle <= TOLERANCE)}"
+        f"{label}: against the known-variance envelope (the oracle): largest shortfall {by_oracle:.3f} "
+        f"-> {verdict(by_oracle <= TOLERANCE)}"
     )
-    print("  by number of clusters G (shortfall below t bound / below oracle):")
+    print("  by number of clusters G: gate below t bound / gate below oracle / t bound below oracle")
     for groups in sorted(shortfalls):
-        t_gap, o_gap = shortfalls[groups]
-        mark = "" if o_gap <= TOLERANCE else "  <- oracle not within 0.05"
-        print(f"    G = {groups:5d}: {t_gap:.3f} / {o_gap:.3f}{mark}")
+        t_gap, o_gap, envelope = shortfalls[groups]
+        mark = "" if o_gap <= TOLERANCE else "  <- oracle out of reach: the t bound itself is as far below it"
+        print(f"    G = {groups:5d}: {t_gap:.3f} / {o_gap:.3f} / {envelope:.3f}{mark}")
     bad = [g for g, v in shortfalls.items() if v[1] > TOLERANCE]
     above = [g for g in shortfalls if not bad or g > max(bad)]
     if bad:
         where = f"G >= {min(above)}" if above else "no G simulated"
-        print(f"  within 0.05 of the oracle at every simulated point with {where}")
+        print(f"  within {TOLERANCE} of the oracle at every simulated point with {where}")
 
 
 def whole_gate(
@@ -336,6 +344,28 @@ def alternatives(rng: np.random.Generator, reps: int, level: float) -> None:
     )
 
 
+def small_cluster_calibration(rng: np.random.Generator, reps: int, level: float) -> None:
+    """The gate's false alarms per check at a tiny level with few clusters: the cluster sums are so discrete
+    there (about one changed item per cluster at churn 0.10) that the t test uses only part of its level,
+    which is where its catch rate falls below the normal-theory t bound."""
+    print(f"  false alarms per check at {level:.6f} with few clusters ({reps} replicates each):")
+    for n, c in ((100, 10), (100, 5), (300, 10)):
+        sizes = grid_shape(n, c).sizes
+        cells = []
+        for churn in CHURNS:
+            chunks = max(reps // 50_000, 1)  # in chunks, to keep memory flat
+            rate = float(
+                np.mean(
+                    [
+                        gate_rejects(cluster_sums(rng, 50_000, sizes, churn, 0.0), sizes, level).mean()
+                        for _ in range(chunks)
+                    ]
+                )
+            )
+            cells.append(f"churn {churn:.2f}: {rate:.5f} ({rate / level:.2f}x)")
+        print(f"    G = {sizes.size:3d} ({n} items in clusters of {c}): " + "; ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2000)
@@ -361,6 +391,8 @@ def main() -> None:
     report_shortfalls("primary", primary)
     print("\nOther metrics (their own family): catch rates at their level, summarised")
     report_shortfalls("secondary", catch_table(rng, args.reps, secondary_level, show=False))
+    # Its own stream, so the sections below draw the same replicates as without it.
+    small_cluster_calibration(np.random.default_rng(args.seed + 1), 150 * args.reps, secondary_level)
 
     shapes = [s for s in BENCHMARKS for _ in range(1 + args.secondary_checks // len(BENCHMARKS))]
     is_primary = [i % (1 + args.secondary_checks // len(BENCHMARKS)) == 0 for i in range(len(shapes))]
