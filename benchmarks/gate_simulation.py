@@ -348,12 +348,12 @@ def small_cluster_calibration(rng: np.random.Generator, reps: int, level: float)
     """The gate's false alarms per check at a tiny level with few clusters: the cluster sums are so discrete
     there (about one changed item per cluster at churn 0.10) that the t test uses only part of its level,
     which is where its catch rate falls below the normal-theory t bound."""
-    print(f"  false alarms per check at {level:.6f} with few clusters ({reps} replicates each):")
+    chunks = max(reps // 50_000, 1)  # 50,000 replicates at a time, to keep memory flat
+    print(f"  false alarms per check at {level:.6f} with few clusters ({chunks * 50_000} replicates each):")
     for n, c in ((100, 10), (100, 5), (300, 10)):
         sizes = grid_shape(n, c).sizes
         cells = []
         for churn in CHURNS:
-            chunks = max(reps // 50_000, 1)  # in chunks, to keep memory flat
             rate = float(
                 np.mean(
                     [
