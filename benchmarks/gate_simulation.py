@@ -6,7 +6,10 @@ Model. A task has n items in G clusters (a video, a study, an image). Between th
 fraction `churn` of the items changes score (0 -> 1 or 1 -> 0), and the losses outnumber the gains so that
 the expected paired difference is -drop. Items of a cluster share their direction: the probability that a
 changed item of cluster k is a loss is q_k ~ Beta(kappa q, kappa (1 - q)), q = (1 + drop / churn) / 2, with
-kappa = 4 (strong within-cluster correlation); clusters of 1 are independent items.
+kappa = 4 (strong within-cluster correlation); clusters of 1 are independent items. The grid's clusters
+are equal in size; VQA-RAD and SLAKE take their real questions per image from their releases where
+these are at hand (--realdata), so unequal clusters are simulated too (there the t bound, which treats
+the cluster sums as identically distributed, is the normal-theory approximation).
 
 The gate (what regress does). Each metric check is the one-sided clustered paired t test of a drop beyond
 the tolerance line (0 here): t = mean / clustered SE on G - 1 degrees of freedom (normal when every item is
@@ -45,10 +48,14 @@ grid and for the shapes of the seven benchmarks. Vectorised with numpy; seeded.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import nct, norm
@@ -56,6 +63,7 @@ from scipy.stats import t as student_t
 from tabulate import tabulate
 
 from obv_eval.regress import ALPHA, PRIMARY_SHARE
+from obv_eval.release_formats import VQARAD_TEST_PHRASE_TYPES
 
 SIZES = (100, 300, 1000, 3000)
 CHURNS = (0.10, 0.20, 0.30)
@@ -68,15 +76,19 @@ SIGN_FLIPS = 4000
 
 @dataclass(frozen=True)
 class Shape:
-    """A task's size and clustering: n items over `groups` clusters of sizes as equal as possible."""
+    """A task's size and clustering: n items over `groups` clusters, of the sizes in `counts` where the
+    release gives them, else as equal as possible."""
 
     name: str
     n: int
     groups: int
     note: str = ""
+    counts: tuple[int, ...] = ()
 
     @property
     def sizes(self) -> np.ndarray:
+        if self.counts:
+            return np.array(self.counts)
         sizes = np.full(self.groups, self.n // self.groups)
         sizes[: self.n % self.groups] += 1
         return sizes
@@ -84,14 +96,43 @@ class Shape:
 
 # The seven benchmarks' test splits (cluster = the shared source the project clusters by).
 BENCHMARKS = (
-    Shape("VQA-RAD", 451, 203, "203 images (release; 1-7 questions each, median 2)"),
-    Shape("SLAKE", 1061, 96, "96 images (release; 5-20 questions each, median 10)"),
+    Shape("VQA-RAD", 451, 203, "203 images (release counts; simulated as equal in size)"),
+    Shape("SLAKE", 1061, 96, "96 images (release counts; simulated as equal in size)"),
     Shape("SurgeryVideoQA", 2900, 210, "~2.9k questions, ~210 YouTube videos (hub; approximate)"),
     Shape("MIMICEchoQA", 622, 62, "622 items; study count not public here: 10 a study assumed"),
     Shape("PathVQA", 6700, 860, "~6.7k questions; ~860 images assumed (not verified here)"),
     Shape("MedQA", 1273, 1273, "independent items"),
     Shape("PubMedQA", 500, 500, "independent items"),
 )
+
+
+def release_cluster_sizes(realdata: Path) -> dict[str, tuple[int, ...]]:
+    """Questions per image in the VQA-RAD and SLAKE test splits, read from their releases where present
+    (../shared/realdata in CI; a user's clone has no such folder and the shapes stay equal-sized)."""
+    found: dict[str, tuple[int, ...]] = {}
+    vqarad = realdata / "vqarad" / "VQA_RAD Dataset Public.json"
+    if vqarad.is_file():
+        rows = json.loads(vqarad.read_text())
+        test = [r for r in rows if str(r.get("phrase_type", "")).strip() in VQARAD_TEST_PHRASE_TYPES]
+        found["VQA-RAD"] = tuple(sorted(Counter(r["image_name"] for r in test).values()))
+    slake = realdata / "slake" / "test.json"
+    if slake.is_file():
+        english = [r for r in json.loads(slake.read_text()) if r.get("q_lang") == "en"]
+        found["SLAKE"] = tuple(sorted(Counter(r["img_name"] for r in english).values()))
+    return found
+
+
+def benchmark_shapes(realdata: Path) -> tuple[Shape, ...]:
+    """BENCHMARKS, with the real, unequal cluster sizes where the release is at hand."""
+    real = release_cluster_sizes(realdata)
+    shapes = []
+    for shape in BENCHMARKS:
+        counts = real.get(shape.name, ())
+        if counts and (sum(counts), len(counts)) == (shape.n, shape.groups):
+            sizes = f"{min(counts)}-{max(counts)} questions each, median {int(np.median(counts))}"
+            shape = replace(shape, counts=counts, note=f"{shape.groups} images, real sizes ({sizes})")
+        shapes.append(shape)
+    return tuple(shapes)
 
 
 def grid_shape(n: int, c: int) -> Shape:
@@ -364,6 +405,12 @@ def small_cluster_calibration(rng: np.random.Generator, reps: int, level: float)
             )
             cells.append(f"churn {churn:.2f}: {rate:.5f} ({rate / level:.2f}x)")
         print(f"    G = {sizes.size:3d} ({n} items in clusters of {c}): " + "; ".join(cells))
+        # The corner where that bites: every changed item a loss, about one per cluster.
+        gate, bound, oracle = rates(rng, 50_000, sizes, 0.10, 0.10, level)
+        print(
+            f"      caught at churn 0.10, drop 10 (gate / t bound / oracle): "
+            f"{gate:.2f} / {bound:.2f} / {oracle:.2f}"
+        )
 
 
 def main() -> None:
@@ -372,7 +419,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--primary-checks", type=int, default=7, help="primary-metric checks (one per task)")
     parser.add_argument("--secondary-checks", type=int, default=21, help="other metric checks")
+    default_realdata = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+    parser.add_argument(
+        "--realdata",
+        type=Path,
+        default=Path(os.environ.get("OBV_EVAL_REALDATA", default_realdata)),
+        help="folder with the VQA-RAD and SLAKE releases, for their real cluster sizes",
+    )
     args = parser.parse_args()
+    benchmarks = benchmark_shapes(args.realdata)
     rng = np.random.default_rng(args.seed)
     mc_se = 0.5 / math.sqrt(args.reps)
     primary_level = PRIMARY_SHARE * ALPHA / args.primary_checks
@@ -394,8 +449,8 @@ def main() -> None:
     # Its own stream, so the sections below draw the same replicates as without it.
     small_cluster_calibration(np.random.default_rng(args.seed + 1), 150 * args.reps, secondary_level)
 
-    shapes = [s for s in BENCHMARKS for _ in range(1 + args.secondary_checks // len(BENCHMARKS))]
-    is_primary = [i % (1 + args.secondary_checks // len(BENCHMARKS)) == 0 for i in range(len(shapes))]
+    shapes = [s for s in benchmarks for _ in range(1 + args.secondary_checks // len(benchmarks))]
+    is_primary = [i % (1 + args.secondary_checks // len(benchmarks)) == 0 for i in range(len(shapes))]
     levels = (primary_level, secondary_level)
     null_reps = 5 * args.reps  # a rate near 0.05 needs more replicates than a catch rate
     fa_bench = whole_gate(rng, null_reps, shapes, is_primary, levels)
@@ -422,7 +477,7 @@ def main() -> None:
     print("\nThe seven benchmarks' shapes, primary check: catch rate gate / t bound / oracle at churn 0.20")
     print("(worst shortfall below the t bound / below the oracle over churn 0.10-0.30, drops 2-10)")
     bench_rows = []
-    for shape in BENCHMARKS:
+    for shape in benchmarks:
         cells, t_gap, o_gap = [], 0.0, 0.0
         for churn, drop in product(CHURNS, DROPS):
             if drop > churn:
@@ -452,12 +507,12 @@ def main() -> None:
                 *(fmt_points(smallest_caught(rng, reps, sizes, ch, primary_level)) for ch in CHURNS),
             ]
         )
-    for shape in BENCHMARKS:
+    for shape in benchmarks:
         cells = [fmt_points(smallest_caught(rng, reps, shape.sizes, ch, primary_level)) for ch in CHURNS]
         detect.append([f"{shape.name} {shape.n}", f"~{shape.n / shape.groups:.1f}", shape.groups, *cells])
     headers = ["n", "cluster", "G", *(f"churn {c:.2f}" for c in CHURNS)]
     print(tabulate(detect, headers=headers, disable_numparse=True, tablefmt="github"))
-    print("Benchmark shapes: " + "; ".join(f"{s.name}: {s.note}" for s in BENCHMARKS))
+    print("Benchmark shapes: " + "; ".join(f"{s.name}: {s.note}" for s in benchmarks))
 
 
 if __name__ == "__main__":

@@ -90,3 +90,16 @@ def test_the_gate_keeps_its_level_on_the_models_null(sim: ModuleType) -> None:
     reps, level = 100_000, 0.05
     rate = float(sim.gate_rejects(sim.cluster_sums(rng, reps, sizes, 0.2, 0.0), sizes, level).mean())
     assert rate == pytest.approx(level, abs=4 * math.sqrt(level * (1 - level) / reps))
+
+
+def test_vqarad_and_slake_are_simulated_with_their_real_cluster_sizes(
+    sim: ModuleType, realdata: Path
+) -> None:
+    shapes = {shape.name: shape for shape in sim.benchmark_shapes(realdata)}
+    for name, n, images, smallest, largest in (("VQA-RAD", 451, 203, 1, 7), ("SLAKE", 1061, 96, 5, 20)):
+        sizes = shapes[name].sizes
+        assert (int(sizes.sum()), sizes.size) == (n, images)  # the published test split
+        assert (int(sizes.min()), int(sizes.max())) == (smallest, largest)  # unequal, as released
+    # Without the releases the shapes fall back to equal clusters of the same totals.
+    fallback = {shape.name: shape for shape in sim.benchmark_shapes(realdata / "absent")}
+    assert int(np.ptp(fallback["SLAKE"].sizes)) <= 1 and int(fallback["SLAKE"].sizes.sum()) == 1061
