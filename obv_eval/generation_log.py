@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from obv_eval.backends.base import Backend, GenerationOutput, GenerationRequest
+from obv_eval.profiling import stage
 from obv_eval.redaction import configured_secrets, redact_value
 
 
@@ -78,6 +79,10 @@ class GenerationLog:
     def append_batch(self, outputs: list[GenerationOutput]) -> None:
         if not outputs:
             return
+        with stage("writing"):  # called from inside generation: counted as writing, not as model time
+            self._append(outputs)
+
+    def _append(self, outputs: list[GenerationOutput]) -> None:
         batch = uuid.uuid4().hex  # any unique id: only grouping matters, never written to results
         secrets = configured_secrets()
         lines = [

@@ -75,3 +75,23 @@ def test_log_keeps_only_complete_batches(tmp_path: Path) -> None:
     done = log.load()
     assert sorted(done) == [("medqa", 0), ("medqa", 1), ("medqa", 2), ("medqa", 3)]
     assert done[("medqa", 1)] == _output("medqa", 1)
+
+
+def test_log_writes_count_as_writing_in_the_profile_not_as_the_stage_around_them(tmp_path: Path) -> None:
+    from obv_eval import profiling
+
+    log = GenerationLog(tmp_path / "generations.jsonl")
+    profiling.reset()
+    profiling.enable(True)
+    try:
+        with profiling.stage("decode_steps"):  # as when a backend hands a finished batch to the log
+            for batch in range(20):
+                log.append_batch([_output("t", 2 * batch), _output("t", 2 * batch + 1)])
+        stages = profiling.snapshot()
+    finally:
+        profiling.enable(False)
+        profiling.reset()
+    assert stages["writing"]["calls"] == 20
+    assert stages["writing"]["seconds"] > 0  # twenty fsyncs take time, all of it writing's
+    assert stages["decode_steps"]["calls"] == 1
+    assert len(log.load()) == 40
