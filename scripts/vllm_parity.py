@@ -10,9 +10,9 @@ the frames sampled by obv_eval.media, passed as one video), then generates
 and compares the token ids. It then runs both public backends over the same items and compares
 their texts, visual tokens and over-context flags (with --data-parallel-size N the vLLM backend runs N
 worker engines). Last, four questions about one new clip: the texts must match, and vLLM's prefix
-cache must serve every question after the first the shared prefix (system text + the clip's visual
-tokens, in whole blocks); the hit rate the backend records for provenance is printed. vLLM's
-max_model_len is derived from the longest item, as a run derives it, so the over-context
+cache must serve the shared prefix (system text + the clip's visual tokens, in whole blocks) to every
+question but the one the backend sends first; the hit rate the backend records for provenance is
+printed. vLLM's max_model_len is derived from the longest item, as a run derives it, so the over-context
 clip runs on both backends (the item set is the same) and is counted on both.
 
 Needs vLLM: on a GPU machine `pip install 'obv-eval[vllm]'`; on a CPU, scripts/vllm_cpu/parity.sh runs
@@ -96,7 +96,7 @@ def hf_tokens(backend: Any, request: dict[str, Any]) -> list[int]:
 
 
 def shared_clip_items(folder: Path) -> list[Any]:
-    """QUESTIONS_PER_CLIP questions about one new 8-second SurgeryVideoQA-shaped clip."""
+    """Four questions about one new 8-second SurgeryVideoQA-shaped clip."""
     from obv_eval.backends.base import GenerationRequest
     from obv_eval.data.synth import write_video
     from obv_eval.sources import MediaRef
@@ -120,8 +120,9 @@ def expanded_ids(backend: Any, request: dict[str, Any]) -> list[int]:
 
 
 def prefix_cache_check(hf: Any, vllm: Any, folder: Path, media: Any) -> bool:
-    """Texts identical to transformers; each later question's cached tokens cover the shared prefix up
-    to vLLM's block granularity; the hit rate the backend records (provenance) is the measured one."""
+    """Texts identical to transformers; every question but the one sent first is served the shared prefix
+    (up to vLLM's block granularity) from the cache; the hit rate the backend records (provenance) is
+    the measured one."""
     from tabulate import tabulate
 
     from obv_eval.backends.vllm import build_vllm_request
@@ -300,7 +301,7 @@ def main() -> int:
     ok &= long_ok and counts[0] == counts[1] == 1 and scored[0] == scored[1] == len(requests)
 
     # 3. Several questions on one clip neither engine has seen: vLLM's prefix cache must serve the
-    # shared prefix (system text + the clip's visual tokens) to every question after the first.
+    # shared prefix (system text + the clip's visual tokens) to every question but the one sent first.
     if vllm.llm is not None:  # data-parallel workers keep their engines (and caches) to themselves
         ok &= prefix_cache_check(hf, vllm, Path(folder.name), media)
     print(f"\nvLLM parity: {'PASS' if ok else 'FAIL'}")
