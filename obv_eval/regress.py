@@ -8,23 +8,23 @@ A check fails when
 - the judge settings differ (model, prompt, output mode, ...) unless allow_judge_change;
 - a fingerprint recorded in the baseline (task config, prompt, ...) differs or is absent in the run,
   because then the numbers are not comparable;
-- a metric dropped: with both runs' samples, on the items present and scored in both, the paired
-  difference run − baseline is tested one-sided against the tolerance line (H0: drop <= tolerance) with
-  t = (mean + tolerance) / clustered SE on G − 1 degrees of freedom (normal when every item is its own
-  cluster). The metric checks form two families, split by Bonferroni and Holm-adjusted within each: the
-  primary family holds each task's primary metric (the number the task reports: its primary metric, or
+- a metric dropped: with both runs' samples, on the items present and scored in both, the paired difference
+  run − baseline is tested one-sided against the tolerance line (H0: drop <= tolerance) with t = (mean +
+  tolerance) / clustered SE on G − 1 degrees of freedom (G = n when every item is its own cluster: the
+  paired t-test). The metric checks form two families, split by Bonferroni and Holm-adjusted within each:
+  the primary family holds each task's primary metric (the number the task reports: its primary metric, or
   the closed-item accuracy the results name when the primary is "not scored") and gets PRIMARY_SHARE of
   alpha (0.8 · 0.05 = 0.04); every other metric is in the secondary family with the rest (0.01). A check
   fails when its Holm-adjusted p is below its family's alpha, so the whole gate's false-alarm rate is at
-  most alpha = 0.05 whatever the dependence between checks. (A family that is empty gives its share to
-  the other: membership is fixed by the baseline, not by the p-values.) Why two families: with all 28
-  metrics in one Holm family a primary drop is judged at 0.05/28 and, on tasks with few clusters, the
-  t(G − 1) quantile at that level costs much of the catch rate; the simulation measured the split.
-  Without samples, or with too few clusters for an SE, the point estimate alone decides: a drop beyond the
-  tolerance fails (the conservative choice). A metric the records do not carry by name, such as
-  accuracy_closed (the summary's name for the primary metric on the closed items when open ones were not
-  judged), is paired on the primary metric's per-item scores of the closed items. The rule and its
-  operating characteristics come from benchmarks/gate_simulation.py.
+  most alpha = 0.05 whatever the dependence between checks. (A family that is empty gives its share to the
+  other: membership is fixed by the baseline, not by the p-values.) Why two families: with all 28 metrics in
+  one Holm family a primary drop is judged at 0.05/28 and, on tasks with few clusters, the t(G − 1) quantile
+  at that level costs much of the catch rate; the simulation measured the split. Without samples, or with
+  too few clusters for an SE, the point estimate alone decides: a drop beyond the tolerance fails (the
+  conservative choice). A metric the records do not carry by name, such as accuracy_closed (the summary's
+  name for the primary metric on the closed items when open ones were not judged), is paired on the primary
+  metric's per-item scores of the closed items. The rule and its operating characteristics come from
+  benchmarks/gate_simulation.py.
 """
 
 from __future__ import annotations

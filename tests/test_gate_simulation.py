@@ -11,6 +11,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from obv_eval.stats import clustered_pvalue, paired_difference
 
@@ -103,3 +104,50 @@ def test_vqarad_and_slake_are_simulated_with_their_real_cluster_sizes(
     # Without the releases the shapes fall back to equal clusters of the same totals.
     fallback = {shape.name: shape for shape in sim.benchmark_shapes(realdata / "absent")}
     assert int(np.ptp(fallback["SLAKE"].sizes)) <= 1 and int(fallback["SLAKE"].sizes.sum()) == 1061
+
+
+@pytest.mark.parametrize("n,churn,level", [(60, 0.1, 0.05), (200, 0.2, 0.01)])
+def test_exact_false_alarm_on_independent_items_is_the_simulated_gates(
+    sim: ModuleType, n: int, churn: float, level: float
+) -> None:
+    rng = np.random.default_rng(7)
+    sizes = sim.grid_shape(n, 1).sizes
+    reps = 200_000
+    simulated = float(sim.gate_rejects(sim.cluster_sums(rng, reps, sizes, churn, 0.0), sizes, level).mean())
+    exact = sim.exact_independent_false_alarm(n, churn, level)
+    assert exact == pytest.approx(simulated, abs=4 * math.sqrt(exact * (1 - exact) / reps))
+    # Discreteness: few changed items leave part of the level unused, which is why the comparator is
+    # taken at the actual rate rather than the nominal one.
+    assert exact != pytest.approx(level, rel=1e-3)
+
+
+def test_gate_levels_measure_the_gates_false_alarms_and_feed_the_t_bound(sim: ModuleType) -> None:
+    sizes = sim.grid_shape(100, 10).sizes
+    loose, tight = sim.gate_levels(np.random.default_rng(8), sizes, 0.1, (0.05, 0.01))
+    assert (loose.nominal, tight.nominal) == (0.05, 0.01)
+    check = sim.cluster_sums(np.random.default_rng(9), 100_000, sizes, 0.1, 0.0)
+    for measured in (loose, tight):
+        expected = float(sim.gate_rejects(check, sizes, measured.nominal).mean())
+        assert measured.actual == pytest.approx(expected, abs=4 * measured.se + 4 * math.sqrt(expected / 1e5))
+    assert tight.actual < loose.actual
+    # The matched comparator is the t bound at the measured rate; the nominal one is returned beside it.
+    gate, matched, oracle, nominal = sim.rates(np.random.default_rng(10), 2000, sizes, 0.1, 0.06, tight)
+    assert matched == sim.t_bound(sizes, 0.1, 0.06, tight.actual)
+    assert nominal == sim.t_bound(sizes, 0.1, 0.06, 0.01)
+    assert (matched < nominal) == (tight.actual < 0.01)
+    assert 0 <= gate <= 1 and 0 <= oracle <= 1
+    # Independent items: computed exactly, no Monte Carlo error.
+    (exact,) = sim.gate_levels(np.random.default_rng(11), sim.grid_shape(100, 1).sizes, 0.1, (0.01,))
+    assert exact.se == 0 and exact.actual == sim.exact_independent_false_alarm(100, 0.1, 0.01)
+
+
+def test_independent_items_are_tested_on_n_minus_1_df_because_the_normal_quantile_exceeds_the_level(
+    sim: ModuleType,
+) -> None:
+    # 100 independent items at the other metrics' level (0.01/21): with few changed items the z test's
+    # false alarms exceed the level by more than a third; the paired t-test on 99 df (the gate's) keeps it.
+    level = 0.01 / 21
+    with_z = sim.exact_independent_false_alarm(100, 0.3, level, crit=float(norm.ppf(level)))
+    assert with_z > 1.3 * level
+    for churn in sim.CHURNS:
+        assert sim.exact_independent_false_alarm(100, churn, level) <= 1.02 * level
