@@ -270,6 +270,8 @@ def resolve_media_path(path: str | Path, root: str | Path | None) -> Path:
         text = text[len("file://") :]
     if not text:
         raise MediaError("empty media path; the dataset row has no file name")
+    if "\x00" in text:  # the OS refuses such a name (ValueError deep in os.stat): say so for this item
+        raise MediaError(f"media path {text!r} holds a NUL byte; fix the dataset row's file name")
     candidate = Path(text)
     if root is None:
         return candidate
