@@ -376,9 +376,15 @@ def _media_keys(
 # HTML
 
 
+# Characters that could end the <script> element, open an HTML comment or break a JS string, written as
+# JSON's own \\uXXXX escapes: the text stays valid JSON (JSON.parse gives back the same strings) and the
+# HTML parser never sees a "<", ">" or "&" inside the data.
+_SCRIPT_ESCAPES = str.maketrans({c: f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"})
+
+
 def _script_json(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str)
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return text.translate(_SCRIPT_ESCAPES)
 
 
 def _clean(value: Any) -> Any:

@@ -1,66 +1,68 @@
 // obv-eval report: inlined into every report page; reads the JSON in #report-data.
+// Every value from the run's files reaches the page as text (text nodes and attributes), never as
+// markup: a question or reply holding "<img onerror=...>" or "</script>" shows as those characters.
 "use strict";
 (function () {
   const t0 = performance.now();
   const D = JSON.parse(document.getElementById("report-data").textContent);
   const PAGE = 50;
   const pair = D.runs.length > 1;
-  const esc = (s) => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g,
-    (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
+  const str = (s) => String(s === null || s === undefined ? "" : s);
   const pct = (v) => (v === null || v === undefined) ? "n/a" : (100 * v).toFixed(1);
   const ci = (e) => (e.ci_low === null || e.ci_low === undefined) ? "" :
     " [" + pct(e.ci_low) + ", " + pct(e.ci_high) + "]";
-  const el = (tag, attrs, html) => { const n = document.createElement(tag);
-    for (const k in attrs || {}) n.setAttribute(k, attrs[k]); if (html !== undefined) n.innerHTML = html; return n; };
+  // h(tag, {attr: value}, child...): children are nodes, or strings and numbers shown as text.
+  const h = (tag, attrs, ...kids) => { const n = document.createElement(tag);
+    for (const k in attrs || {}) n.setAttribute(k, str(attrs[k]));
+    kids.flat(Infinity).forEach((k) => { if (k !== null && k !== undefined && k !== false)
+      n.appendChild(k instanceof Node ? k : document.createTextNode(str(k))); });
+    return n; };
   D.items.forEach((it) => { it.text = [it.t, it.d, it.q, it.g, it.p, it.x, it.r, it.jr,
-    it.b ? it.b.p : "", Object.values(it.c).join(" ")].join("\n").toLowerCase(); });
+    it.b ? it.b.p : "", Object.values(it.c).join(" ")].map(str).join("\n").toLowerCase(); });
 
   // Summary
   const summary = document.getElementById("summary");
-  let s = "<h2>Runs</h2><table><tr><th>task</th>";
-  D.runs.forEach((r) => { s += "<th>" + esc(r.model) + " " + esc(r.run_id) + "</th>"; });
-  s += "<th>n</th><th>failed</th><th>unparsed</th><th>unscored</th></tr>";
-  Object.keys(D.runs[0].tasks).forEach((t) => {
-    const a = D.runs[0].tasks[t];
-    s += "<tr><td>" + esc(t) + " (" + esc(a.metric) + ")</td>";
-    D.runs.forEach((r) => { const e = r.tasks[t];
-      s += "<td>" + (e ? pct(e.mean) + ci(e) : "-") + "</td>"; });
-    s += "<td>" + a.n + "</td><td>" + a.failed + "</td><td>" + a.unparsed + "</td><td>" + a.unscored + "</td></tr>";
-  });
-  s += "</table>";
-  if (D.runs[0].judge) s += "<p class='placeholder'>judge: " + esc(D.runs[0].judge) + "</p>";
+  summary.appendChild(h("h2", {}, "Runs"));
+  summary.appendChild(h("table", {},
+    h("tr", {}, h("th", {}, "task"), D.runs.map((r) => h("th", {}, str(r.model) + " " + str(r.run_id))),
+      ["n", "failed", "unparsed", "unscored"].map((x) => h("th", {}, x))),
+    Object.keys(D.runs[0].tasks).map((t) => { const a = D.runs[0].tasks[t];
+      return h("tr", {}, h("td", {}, t + " (" + str(a.metric) + ")"),
+        D.runs.map((r) => { const e = r.tasks[t]; return h("td", {}, e ? pct(e.mean) + ci(e) : "-"); }),
+        [a.n, a.failed, a.unparsed, a.unscored].map((x) => h("td", {}, x))); })));
+  if (D.runs[0].judge) summary.appendChild(h("p", {"class": "placeholder"}, "judge: " + str(D.runs[0].judge)));
   if (pair) {
     const counts = {improved: 0, regressed: 0};
     D.items.forEach((it) => { if (it.f in counts) counts[it.f] += 1; });
-    s += "<h2 id='pair-head'>" + esc(D.runs[0].model) + " minus " + esc(D.runs[1].model) +
-      " (paired items; 95% interval clustered by source)</h2><table id='pair-table'><tr><th>task</th>" +
-      "<th>paired n</th><th>difference (pts)</th><th>95% CI</th><th>improved</th><th>regressed</th>" +
-      "<th>paired test p</th></tr>";
-    Object.keys(D.pair).forEach((t) => { const e = D.pair[t];
-      const sign = (v) => (v > 0 ? "+" : "") + pct(v);
-      const imp = D.items.filter((it) => it.t === t && it.f === "improved").length;
-      const reg = D.items.filter((it) => it.t === t && it.f === "regressed").length;
-      s += "<tr><td>" + esc(t) + "</td><td>" + e.n + "</td><td>" + (e.n ? sign(e.mean) : "-") + "</td><td>" +
-        (e.ci_low === null || e.ci_low === undefined ? "-" : "[" + sign(e.ci_low) + ", " + sign(e.ci_high) + "]") +
-        "</td><td>" + imp + "</td><td>" + reg + "</td><td>" +
-        (e.pvalue === undefined || e.pvalue === null ? "-" : e.pvalue.toPrecision(3) + " (" + esc(e.method) + ")") + "</td></tr>"; });
-    s += "</table><p id='flip-counts'>Flipped items: <b>" + counts.improved + "</b> improved, <b>" +
-      counts.regressed + "</b> regressed (filter &ldquo;flips&rdquo; below).</p>";
+    const sign = (v) => (v > 0 ? "+" : "") + pct(v);
+    summary.appendChild(h("h2", {id: "pair-head"}, str(D.runs[0].model) + " minus " + str(D.runs[1].model) +
+      " (paired items; 95% interval clustered by source)"));
+    summary.appendChild(h("table", {id: "pair-table"},
+      h("tr", {}, ["task", "paired n", "difference (pts)", "95% CI", "improved", "regressed", "paired test p"]
+        .map((x) => h("th", {}, x))),
+      Object.keys(D.pair).map((t) => { const e = D.pair[t];
+        const imp = D.items.filter((it) => it.t === t && it.f === "improved").length;
+        const reg = D.items.filter((it) => it.t === t && it.f === "regressed").length;
+        return h("tr", {}, h("td", {}, t), h("td", {}, e.n), h("td", {}, e.n ? sign(e.mean) : "-"),
+          h("td", {}, e.ci_low === null || e.ci_low === undefined ? "-" :
+            "[" + sign(e.ci_low) + ", " + sign(e.ci_high) + "]"),
+          h("td", {}, imp), h("td", {}, reg),
+          h("td", {}, typeof e.pvalue === "number" ? e.pvalue.toPrecision(3) + " (" + str(e.method) + ")" : "-")); })));
+    summary.appendChild(h("p", {id: "flip-counts"}, "Flipped items: ", h("b", {}, counts.improved), " improved, ",
+      h("b", {}, counts.regressed), " regressed (filter \u201cflips\u201d below)."));
   }
-  summary.innerHTML = s;
 
   // Controls
   const tasks = [...new Set(D.items.map((it) => it.t))];
   const cats = [...new Set(D.items.flatMap((it) => Object.entries(it.c).map(([k, v]) => k + "=" + v)))].sort();
   const controls = document.getElementById("controls");
-  const select = (id, label, values) => { const l = el("label", {}, esc(label) + " ");
-    const sel = el("select", {id: id}); sel.appendChild(el("option", {value: ""}, "all"));
-    values.forEach((v) => sel.appendChild(el("option", {value: v}, esc(v)))); l.appendChild(sel);
-    controls.appendChild(l); return sel; };
+  const select = (id, label, values) => {
+    const sel = h("select", {id: id}, h("option", {value: ""}, "all"), values.map((v) => h("option", {value: v}, v)));
+    controls.appendChild(h("label", {}, label + " ", sel)); return sel; };
   const F = {task: select("f-task", "task", tasks), category: select("f-category", "category", cats),
     outcome: select("f-outcome", "outcome", D.outcomes)};
   if (pair) F.flip = select("f-flip", "flips", ["flipped", "improved", "regressed", "same", "unpaired", "only_run"]);
-  const search = el("input", {type: "search", id: "f-search", placeholder: "search question, answers, reasons"});
+  const search = h("input", {type: "search", id: "f-search", placeholder: "search question, answers, reasons"});
   controls.appendChild(search);
 
   let page = 0, shown = [];
@@ -75,56 +77,59 @@
     const q = search.value.trim().toLowerCase(); return !q || it.text.includes(q);
   };
   const sheet = (keys) => keys.map((k) => { const m = D.media[k];
-    if (!m) return "";
-    if (m.missing) return "<div class='placeholder media-missing'>" + esc(m.missing) + "</div>";
-    const head = m.kind === "video" ? esc(m.name) + ": " + m.sampled + " frames sampled of " + m.total +
+    if (!m) return null;
+    if (m.missing) return h("div", {"class": "placeholder media-missing"}, m.missing);
+    const head = m.kind === "video" ? str(m.name) + ": " + m.sampled + " frames sampled of " + m.total +
       " (" + m.fps + " fps), each " + m.size + (m.frames.length < m.sampled ? "; " + m.frames.length + " shown" : "")
-      : esc(m.name) + ", " + m.size + " as given to the model";
-    const figs = m.frames.map((src, i) => "<figure><img alt='frame' src='" + src + "'>" +
-      (m.indices ? "#" + m.indices[i] : "") + "</figure>").join("");
-    return "<div class='sheet-head'>" + head + "</div><div class='sheet'>" + figs + "</div>"; }).join("");
+      : str(m.name) + ", " + m.size + " as given to the model";
+    // only the report's own embedded thumbnails are shown: nothing is fetched from elsewhere
+    const figs = m.frames.map((src, i) => str(src).startsWith("data:image/") ?
+      h("figure", {}, h("img", {alt: "frame", src: src}), m.indices ? "#" + m.indices[i] : null) : null);
+    return [h("div", {"class": "sheet-head"}, head), h("div", {"class": "sheet"}, figs)]; });
   const fields = (r, who) => {
-    const scores = Object.entries(r.sc || {}).map(([k, v]) => k + " " + (v === null ? "unscored" : v)).join(", ");
-    let h = "<dt>" + who + "reply</dt><dd class='reply'>" + esc(r.p) + "</dd>" +
-      "<dt>extracted</dt><dd>" + (r.x === null || r.x === undefined ? "<i>none</i>" : esc(r.x)) + "</dd>" +
-      "<dt>score</dt><dd>" + (r.s === null || r.s === undefined ? "unscored" : r.s) + " (" + esc(r.o) + ")</dd>" +
-      "<dt>all scores</dt><dd>" + esc(scores) + "</dd>";
-    if (r.jv !== undefined) h += "<dt>judge</dt><dd>" + (r.jv === null ? "no verdict" : r.jv ? "correct" : "wrong") +
-      (r.jr ? ": " + esc(r.jr) : "") + "</dd>";
-    if (r.r) h += "<dt>" + (r.st === "failed" ? "failure" : "reason") + "</dt><dd>" + esc(r.r) + "</dd>";
-    if (r.o === "unparsed") h += "<dt>unparsed</dt><dd>no answer could be extracted from the reply</dd>";
-    h += "<dt>tokens</dt><dd>prompt " + esc(r.tk[0]) + ", output " + esc(r.tk[1]) +
-      (r.fr && r.fr.length ? "; frames " + r.fr.join(", ") : "") + "</dd>";
-    return h; };
+    const scores = Object.entries(r.sc || {}).map(([k, v]) => k + " " + (v === null ? "unscored" : str(v))).join(", ");
+    const row = (term, value, attrs) => [h("dt", {}, term), h("dd", attrs || {}, value)];
+    const tk = r.tk || [];
+    return [
+      row(who + "reply", r.p, {"class": "reply"}),
+      row("extracted", r.x === null || r.x === undefined ? h("i", {}, "none") : r.x),
+      row("score", (r.s === null || r.s === undefined ? "unscored" : str(r.s)) + " (" + str(r.o) + ")"),
+      row("all scores", scores),
+      r.jv !== undefined ? row("judge", (r.jv === null ? "no verdict" : r.jv ? "correct" : "wrong") +
+        (r.jr ? ": " + str(r.jr) : "")) : null,
+      r.r ? row(r.st === "failed" ? "failure" : "reason", r.r) : null,
+      r.o === "unparsed" ? row("unparsed", "no answer could be extracted from the reply") : null,
+      row("tokens", "prompt " + str(tk[0]) + ", output " + str(tk[1]) +
+        (Array.isArray(r.fr) && r.fr.length ? "; frames " + r.fr.map(str).join(", ") : "")),
+    ]; };
   const card = (it) => {
-    const badge = it.f ? "<span class='badge " + it.f + "'>" + esc(it.f) + "</span>" : "";
-    let h = "<h3>" + esc(it.t) + " #" + esc(it.d) + "<span class='badge'>" + esc(it.o) + "</span>" + badge + "</h3>" +
-      sheet(it.m) + "<dl><dt>question</dt><dd>" + esc(it.q) + "</dd>";
-    if (it.opt.length) h += "<dt>options</dt><dd>" + it.opt.map((o) => esc(o[0] + ". " + o[1])).join("\n") + "</dd>";
-    h += "<dt>gold</dt><dd class='gold'>" + esc(it.g) + "</dd>";
     const cs = Object.entries(it.c).map(([k, v]) => k + ": " + v).join("; ");
-    if (cs) h += "<dt>categories</dt><dd>" + esc(cs) + "</dd>";
-    h += "</dl>";
-    if (it.b) h += "<div class='cols'><dl>" + fields(it, esc(D.runs[0].model) + " ") + "</dl><dl>" +
-      fields(it.b, esc(D.runs[1].model) + " ") + "</dl></div>";
-    else h += "<dl>" + fields(it, "") + "</dl>";
-    h += "<details><summary>prompt</summary><pre>" + esc(it.pr) + "</pre></details>";
-    const n = el("article", {"class": "item " + it.o, "data-task": it.t, "data-doc": it.d, "data-outcome": it.o,
-      "data-flip": it.f || ""}, h);
-    return n; };
+    const opts = Array.isArray(it.opt) ? it.opt : [];
+    return h("article", {"class": "item " + it.o, "data-task": it.t, "data-doc": it.d, "data-outcome": it.o,
+      "data-flip": it.f || ""},
+      h("h3", {}, str(it.t) + " #" + str(it.d), h("span", {"class": "badge"}, it.o),
+        it.f ? h("span", {"class": "badge " + it.f}, it.f) : null),
+      sheet(it.m || []),
+      h("dl", {}, h("dt", {}, "question"), h("dd", {}, it.q),
+        opts.length ? [h("dt", {}, "options"), h("dd", {}, opts.map((o) => str(o[0]) + ". " + str(o[1])).join("\n"))] : null,
+        h("dt", {}, "gold"), h("dd", {"class": "gold"}, it.g),
+        cs ? [h("dt", {}, "categories"), h("dd", {}, cs)] : null),
+      it.b ? h("div", {"class": "cols"}, h("dl", {}, fields(it, str(D.runs[0].model) + " ")),
+        h("dl", {}, fields(it.b, str(D.runs[1].model) + " "))) : h("dl", {}, fields(it, "")),
+      h("details", {}, h("summary", {}, "prompt"), h("pre", {}, it.pr))); };
   const render = () => {
     const pages = Math.max(1, Math.ceil(shown.length / PAGE)); page = Math.min(page, pages - 1);
     const box = document.getElementById("items"); box.replaceChildren();
     const frag = document.createDocumentFragment();
     shown.slice(page * PAGE, (page + 1) * PAGE).forEach((it) => frag.appendChild(card(it)));
     box.appendChild(frag);
-    document.getElementById("status").innerHTML = "<span id='match-count'>" + shown.length +
-      "</span> of " + D.items.length + " items match; page " + (page + 1) + " of " + pages;
+    document.getElementById("status").replaceChildren(h("span", {id: "match-count"}, shown.length),
+      " of " + D.items.length + " items match; page " + (page + 1) + " of " + pages);
     ["pager-top", "pager"].forEach((id) => { const p = document.getElementById(id); p.replaceChildren();
-      const b = (label, to, off) => { const x = el("button", {type: "button"}, label); x.disabled = off;
+      const b = (label, to, off) => { const x = h("button", {type: "button"}, label); x.disabled = off;
         x.addEventListener("click", () => { page = to; render(); window.scrollTo(0, 0); }); p.appendChild(x); };
-      b("&laquo; first", 0, page === 0); b("&lsaquo; previous", page - 1, page === 0);
-      b("next &rsaquo;", page + 1, page >= pages - 1); b("last &raquo;", pages - 1, page >= pages - 1); });
+      b("\u00ab first", 0, page === 0); b("\u2039 previous", page - 1, page === 0);
+      b("next \u203a", page + 1, page >= pages - 1); b("last \u00bb", pages - 1, page >= pages - 1); });
     const q = new URLSearchParams(state()).toString();
     if (q !== location.hash.slice(1)) history.replaceState(null, "", q ? "#" + q : location.pathname);
   };
