@@ -250,3 +250,38 @@ def test_3000_item_report_renders_quickly(tmp_path: Path) -> None:
     render_ms = int(re.search(r'data-render-ms="(\d+)"', dom).group(1))  # type: ignore[union-attr]
     assert render_ms < 2000, render_ms
     assert elapsed < 30, elapsed
+
+
+HOSTILE = {
+    "comment": "before <!-- a comment that never closes",
+    "script": "</script><script>document.body.setAttribute('data-pwned', 'script')</script>",
+    "img": "<img src=x onerror=\"document.body.setAttribute('data-pwned', 'img')\">",
+    "entity": "&lt;b&gt; stays &amp; as typed \u2028 across a line separator",
+}
+
+
+def test_markup_in_every_field_renders_as_text(tmp_path: Path) -> None:
+    # Issue 24: "<!--" in any field blanked the page (the embedded JSON stopped parsing); markup in the
+    # items must show as the characters it is made of, never run or render.
+    from test_report import synthetic_records, write_run
+
+    records = synthetic_records(12)
+    payloads = list(HOSTILE.values())
+    for i, record in enumerate(records):
+        text = payloads[i % len(payloads)]
+        record.update(question=f"q{i} {text}", prediction=f"reply {text}", target=text, extracted=text)
+        record["categories"] = {**record["categories"], "view": text}
+        record["reason"] = text if record["status"] == "failed" else None
+    run = write_run(tmp_path / "hostile", records, model="model <!-- x")
+    page = tmp_path / "hostile.html"
+    assert main(["report", str(run), "--out", str(page), "--no-media"]) == 0
+    dom, console, _ = browse(page.as_uri(), tmp_path / "profile")
+    assert console == [], console
+    count, items = rendered(dom)
+    assert count == len(records) and len(items) == len(records)
+    assert "data-pwned" not in re.search(r"<body[^>]*>", dom).group(0)  # type: ignore[union-attr]
+    assert not re.search(r"<img[^>]*src=\"?x", dom), "an item's <img> became an element"
+    body = dom.split('<script id="report-data"')[0]
+    for text in payloads:
+        shown = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert body.count(shown) >= 3, (text, body.count(shown))  # question, reply, gold at least

@@ -1,6 +1,6 @@
 // obv-eval report: inlined into every report page; reads the JSON in #report-data.
 // Every value from the run's files reaches the page as text (text nodes and attributes), never as
-// markup: a question or reply holding "<img onerror=...>" or "</script>" shows as those characters.
+// markup: a question or reply holding an img tag with an onerror handler shows as those characters.
 "use strict";
 (function () {
   const t0 = performance.now();
