@@ -46,14 +46,16 @@ BENCHMARKS: dict[str, Benchmark] = {
             "mimicechoqa",
             "MIMICEchoQA",
             "video",
-            "connectthapa84/MIMICEchoQA",
+            "",  # not on the hub: the study's hub id has no public trace; PhysioNet publishes it
             None,
             "test",
             # correct_option is checked per item type: Yes/No items are scored by the answer text.
             ("video", "question", "answer", "study"),
             "video",
             "accuracy",
-            "videos come from PhysioNet MIMIC-IV-ECHO (credentialed access)",
+            "not on the Hugging Face hub: it is published on PhysioNet as MIMIC-IV-ECHO-Ext-MIMICEchoQA "
+            "1.0.0 (credentialed access); download its MIMICEchoQA.json, make the clips with "
+            "`obv-eval data prepare mimicechoqa` and pass --data DIR (docs/mimicechoqa.md)",
         ),
         Benchmark(
             "surgeryvqa",

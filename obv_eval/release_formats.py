@@ -2,7 +2,11 @@
 
 A local copy may hold a benchmark's original release instead of a hub export:
 - PubMedQA `ori_pqal.json` (1,000 labelled items keyed by PMID, upper-case fields);
-- VQA-RAD `VQA_RAD Dataset Public.json` (all 2,248 rows; `image_name`, `phrase_type`, `answer_type`).
+- VQA-RAD `VQA_RAD Dataset Public.json` (all 2,248 rows; `image_name`, `phrase_type`, `answer_type`);
+- MIMICEchoQA `MIMICEchoQA.json` from PhysioNet (MIMIC-IV-ECHO-Ext-MIMICEchoQA 1.0.0: a JSON list of the
+  622 test items, each naming its clip in a one-item `videos` list), found in the data folder itself
+  (no `mimicechoqa/test.*` there) or in its `MIMICEchoQA/` folder; the rows' clip paths are relative
+  to the folder holding the file (see docs/mimicechoqa.md).
 Rows are mapped onto the hub schema here, and the test split is selected: VQA-RAD's by `phrase_type`,
 PubMedQA's as the 500 PMIDs of the original release's `test_ground_truth.json` (shipped in assets/).
 """
@@ -17,6 +21,10 @@ from typing import Any
 
 RELEASE_KEY = "_release_key"  # the key of a row in a release file that is a JSON object of rows
 VQARAD_TEST_PHRASE_TYPES = frozenset({"test_freeform", "test_para"})
+# Release row files a data folder may hold for a benchmark instead of <benchmark>/test.*, first found wins.
+RELEASE_ROW_FILES: dict[str, tuple[str, ...]] = {
+    "mimicechoqa": ("MIMICEchoQA.json", "MIMICEchoQA/MIMICEchoQA.json"),
+}
 
 
 @cache
@@ -45,6 +53,16 @@ def adapt_row(benchmark: str, row: Mapping[str, Any]) -> dict[str, Any]:
             "long_answer": row.get("LONG_ANSWER"),
             "final_decision": row.get("final_decision"),
         }
+    if benchmark == "mimicechoqa" and "video" not in out and "videos" in out:
+        # The PhysioNet release names each item's clip in a list (`videos`); the task reads `video`.
+        videos = out["videos"]
+        if isinstance(videos, list) and len(videos) == 1 and isinstance(videos[0], str):
+            out["video"] = videos[0]
+        else:
+            from obv_eval.tasking import ROW_ERROR_FIELD  # tasking imports this module
+
+            held = f"{len(videos)} items" if isinstance(videos, list) else type(videos).__name__
+            out[ROW_ERROR_FIELD] = f"'videos' holds {held}; a MIMICEchoQA item names one clip in a list"
     if benchmark == "vqarad":
         if "image" not in out and "image_name" in out:
             out["image"] = out["image_name"]
@@ -60,3 +78,15 @@ def in_test_split(benchmark: str, row: Mapping[str, Any]) -> bool:
     if benchmark == "pubmedqa":
         return str(row.get("pubid", "")).strip() in pubmedqa_test_pmids()
     return True
+
+
+def release_rows_file(benchmark: str, root: Path) -> Path | None:
+    """The benchmark's release row file in the data folder `root`, where it has no `<benchmark>/` folder.
+
+    The folder holding the file is also the root of the media paths its rows name."""
+    if (root / benchmark).is_dir():
+        return None
+    for name in RELEASE_ROW_FILES.get(benchmark, ()):
+        if (root / name).is_file():
+            return root / name
+    return None

@@ -9,7 +9,9 @@ The choice is process-wide so that both `obv-eval` and plain `lmms-eval --includ
 
 A local copy `DIR` holds `DIR/<benchmark>/test.{jsonl,json,parquet,csv}` (or a folder written by
 `datasets.save_to_disk` at `DIR/<benchmark>/test`) and, unless the roots above say otherwise,
-media under `DIR/media/<benchmark>/`.
+media under `DIR/media/<benchmark>/`. Without `DIR/<benchmark>/`, a benchmark's release row file
+(obv_eval.release_formats: MIMICEchoQA's `MIMICEchoQA.json`) is read instead, with media paths
+relative to the folder holding it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from obv_eval.release_formats import RELEASE_ROW_FILES, release_rows_file
 
 
 def tasks_package_dir() -> Path:
@@ -93,9 +97,13 @@ def local_rows_location(benchmark: str, split: str, source: DataSource) -> tuple
         candidate = folder / f"{split}{suffix}"
         if candidate.exists():
             return builder, {"data_files": {split: str(candidate)}}
+    release = release_rows_file(benchmark, source.root)
+    if release is not None:
+        return "json", {"data_files": {split: str(release)}}
+    also = " or ".join(str(source.root / name) for name in RELEASE_ROW_FILES.get(benchmark, ()))
     raise DataSourceError(
         f"{benchmark}: no rows in {folder} (expected {split}.jsonl, .json, .parquet, .csv "
-        f"or a save_to_disk folder {split}/)"
+        f"or a save_to_disk folder {split}/){f', nor {also}' if also else ''}"
     )
 
 
@@ -110,6 +118,9 @@ def media_root(
     if source.root is not None:
         from obv_eval.benchmarks import BENCHMARKS
 
+        release = release_rows_file(benchmark, source.root)
+        if release is not None:  # a release file's rows name media relative to its own folder
+            return release.parent
         subdir = BENCHMARKS[benchmark].media_subdir if benchmark in BENCHMARKS else ""
         return source.root / "media" / benchmark / subdir if subdir else source.root / "media" / benchmark
     return None
