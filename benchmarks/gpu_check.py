@@ -21,6 +21,7 @@ import argparse
 import copy
 import inspect
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,8 +30,9 @@ from typing import Any
 import torch
 
 HERE = Path(__file__).resolve().parent
+REALDATA = Path(os.environ.get("OBV_EVAL_REALDATA", HERE.parent.parent / "shared" / "realdata"))
 CONFIG_CANDIDATES = (
-    HERE.parent.parent / "shared" / "realdata" / "qwen2-vl-2b" / "config.json",
+    REALDATA / "qwen2-vl-2b" / "config.json",
     HERE / "qwen2-vl-2b-config.json",  # a copy of that file (Apache-2.0, see qwen2-vl-2b-LICENSE)
 )
 PATCH, MERGE, TEMPORAL = 14, 2, 2

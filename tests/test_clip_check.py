@@ -21,10 +21,6 @@ from obv_eval.data.prepare import ClipFormat, cut_clip
 from obv_eval.data.synth import write_video
 from obv_eval.sources import DataSource, parse_data_source
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "surgeryvqa"
-REAL_ROWS = REALDATA / "surgeryvideoqa_processed.jsonl"
-
-
 _QUESTION_IDS = itertools.count()
 
 
@@ -122,11 +118,12 @@ def test_one_question_per_clip_is_flagged() -> None:
     assert one_question_per_clip(["a.mp4"]) is None
 
 
-@pytest.mark.skipif(not REAL_ROWS.is_file(), reason=f"real SurgeryVideoQA rows not present at {REALDATA}")
-def test_the_real_preprocessed_file_is_flagged(tmp_path: Path) -> None:
+def test_the_real_preprocessed_file_is_flagged(tmp_path: Path, realdata: Path) -> None:
+    # The study's preprocessed file: one question per clip (realdata honours OBV_EVAL_REALDATA).
+    real_rows = realdata / "surgeryvqa" / "surgeryvideoqa_processed.jsonl"
     (tmp_path / "surgeryvqa").mkdir()
-    shutil.copy(REAL_ROWS, tmp_path / "surgeryvqa" / "test.jsonl")
-    expected = len(REAL_ROWS.read_text().splitlines())
+    shutil.copy(real_rows, tmp_path / "surgeryvqa" / "test.jsonl")
+    expected = len(real_rows.read_text().splitlines())
     report = check_benchmark(BENCHMARKS["surgeryvqa"], DataSource("local", tmp_path), progress=False)
     assert report.rows == expected
     flagged = [detail for row, kind, detail in report.warnings if kind == ONE_QUESTION_PER_CLIP]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import itertools
@@ -500,19 +501,28 @@ def _rows(name: str, split: str = "test") -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
-def _build_samples(out: Path) -> None:
+@functools.cache
+def _make_samples() -> types.ModuleType:
     spec = importlib.util.spec_from_file_location("make_samples", REPO / "scripts" / "make_samples.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.build(out)
+    return module
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.name != "README.md"}
 
 
 def test_bundled_samples_are_reproducible(tmp_path: Path) -> None:
-    _build_samples(tmp_path / "a")
-    _build_samples(tmp_path / "b")
-    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) > 30
+    """The synthetic samples (no real data needed): two builds are byte-identical, their rows equal the
+    committed ones, and they are every committed sample file that is not a real release's."""
+    make = _make_samples()
+    make.build(tmp_path / "a", realdata=None)
+    make.build(tmp_path / "b", realdata=None)
+    files = sorted(_files(tmp_path / "a"))
+    assert set(files) == {rel for rel in _files(SAMPLES) if not make._is_real(rel)}
+    assert len(files) > 20
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
         # Rows must match the committed copy exactly; media bytes depend on the encoder build, so the
@@ -522,6 +532,23 @@ def test_bundled_samples_are_reproducible(tmp_path: Path) -> None:
             assert committed.read_bytes() == (tmp_path / "a" / rel).read_bytes(), (
                 f"{rel} is stale: run python scripts/make_samples.py"
             )
+
+
+def test_bundled_real_samples_are_rebuilt_from_the_releases(tmp_path: Path, realdata: Path) -> None:
+    """The real samples (VQA-RAD, SLAKE, MedQA, PubMedQA) are rebuilt from the releases byte for byte:
+    rows and images are copied verbatim, so even the media must equal the committed files."""
+    make = _make_samples()
+    for builder in make.REAL_BUILDERS:
+        builder(tmp_path, realdata)
+    files = _files(tmp_path)
+    assert {rel.parts[0] if rel.parts[0] != "media" else rel.parts[1] for rel in files} == set(
+        make.REAL_BENCHMARKS
+    )
+    assert files == {rel for rel in _files(SAMPLES) if make._is_real(rel)}
+    for rel in sorted(files):
+        assert (SAMPLES / rel).read_bytes() == (tmp_path / rel).read_bytes(), (
+            f"{rel} is stale: run python scripts/make_samples.py"
+        )
 
 
 def test_bundled_video_samples_match_their_rows() -> None:
