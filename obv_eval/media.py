@@ -32,11 +32,12 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from obv_eval.profiling import stage
 
 __all__ = [
+    "DECODE_VERSION",
     "FRAME_FACTOR",
     "IMAGE_FACTOR",
     "IMAGE_MAX_PIXELS",
@@ -45,6 +46,7 @@ __all__ = [
     "VIDEO_MAX_PIXELS",
     "VIDEO_MIN_PIXELS",
     "VIDEO_TOTAL_PIXELS",
+    "ImageAdjustments",
     "ImageSettings",
     "MediaError",
     "Video",
@@ -54,6 +56,7 @@ __all__ = [
     "clear_cache",
     "frame_count",
     "load_image",
+    "load_image_with_adjustments",
     "load_video",
     "release_video",
     "resolve_media_path",
@@ -73,8 +76,11 @@ VIDEO_MAX_PIXELS = 768 * IMAGE_FACTOR**2  # VIDEO_MAX_TOKEN_NUM * 28^2 = 602,112
 # MODEL_SEQ_LEN (128,000 unless the environment overrides it there) * 28^2 * 0.9 = 90,316,800 per video.
 VIDEO_TOTAL_PIXELS = 128000 * IMAGE_FACTOR**2 * 9 // 10
 
-# Bump when decoding or resizing changes, so on-disk caches keyed by fingerprint go stale.
+# Bump when the frame rules (indices, sizes) change: it is part of every settings fingerprint.
 _SAMPLER_VERSION = 1
+# Bump when the pixels decoded from a file change (2: a video's display rotation is applied): part of
+# the on-disk frame cache's key, so entries written before a change are never read after it.
+DECODE_VERSION = 2
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 
@@ -328,6 +334,9 @@ class Video:
     sampled_fps: float  # nframes / duration_s, qwen-vl-utils' sample_fps (temporal positions)
     content_hash: str  # sha256 of the file bytes
     settings_fingerprint: str = field(default="")
+    # Degrees counterclockwise (0, 90, 180 or 270) the stored frames were turned to show them as players
+    # do (the display matrix, rounded to a multiple of 90): 0 for most files; ``frames`` are turned.
+    rotation: int = 0
 
     @property
     def num_frames(self) -> int:
@@ -373,14 +382,37 @@ def _probe(path: Path) -> tuple[float, int]:
     return fps, count
 
 
-def _iter_rgb_frames(path: Path, wanted: set[int]) -> Iterator[tuple[int, np.ndarray | None]]:
-    """Decode every frame of the first video stream; RGB arrays only for the wanted indices."""
+def _upright_rgb(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
+    """The frame as RGB, turned as players show it, and the counterclockwise degrees it was turned.
+
+    A phone or scanner may store frames sideways with a display matrix saying how to show them
+    (ffprobe: "displaymatrix: rotation of -90.00 degrees"). FFmpeg's player and command line, and
+    torchcodec (0.11 and later, qwen-vl-utils' and transformers' first-choice reader) turn the frames
+    upright; PyAV, decord and torchvision return them as stored. We turn them, as torchcodec does: by
+    the matrix's rotation rounded to the nearest 90 degrees (a mirror flip in the matrix is ignored).
+    PyAV reports the rotation on every decoded frame (FFmpeg copies the stream's matrix onto it).
+    """
+    rgb = frame.to_ndarray(format="rgb24")
+    rotation = frame.rotation
+    quarter_turns = round(rotation / 90) % 4 if math.isfinite(rotation) else 0
+    if quarter_turns == 0:
+        return rgb, 0
+    # np.rot90 turns counterclockwise, the sense of PyAV's (and av_display_rotation_get's) angle.
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)), quarter_turns * 90
+
+
+def _iter_rgb_frames(path: Path, wanted: set[int]) -> Iterator[tuple[int, np.ndarray | None, int]]:
+    """Decode every frame of the first video stream; upright RGB arrays (and their rotation) only for
+    the wanted indices."""
     with _open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame/slice threading: faster, same pixels
         try:
             for index, frame in enumerate(container.decode(stream)):
-                yield index, (frame.to_ndarray(format="rgb24") if index in wanted else None)
+                if index in wanted:
+                    yield index, *_upright_rgb(frame)
+                else:
+                    yield index, None, 0
         except av.error.FFmpegError as exc:
             raise MediaError(f"cannot decode {path}: {exc}; the file is corrupt, re-download it") from None
 
@@ -429,8 +461,9 @@ def _frame_index(path: Path) -> _FrameIndex | None:
 
 def _iter_rgb_frames_seeking(
     path: Path, wanted: list[int], index: _FrameIndex
-) -> Iterator[tuple[int, np.ndarray]]:
-    """RGB arrays of the ``wanted`` display indices, seeking past gaps that hold a keyframe.
+) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Upright RGB arrays (and their rotation) of the ``wanted`` display indices, seeking past gaps
+    that hold a keyframe.
 
     Per wanted frame: when a keyframe lies more than SEEK_MIN_SKIP frames past the last frame decoded,
     seek to the last keyframe at or before the wanted frame and decode forward from there; otherwise
@@ -463,7 +496,7 @@ def _iter_rgb_frames_seeking(
                     raise _NotSeekable(f"decoder gave timestamp {frame.pts}, expected {index.pts[target]}")
                 position = found
                 if found == target:
-                    yield target, frame.to_ndarray(format="rgb24")
+                    yield target, *_upright_rgb(frame)
                     break
             else:
                 raise _NotSeekable(f"stream ended before frame {target}")
@@ -471,22 +504,25 @@ def _iter_rgb_frames_seeking(
 
 def _decode_sparse(
     path: Path, settings: VideoSettings, fps: float, expected: int
-) -> tuple[list[int], dict[int, np.ndarray]]:
-    """Sampled indices and their resized frames by seeking; _NotSeekable when it cannot be exact."""
+) -> tuple[list[int], dict[int, np.ndarray], int]:
+    """Sampled indices, their resized frames and their rotation by seeking; _NotSeekable when it
+    cannot be exact."""
     index = _frame_index(path)
     if index is None or len(index.pts) != expected:
         raise _NotSeekable("packet count differs from the header's frame count")
     indices = sample_frame_indices(expected, fps, settings)
     kept: dict[int, np.ndarray] = {}
     size: tuple[int, int] | None = None
+    rotation = 0
     try:
-        for target, rgb in _iter_rgb_frames_seeking(path, sorted(set(indices)), index):
+        for target, rgb, turned in _iter_rgb_frames_seeking(path, sorted(set(indices)), index):
             if size is None:
                 size = _frame_size(rgb.shape[0], rgb.shape[1], len(indices), settings, path)
+                rotation = turned
             kept[target] = _resize_frame(rgb, *size)
     except av.error.FFmpegError as exc:
         raise _NotSeekable(str(exc)) from None
-    return indices, kept
+    return indices, kept, rotation
 
 
 def _resize_frame(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -504,13 +540,13 @@ def _decode_video(path: Path, settings: VideoSettings, content_hash: str, strate
     total = expected
     if strategy == "auto":
         try:
-            sparse_indices, sparse_frames = _decode_sparse(path, settings, fps, expected)
+            sparse_indices, sparse_frames, rotation = _decode_sparse(path, settings, fps, expected)
         except _NotSeekable:
             pass
         else:
             with _lock:
                 _stats["decodes"] += 1
-            return _video(sparse_frames, sparse_indices, fps, total, content_hash, settings)
+            return _video(sparse_frames, sparse_indices, fps, total, content_hash, settings, rotation)
     # Decode once with indices from the header's count; if the decoder yields a different number of
     # frames (bad header, broken tail), sample again from the true count.
     for _attempt in range(2):
@@ -518,13 +554,15 @@ def _decode_video(path: Path, settings: VideoSettings, content_hash: str, strate
         wanted = set(indices)
         kept: dict[int, np.ndarray] = {}
         size: tuple[int, int] | None = None
+        rotation = 0
         decoded = 0
-        for index, rgb in _iter_rgb_frames(path, wanted):
+        for index, rgb, turned in _iter_rgb_frames(path, wanted):
             decoded = index + 1
             if rgb is None:
                 continue
-            if size is None:
+            if size is None:  # sized (and, in the display matrix's sense, upright) by its first frame
                 size = _frame_size(rgb.shape[0], rgb.shape[1], len(indices), settings, path)
+                rotation = turned
             kept[index] = _resize_frame(rgb, *size)
         with _lock:
             _stats["decodes"] += 1
@@ -535,7 +573,7 @@ def _decode_video(path: Path, settings: VideoSettings, content_hash: str, strate
         total = decoded
     else:
         raise MediaError(f"{path} decodes to a different number of frames each time; re-encode it")
-    return _video(kept, indices, fps, total, content_hash, settings)
+    return _video(kept, indices, fps, total, content_hash, settings, rotation)
 
 
 def _video(
@@ -545,6 +583,7 @@ def _video(
     total: int,
     content_hash: str,
     settings: VideoSettings,
+    rotation: int,
 ) -> Video:
     frames = np.stack([kept[i] for i in indices])
     frames.flags.writeable = False
@@ -558,6 +597,7 @@ def _video(
         sampled_fps=len(indices) / duration,
         content_hash=content_hash,
         settings_fingerprint=settings.fingerprint(),
+        rotation=rotation,
     )
 
 
@@ -648,7 +688,7 @@ def _cache_put(key: tuple[str, str], video: Video) -> None:
 
 def _disk_cache_path(key: tuple[str, str]) -> Path | None:
     folder = os.environ.get("OBV_EVAL_FRAME_CACHE")
-    return Path(folder) / f"{key[0]}_{key[1]}.npz" if folder else None
+    return Path(folder) / f"{key[0]}_{key[1]}_d{DECODE_VERSION}.npz" if folder else None
 
 
 def _disk_load(key: tuple[str, str]) -> Video | None:
@@ -661,11 +701,12 @@ def _disk_load(key: tuple[str, str]) -> Video | None:
             indices = tuple(int(i) for i in data["indices"])
             fps = float(data["source_fps"])
             total = int(data["total_frames"])
+            rotation = int(data["rotation"])
     except (OSError, ValueError, KeyError):
         return None  # unreadable or partial entry: decode again and overwrite it
     frames.flags.writeable = False
     duration = total / fps
-    return Video(frames, indices, fps, total, duration, len(indices) / duration, key[0], key[1])
+    return Video(frames, indices, fps, total, duration, len(indices) / duration, key[0], key[1], rotation)
 
 
 def _disk_store(key: tuple[str, str], video: Video) -> None:
@@ -680,6 +721,7 @@ def _disk_store(key: tuple[str, str], video: Video) -> None:
         indices=np.asarray(video.indices, dtype=np.int64),
         source_fps=np.float64(video.source_fps),
         total_frames=np.int64(video.total_frames),
+        rotation=np.int64(video.rotation),
     )
     # Write then rename, so concurrent readers never see a half-written file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -721,14 +763,35 @@ def load_video(
 
 
 _TRUNCATED_POLICY_LOCK = threading.Lock()
+# Pillow modes whose values do not fit 8 bits: 16-bit greyscale (PNG, TIFF, DICOM exports), 32-bit
+# integer and 32-bit float. ``convert("RGB")`` (qwen-vl-utils' and transformers' conversion) clips
+# them at 255, which turns a 16-bit radiograph white; they are mapped over their own range instead.
+_HIGH_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+_EXIF_ORIENTATION = 0x0112  # EXIF tag 274; 1 = stored upright, 2..8 = mirrored and/or turned
 
 
-def _decode_image_fully(path: Path) -> Image.Image:
-    """Every pixel decoded, or an error: our own Pillow policy, never lmms-eval's.
+@dataclass(frozen=True)
+class ImageAdjustments:
+    """What load_image did to an image beyond Qwen2-VL's RGB conversion and resize (for `data check`)."""
+
+    mode: str  # Pillow mode of the decoded image, e.g. "RGB", "L", "I;16", "F"
+    value_range: tuple[float, float] | None = None  # (min, max) mapped onto 0..255; None: 8-bit image
+    orientation: int = 1  # EXIF orientation applied (1: none)
+    stored_size: tuple[int, int] = (0, 0)  # (width, height) as stored, before the orientation
+
+    @property
+    def changed(self) -> bool:
+        return self.value_range is not None or self.orientation != 1
+
+
+def _decode_image_fully(path: Path) -> tuple[Image.Image, int]:
+    """Every pixel decoded, or an error: our own Pillow policy, never lmms-eval's; upright per EXIF.
 
     lmms-eval sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` at import, which pads a truncated
     file with grey and reports success. Here the file is first verified (PNG: every chunk's CRC and
     the end marker) and then decoded with the flag off, so a cut or corrupt image fails its item.
+    The EXIF orientation is applied on the opened file (a copy of a TIFF loses its tags) and returned
+    beside the image.
     """
     from PIL import ImageFile
 
@@ -739,10 +802,51 @@ def _decode_image_fully(path: Path) -> Image.Image:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         try:
             with Image.open(path) as opened:
+                # Read before loading: Pillow's TIFF loader turns the image itself and drops the tag.
+                orientation = _orientation(opened)
                 opened.load()
-                return opened.copy()
+                upright, _ = _upright(opened)
+                return (opened.copy() if upright is opened else upright), orientation
         finally:
             ImageFile.LOAD_TRUNCATED_IMAGES = inherited
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except (TypeError, ValueError, OSError, SyntaxError):  # malformed EXIF block: show as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _upright(image: Image.Image) -> tuple[Image.Image, int]:
+    """The image as viewers show it and its EXIF orientation: the orientation applied with
+    ``PIL.ImageOps.exif_transpose`` (as transformers' ``load_image`` does), the same object when the
+    image has none."""
+    orientation = _orientation(image)
+    if orientation == 1:
+        return image, 1
+    return ImageOps.exif_transpose(image), orientation
+
+
+def _to_8bit(image: Image.Image) -> tuple[Image.Image, tuple[float, float]]:
+    """A 16-bit, 32-bit integer or float greyscale image as 8-bit greyscale over its own range.
+
+    The mapping: lo and hi are the smallest and largest finite pixel values; each pixel v becomes
+    round((clip(v, lo, hi) - lo) * 255 / (hi - lo)) (round half to even), so lo -> 0 and hi -> 255.
+    NaN becomes 0; +inf and -inf clip to 255 and 0. An image with one value (hi == lo), or with no
+    finite value, becomes all 0: no division by zero. No window from DICOM tags is applied: the file
+    has none, and its own range keeps every grey level it uses.
+    """
+    values = np.asarray(image).astype(np.float64)
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if hi > lo:
+        scaled = (np.clip(values, lo, hi) - lo) * (255.0 / (hi - lo))
+        levels = np.rint(np.nan_to_num(scaled, nan=0.0)).astype(np.uint8)
+    else:
+        levels = np.zeros(values.shape, dtype=np.uint8)
+    return Image.fromarray(levels), (lo, hi)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -754,12 +858,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(
+def load_image_with_adjustments(
     image: str | Path | Image.Image, settings: ImageSettings = ImageSettings(), root: str | Path | None = None
-) -> Image.Image:
-    """An RGB image resized as Qwen2-VL's processor expects (qwen-vl-utils ``fetch_image``)."""
+) -> tuple[Image.Image, ImageAdjustments]:
+    """load_image's image and what was done to it beyond Qwen2-VL's conversion (see ImageAdjustments)."""
     if isinstance(image, Image.Image):
-        source = image
+        source, orientation = _upright(image)
         name = "<PIL image>"
     elif isinstance(image, str | Path):
         path = resolve_media_path(image, root)
@@ -769,7 +873,7 @@ def load_image(
         name = str(path)
         try:
             with stage("decode"):
-                source = _decode_image_fully(path)
+                source, orientation = _decode_image_fully(path)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise MediaError(
                 f"cannot read {path} as an image ({exc}); the file is corrupt or not an image, re-create it"
@@ -778,6 +882,12 @@ def load_image(
         raise MediaError(
             f"unsupported image input of type {type(image).__name__}; pass a path or a PIL image"
         )
+    # Orientations 5 to 8 swap width and height.
+    stored = (source.height, source.width) if orientation >= 5 else source.size
+    adjustments = ImageAdjustments(source.mode, None, orientation, stored)
+    if source.mode in _HIGH_BIT_MODES:
+        source, value_range = _to_8bit(source)
+        adjustments = dataclasses.replace(adjustments, value_range=value_range)
     rgb = _to_rgb(source)
     try:
         height, width = smart_resize(
@@ -788,4 +898,17 @@ def load_image(
     if rgb.size != (width, height):
         with stage("resize"):
             rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
-    return rgb
+    return rgb, adjustments
+
+
+def load_image(
+    image: str | Path | Image.Image, settings: ImageSettings = ImageSettings(), root: str | Path | None = None
+) -> Image.Image:
+    """An RGB image resized as Qwen2-VL's processor expects (qwen-vl-utils ``fetch_image``).
+
+    Two steps go beyond qwen-vl-utils 0.0.14's ``fetch_image`` (which does neither): the EXIF
+    orientation is applied as transformers' ``load_image`` and every viewer do, and 16-bit or float
+    images are mapped to 8 bits over their own range (_to_8bit) instead of being clipped at 255.
+    8-bit images without an orientation tag come out exactly as before.
+    """
+    return load_image_with_adjustments(image, settings, root)[0]
