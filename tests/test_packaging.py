@@ -18,6 +18,7 @@ def test_wheel_ships_everything_a_plain_install_needs(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("obv_eval-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     repo_files = [
+        *(ROOT / "obv_eval").rglob("*.py"),  # every subpackage listed in pyproject (e.g. obv_eval.cli)
         *(ROOT / "tasks").rglob("*.yaml"),
         *(ROOT / "tasks").rglob("*.py"),
         *(ROOT / "tasks" / "samples").rglob("*.*"),

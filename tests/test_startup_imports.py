@@ -92,3 +92,30 @@ def test_a_run_without_a_judge_loads_no_judge_client(tmp_path: Path) -> None:
     loaded = set(report["modules"])  # type: ignore[arg-type]
     assert {"torch", "lmms_eval"} <= loaded  # the probe really ran the model
     assert not loaded & {"openai", "sklearn"}, sorted(loaded & {"openai", "sklearn"})
+
+
+def _imported_modules(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_no_module_imports_back_from_the_cli() -> None:
+    # The CLI sits on top: library modules (including ones that define a command of their own, like
+    # obv_eval.data.dicom) take their shared pieces from obv_eval.usage, never from obv_eval.cli.
+    package = Path(__file__).resolve().parent.parent / "obv_eval"
+    outside = [path for path in sorted(package.rglob("*.py")) if path.relative_to(package).parts[0] != "cli"]
+    offenders = [
+        str(path.relative_to(package.parent))
+        for path in outside
+        if any(name.split(".")[:2] == ["obv_eval", "cli"] for name in _imported_modules(path))
+    ]
+    assert not offenders, offenders
+    # the check can fail: the CLI's own modules do import from it
+    assert "obv_eval.cli.args" in _imported_modules(package / "cli" / "run.py")

@@ -371,9 +371,9 @@ def prepare_echo(
 def main(argv: Sequence[str]) -> int:
     """`obv-eval data prepare mimicechoqa --source DIR`: exit 0 all made, 1 some missing/failed, 2 usage."""
     from obv_eval.benchmarks import BENCHMARKS
-    from obv_eval.cli import CHECK_FAILED, UsageError, _source, _source_arguments
     from obv_eval.sources import DataSourceError, media_root
     from obv_eval.tasking import load_rows, read_json_rows
+    from obv_eval.usage import CHECK_FAILED, UsageError, add_source_arguments, data_source
 
     parser = argparse.ArgumentParser(
         prog="obv-eval data prepare",
@@ -394,11 +394,11 @@ def main(argv: Sequence[str]) -> int:
         "--allow-missing", action="store_true", help="exit 0 when DICOMs are missing (partial set)"
     )
     parser.add_argument("--no-progress", action="store_true")
-    _source_arguments(parser)
+    add_source_arguments(parser)
     args = parser.parse_args(argv)
     if not args.source.is_dir():
         raise UsageError(f"--source {args.source}: not a folder")
-    source = _source(args)
+    source = data_source(args)
     if args.rows is not None:
         if not args.rows.is_file():
             raise UsageError(f"--rows {args.rows}: no such file")

@@ -1,0 +1,63 @@
+"""`obv-eval`: argument parsing only; the work happens in the modules it calls.
+
+One module per command group (run, data, results, listing); shared argument helpers in `args`.
+Exit codes: 0 success, 1 a completed run that failed a check, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from obv_eval.cli.data import cmd_data
+from obv_eval.cli.listing import cmd_models, cmd_tasks, cmd_tasks_dir
+from obv_eval.cli.results import (
+    cmd_compare,
+    cmd_judge_agreement,
+    cmd_leaderboard,
+    cmd_regress,
+    cmd_report,
+    cmd_rescore,
+)
+from obv_eval.cli.run import cmd_run
+from obv_eval.redaction import redact
+from obv_eval.usage import CHECK_FAILED, USAGE_ERROR, UsageError
+
+__all__ = ["CHECK_FAILED", "HANDLERS", "USAGE_ERROR", "UsageError", "entry_point", "main"]
+
+HANDLERS: dict[str, Callable[[Sequence[str]], int]] = {
+    "data": cmd_data,
+    "run": cmd_run,
+    "models": cmd_models,
+    "tasks": cmd_tasks,
+    "tasks-dir": cmd_tasks_dir,
+    "rescore": cmd_rescore,
+    "judge-agreement": cmd_judge_agreement,
+    "leaderboard": cmd_leaderboard,
+    "regress": cmd_regress,
+    "compare": cmd_compare,
+    "report": cmd_report,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in HANDLERS else "run"
+    rest = argv[1:] if argv and argv[0] in HANDLERS else argv
+    try:
+        return HANDLERS[command](rest)
+    except UsageError as error:
+        print(redact(f"obv-eval: error: {error}"), file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("obv-eval: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry_point(argv: Sequence[str] | None = None) -> int:
+    """The `obv-eval` command: `main`, then nothing left for the interpreter's shutdown to collect."""
+    from obv_eval.gcpolicy import before_exit
+
+    code = main(argv)
+    before_exit()
+    return code

@@ -1,0 +1,37 @@
+"""Listing commands: models, tasks, tasks-dir."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from tabulate import tabulate
+
+from obv_eval.benchmarks import BENCHMARKS, GROUPS
+
+
+def cmd_models(argv: Sequence[str]) -> int:
+    from obv_eval.registry import availability
+
+    argparse.ArgumentParser(prog="obv-eval models", description="List registry models").parse_args(argv)
+    rows = [(name, "yes" if ok else "no", desc, where) for name, desc, ok, where in availability()]
+    print(tabulate(rows, headers=["model", "available", "description", "where / why not"]))
+    return 0
+
+
+def cmd_tasks(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(prog="obv-eval tasks", description="List benchmarks").parse_args(argv)
+    rows = [(b.name, b.task, b.modality, b.title, b.hub_path) for b in BENCHMARKS.values()]
+    print(tabulate(rows, headers=["name", "lmms-eval task", "modality", "benchmark", "hub dataset"]))
+    print("\ngroups: " + "; ".join(f"{g} = {' '.join(m)}" for g, m in GROUPS.items()))
+    return 0
+
+
+def cmd_tasks_dir(argv: Sequence[str]) -> int:
+    from obv_eval.sources import tasks_package_dir
+
+    argparse.ArgumentParser(
+        prog="obv-eval tasks-dir", description="Print the lmms-eval include path"
+    ).parse_args(argv)
+    print(tasks_package_dir())
+    return 0

@@ -1,0 +1,247 @@
+"""`obv-eval [run]`: evaluate a model on benchmarks; every argument is checked before anything loads."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from obv_eval.benchmarks import BENCHMARKS, GROUPS, UnknownTaskError, resolve_task_names
+from obv_eval.cli.args import add_judge_arguments, at_least, fraction, judge_config
+from obv_eval.cli.summary import error_budget, render_summary
+from obv_eval.redaction import redact
+from obv_eval.usage import UsageError
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="obv-eval",
+        description="Evaluate a vision-language model on the OpenBiomedVid benchmarks (lmms-eval tasks).",
+        epilog="Other commands: obv-eval models | tasks | tasks-dir | rescore | judge-agreement | "
+        "leaderboard | compare | regress | report | data (each with --help)",
+    )
+    parser.add_argument("--model", default="tiny-qwen2vl", help="registry name or checkpoint folder")
+    parser.add_argument("--model-path", help="checkpoint folder (full weights or LoRA adapter) for --model")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["all"],
+        help="benchmarks or groups: " + " ".join([*BENCHMARKS, *GROUPS]),
+    )
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("OBV_EVAL_DATA", "auto"),
+        help="hub | samples | DIR (a local copy); auto: samples for tiny-qwen2vl, hub otherwise",
+    )
+    parser.add_argument("--video-root", default=os.environ.get("OBV_EVAL_VIDEO_ROOT"))
+    parser.add_argument("--image-root", default=os.environ.get("OBV_EVAL_IMAGE_ROOT"))
+    parser.add_argument("--output-dir", type=Path, default=Path("results/runs"))
+    parser.add_argument("--run-id", help="default: the UTC time")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "hf", "vllm", "openai"),
+        help="auto: openai for --base-url and API models, else hf (transformers); vllm on a GPU",
+    )
+    parser.add_argument(
+        "--base-url", help="an OpenAI-compatible server already serving --model (e.g. vllm serve)"
+    )
+    parser.add_argument("--device", default="cpu", help="hf backend: cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--dtype", choices=("float32", "bfloat16", "float16"), help="default: float32 (hf), bfloat16 (vllm)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="hf: at most this many rows per batch (default 8; the token budgets bound memory)",
+    )
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per engine")
+    parser.add_argument(
+        "--data-parallel-size", type=int, default=1, help="vllm: engines, one per GPU group (0: all GPUs)"
+    )
+    parser.add_argument(
+        "--max-model-len",
+        type=int,
+        help="vllm: context length (default: fit to the longest item, as the hf backend runs it)",
+    )
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        help="hf: a batch holds at most this many padded tokens (default 32768; a longer item runs alone)",
+    )
+    parser.add_argument(
+        "--no-prefix-reuse",
+        dest="prefix_reuse",
+        action="store_false",
+        help="hf: compute every prompt whole (default: a clip's questions share one prefill of its prefix)",
+    )
+    parser.add_argument(
+        "--frames",
+        choices=("default", "train"),
+        default="default",
+        help="default: qwen-vl-utils' frame budgets (the study's eval scripts); train: the training frames",
+    )
+    parser.add_argument(
+        "--max-visual-tokens", type=int, help="visual-token budget per clip, e.g. 16384 (the training budget)"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="openai backend: requests in flight")
+    parser.add_argument("--max-new-tokens", type=int, help="override every task's token budget")
+    parser.add_argument("--limit", type=int, help="only the first N items of each task")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars, only stage lines")
+    parser.add_argument(
+        "--verbose", action="store_true", help="let the libraries' progress bars, logs and warnings through"
+    )
+    parser.add_argument(
+        "--max-unscored",
+        type=float,
+        default=0.05,
+        help="error budget: exit 1 when the judge leaves more than this fraction of a task's judged items "
+        "unscored",
+    )
+    parser.add_argument(
+        "--max-failed",
+        type=float,
+        default=0.05,
+        help="error budget: exit 1 when more than this fraction of a task's items failed (every item "
+        "failing always exits 1)",
+    )
+    add_judge_arguments(parser)
+    return parser
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    args = _run_parser().parse_args(argv)
+    from obv_eval.gcpolicy import long_lived_objects
+    from obv_eval.registry import MODELS, ModelNotAvailable
+    from obv_eval.sources import DataSourceError
+
+    try:
+        benchmarks = resolve_task_names(args.tasks)
+    except UnknownTaskError as error:
+        raise UsageError(str(error)) from error
+    if (
+        args.model not in MODELS
+        and args.model_path is None
+        and args.base_url is None
+        and not Path(args.model).is_dir()
+    ):
+        raise UsageError(f"unknown model {args.model!r}; valid: {', '.join(MODELS)} (or a checkpoint folder)")
+    _validate_run_args(args)
+    with long_lived_objects():  # what a run imports (torch, transformers, lmms-eval) stays loaded
+        from obv_eval.runner import RunConfig, quiet_libraries, run
+
+        quiet_libraries(verbose=args.verbose)
+    config = RunConfig(
+        model=args.model,
+        benchmarks=benchmarks,
+        model_path=args.model_path,
+        data=args.data,
+        video_root=args.video_root,
+        image_root=args.image_root,
+        output_dir=args.output_dir,
+        run_id=args.run_id,
+        backend=args.backend,
+        base_url=args.base_url,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        tensor_parallel_size=args.tensor_parallel_size,
+        data_parallel_size=args.data_parallel_size,
+        max_model_len=args.max_model_len,
+        max_batch_tokens=args.max_batch_tokens,
+        prefix_reuse=args.prefix_reuse,
+        model_args={"frames": args.frames, "max_visual_tokens": args.max_visual_tokens},
+        concurrency=args.concurrency,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+        progress=not args.no_progress,
+        judge=judge_config(args),
+    )
+    try:
+        result = run(config, log=lambda line: print(redact(line), file=sys.stderr))
+    except (ModelNotAvailable, DataSourceError, ImportError) as error:
+        raise UsageError(str(error)) from error
+    print(render_summary(result.results))
+    print(f"\nwrote {result.run_dir / 'results.json'} and {result.run_dir / 'samples.jsonl'}")
+    return error_budget(result.results, result.records, args.max_unscored, args.max_failed)
+
+
+def _validate_run_args(args: argparse.Namespace) -> None:
+    """Every bad value is one line and exit 2 here, before any model or data loads."""
+    at_least(args.limit, 1, "--limit")
+    at_least(args.max_new_tokens, 1, "--max-new-tokens")
+    at_least(args.batch_size, 1, "--batch-size")
+    at_least(args.concurrency, 1, "--concurrency")
+    at_least(args.tensor_parallel_size, 1, "--tensor-parallel-size")
+    at_least(args.data_parallel_size, 0, "--data-parallel-size")
+    at_least(args.max_model_len, 1, "--max-model-len")
+    at_least(args.max_batch_tokens, 1, "--max-batch-tokens")
+    at_least(args.max_visual_tokens, 1, "--max-visual-tokens")
+    at_least(args.judge_concurrency, 1, "--judge-concurrency")
+    at_least(args.judge_retries, 0, "--judge-retries")
+    if not args.judge_timeout > 0:
+        raise UsageError(f"--judge-timeout must be a positive number of seconds (got {args.judge_timeout:g})")
+    fraction(args.max_unscored, "--max-unscored")
+    fraction(args.max_failed, "--max-failed")
+    if args.run_id is not None:
+        _check_run_id(args.run_id)
+    _check_output_dir(args.output_dir)
+    if args.backend == "hf" or (args.backend == "auto" and args.base_url is None):
+        _check_device(args.device)
+
+
+def _check_run_id(run_id: str) -> None:
+    """A run id is one plain folder name under --output-dir/<model>/: it may not lead elsewhere."""
+    bad = (
+        not run_id.strip()
+        or run_id in (".", "..")
+        or any(sep in run_id for sep in ("/", "\\", os.sep, "\0"))
+        or Path(run_id).is_absolute()
+        or len(run_id) > 200
+    )
+    if bad:
+        raise UsageError(
+            f"--run-id {run_id!r} is not a plain name (no path separators, no '..', no absolute path); "
+            "use letters, digits, '-', '_' or '.'"
+        )
+
+
+def _check_output_dir(path: Path) -> None:
+    """--output-dir must be a folder this process can write (created if absent): probed by a real write."""
+    import tempfile
+
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--output-dir {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".obv-write-probe-"):
+            pass
+    except OSError as error:
+        raise UsageError(f"--output-dir {path}: not writable ({error.strerror or error})") from None
+
+
+def _check_device(device: str) -> None:
+    """--device must name a device torch can use here (cpu, cuda, cuda:N within the GPUs, mps)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(f"--device {device!r}: not a torch device ({error})") from None
+    if parsed.type == "cpu":
+        return
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
+        if parsed.index is not None and parsed.index >= count:
+            raise UsageError(f"--device {device}: only {count} CUDA GPU(s) here (cuda:0..cuda:{count - 1})")
+        return
+    if parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"--device {device}: MPS is not available here (use --device cpu)")
+        return
+    raise UsageError(f"--device {device}: only cpu, cuda[:N] and mps are supported")
