@@ -13,8 +13,11 @@ import html
 import json
 import math
 import os
+import re
+import textwrap
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,10 @@ LABELS: dict[str, str] = {
 FIELDS: tuple[str, ...] = ("mean", "ci_low", "ci_high", "n", "p_vs_base", "not_scored")
 TUNED_SUFFIX = "-obv"
 STUDY_PREFIX = "study: "
+# The words of a cell without a number, the same in every table (Markdown, CSV notes, HTML, terminal).
+NOT_SCORED = "not scored"  # run, but its primary metric has no score (e.g. open items without a judge)
+NOT_RUN = "-"  # the model was not run on it (or the study's figure has no number for it)
+BASE_ZERO = "base 0"  # a relative gain over a base that scores 0 is undefined
 ALPHA = 0.05
 
 
@@ -74,12 +81,15 @@ SIGNIFICANCE_LEGEND = (
     "a video, study or image; exact McNemar where every item is its own cluster. Intervals: Wilson score "
     "interval on the design-effect sample size, with a t(G - 1) quantile when clustered; group means: "
     "Wilson interval on the group's effective sample size (k^2 / sum of 1 / n_eff). "
-    "'not scored': the primary metric lacks the judge's verdicts on open items (closed items are in "
-    "results.json as <metric>_closed); its group then shows no mean (the others' mean is not the group's)."
+    f"'{NOT_SCORED}': the model was run but its primary metric has no score (e.g. the judge's verdicts on "
+    "open items are missing; closed items are in results.json as <metric>_closed); its group is then "
+    f"'{NOT_SCORED}' too (the others' mean is not the group's). '{NOT_RUN}': not run on that benchmark "
+    "(or not in the study's figure)."
 )
 DEFINITIONS = (
     "Relative gain = (fine-tuned - base) / base x 100. 'gain of mean' is the relative gain of the group's "
-    "mean score; 'mean of gains' is the mean of the per-benchmark relative gains."
+    f"mean score; 'mean of gains' is the mean of the per-benchmark relative gains. '{BASE_ZERO}': undefined, "
+    "the base scores 0."
 )
 
 
@@ -244,7 +254,9 @@ def build_table(
     runs: Iterable[RunLike], reference: bool = True, reference_path: str | os.PathLike[str] | None = None
 ) -> pd.DataFrame:
     """Models x benchmarks; columns are a (benchmark, field) MultiIndex with fields mean, ci_low, ci_high,
-    n and p_vs_base, all on the 0-100 scale. table.xs("mean", axis=1, level=1) is the plain score grid."""
+    n and p_vs_base, all on the 0-100 scale, and not_scored (1 where the model was run on the benchmark, or
+    on every member of the group, but its primary metric has no score). table.xs("mean", axis=1, level=1)
+    is the plain score grid."""
     run_list = _as_runs(runs)
     by_model = {r.model: r for r in run_list}
     cells: dict[str, dict[str, dict[str, float]]] = {}
@@ -254,12 +266,15 @@ def build_table(
         for bench, est in estimates.items():
             row[bench] = {"mean": est.mean, "ci_low": est.ci_low, "ci_high": est.ci_high, "n": est.n}
         for task, summary in run.results["tasks"].items():
-            if summary["primary_metric"] in summary.get("not_scored", {}):
-                row[benchmark_of(task)]["not_scored"] = 1.0
+            flagged = summary["primary_metric"] in summary.get("not_scored", {})
+            if flagged or not math.isfinite(row[benchmark_of(task)]["mean"]):
+                row[benchmark_of(task)]["not_scored"] = 1.0  # run, but nothing (or not all) scored
         for group, benches in GROUPS.items():
             gest = _group_estimate(estimates, benches)
             if gest is not None:
                 row[group] = {"mean": gest.mean, "ci_low": gest.ci_low, "ci_high": gest.ci_high, "n": gest.n}
+            elif all(b in row for b in benches):
+                row[group] = {"not_scored": 1.0}  # every member run, one not scored: no mean of the others
         base_name = base_model_of(run.model)
         if base_name is not None and base_name in by_model:
             for bench, p in significance(by_model[base_name], run).items():
@@ -291,16 +306,27 @@ def _pairs(run_list: Sequence[Run]) -> list[tuple[str, Run, Run]]:
     return pairs
 
 
-def _gain_row(base: Mapping[str, float], tuned: Mapping[str, float]) -> dict[str, float]:
+def _gain_row(
+    base: Mapping[str, float], tuned: Mapping[str, float]
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The pair's gains, and why each blank one is blank: BASE_ZERO (undefined) or NOT_SCORED."""
     row: dict[str, float] = {}
+    blank: dict[str, str] = {}
+
+    def put(column: str, gain: float, benches: Sequence[str]) -> None:
+        row[column] = gain
+        if not math.isfinite(gain):
+            scored = all(math.isfinite(x[b]) for b in benches for x in (base, tuned))
+            blank[column] = BASE_ZERO if scored else NOT_SCORED
+
     for bench in sorted(base.keys() & tuned.keys(), key=_column_order):
-        row[bench] = relative_gain(base[bench], tuned[bench])
+        put(bench, relative_gain(base[bench], tuned[bench]), [bench])
     for group, benches in GROUPS.items():
         if all(b in base and b in tuned for b in benches):
             gains = group_gains(base, tuned, benches)
-            row[f"{group}: gain of mean"] = gains["gain_of_mean"]
-            row[f"{group}: mean of gains"] = gains["mean_of_gains"]
-    return row
+            put(f"{group}: gain of mean", gains["gain_of_mean"], benches)
+            put(f"{group}: mean of gains", gains["mean_of_gains"], benches)
+    return row, blank
 
 
 def _column_order(bench: str) -> tuple[int, str]:
@@ -311,24 +337,30 @@ def build_gains(
     runs: Iterable[RunLike], reference: bool = True, reference_path: str | os.PathLike[str] | None = None
 ) -> pd.DataFrame:
     """Relative gain (%) of each fine-tuned model over its base, per benchmark and per group (both
-    definitions). Study pairs come from the figure's pairs."""
+    definitions). Study pairs come from the figure's pairs. gains.attrs["blank"] says why a blank
+    (pair, column) cell is blank: NOT_SCORED, or BASE_ZERO (undefined); cells not in it were not run."""
     run_list = _as_runs(runs)
     rows: dict[str, dict[str, float]] = {}
+    blank: dict[tuple[str, str], str] = {}
     for label, base, tuned in _pairs(run_list):
         base_means = {b: e.mean for b, e in _run_estimates(base).items()}
         tuned_means = {b: e.mean for b, e in _run_estimates(tuned).items()}
-        rows[label] = _gain_row(base_means, tuned_means)
+        rows[label], reasons = _gain_row(base_means, tuned_means)
+        blank.update({(label, c): why for c, why in reasons.items()})
     if reference:
         ref = load_reference(reference_path)
         for pair in ref["pairs"]:
             label = f"{STUDY_PREFIX}{pair['tuned']} vs {pair['base']}"
-            rows[label] = _gain_row(ref["rows"][pair["base"]], ref["rows"][pair["tuned"]])
+            rows[label], reasons = _gain_row(ref["rows"][pair["base"]], ref["rows"][pair["tuned"]])
+            blank.update({(label, c): why for c, why in reasons.items()})
     present = {c for row in rows.values() for c in row}
     columns = [b for b in sorted(present, key=_column_order) if ":" not in b]
     for group in GROUPS:
         columns.extend(c for c in (f"{group}: gain of mean", f"{group}: mean of gains") if c in present)
     data = [[row.get(c, math.nan) for c in columns] for row in rows.values()]
-    return pd.DataFrame(data, index=pd.Index(list(rows), name="pair"), columns=columns, dtype=float)
+    gains = pd.DataFrame(data, index=pd.Index(list(rows), name="pair"), columns=columns, dtype=float)
+    gains.attrs["blank"] = blank
+    return gains
 
 
 def _published_disagreements(ref: dict[str, Any]) -> list[str]:
@@ -437,40 +469,87 @@ def headline_note(reference_path: str | os.PathLike[str] | None = None) -> str:
 # Rendering
 
 
-def _fmt(value: float, decimals: int = 1) -> str:
-    return "n/a" if not math.isfinite(value) else f"{value:.{decimals}f}"
+def _fmt(value: float, decimals: int = 1, blank: str = NOT_RUN) -> str:
+    return blank if not math.isfinite(value) else f"{value:.{decimals}f}"
 
 
-def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Text cells, e.g. "42.0 [38.1, 45.9] *"; headers are the benchmarks' display names."""
+def display_table(table: pd.DataFrame, interval_sep: str = " ") -> pd.DataFrame:
+    """Text cells, e.g. "42.0 [38.1, 45.9] *" (with interval_sep="\n": "42.0 *" above "[38.1, 45.9]"),
+    "not scored" or "-" (not run); headers are the benchmarks' display names."""
     columns = list(dict.fromkeys(table.columns.get_level_values(0)))
     out: dict[str, list[str]] = {}
     for col in columns:
         cells = []
         for _, row in table.iterrows():
             mean, low, high, p = (row[(col, f)] for f in ("mean", "ci_low", "ci_high", "p_vs_base"))
-            text = "not scored" if row.get((col, "not_scored")) == 1.0 else _fmt(mean)
+            text = NOT_SCORED if row.get((col, "not_scored")) == 1.0 else _fmt(mean)
+            mark = " *" if math.isfinite(p) and p < ALPHA else ""
+            interval = ""
             if math.isfinite(mean) and math.isfinite(low) and math.isfinite(high):
-                text += f" [{_fmt(low)}, {_fmt(high)}]"
-            if math.isfinite(p) and p < ALPHA:
-                text += " *"
-            cells.append(text)
+                interval = f"[{_fmt(low)}, {_fmt(high)}]"
+            if interval_sep == " ":
+                cells.append(f"{text} {interval}{mark}" if interval else text + mark)
+            else:
+                cells.append(f"{text}{mark}{interval_sep}{interval}" if interval else text + mark)
         out[LABELS.get(col, col)] = cells
     return pd.DataFrame(out, index=table.index)
 
 
 def _display_gains(gains: pd.DataFrame) -> pd.DataFrame:
-    out = gains.map(_fmt)
-    out.columns = [LABELS.get(c, c) for c in gains.columns]
+    blank: Mapping[tuple[str, str], str] = gains.attrs.get("blank", {})
+    out = pd.DataFrame(
+        [
+            [_fmt(gains.loc[r, c], blank=blank.get((r, c), NOT_RUN)) for c in gains.columns]
+            for r in gains.index
+        ],
+        index=gains.index,
+        columns=[LABELS.get(c, c) for c in gains.columns],
+    )
     return out
 
 
+# Escaping: names come from results files and --model, so any cell may hold hostile text.
+
+
+def _control_to_space(text: str) -> str:
+    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
+
+
+_MARKDOWN_ACTIVE = re.compile(r"([\\|<>\[\]`])")
+
+
+def markdown_cell(text: str) -> str:
+    """A Markdown table cell shown as written: a newline would end the row, an unescaped | split the cell
+    (GFM: \\|), < start raw HTML, [ ] a link, ` a code span; each is backslash-escaped (CommonMark)."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", _control_to_space(text))
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula (OWASP CSV injection: prefix a single quote)."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def terminal_text(text: str) -> str:
+    """Text for a terminal: control characters (escape sequences, carriage returns) shown, not obeyed."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _markdown_table(shown: pd.DataFrame, index_name: str) -> str:
+    """Names (row labels, headers) escaped; the cells are this module's own numbers and words."""
+    headers = [markdown_cell(index_name), *(markdown_cell(str(c)) for c in shown.columns)]
+    rows = [[markdown_cell(str(i)), *row] for i, row in zip(shown.index, shown.values.tolist(), strict=True)]
+    text: str = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return text
+
+
 def render_markdown(table: pd.DataFrame, gains: pd.DataFrame | None = None, note: str | None = None) -> str:
-    shown = display_table(table)
     parts = [
         "## Scores (primary metric x 100, 95% interval)",
         "",
-        tabulate(shown, headers="keys", tablefmt="github", showindex=True, disable_numparse=True),
+        _markdown_table(display_table(table), "model"),
         "",
         SIGNIFICANCE_LEGEND,
     ]
@@ -479,11 +558,21 @@ def render_markdown(table: pd.DataFrame, gains: pd.DataFrame | None = None, note
             "",
             "## Relative gain of fine-tuned over base (%)",
             "",
-            tabulate(_display_gains(gains), headers="keys", tablefmt="github", disable_numparse=True),
+            _markdown_table(_display_gains(gains), "pair"),
         ]
     if note:
         parts += ["", "## Notes", "", note]
     return "\n".join(parts) + "\n"
+
+
+def _neutral_csv(frame: pd.DataFrame) -> str:
+    """to_csv with the row labels and headers (names from results files) neutralised against formulas."""
+    flat = frame.copy()
+    flat.index = pd.Index([csv_cell(str(i)) for i in frame.index], name=frame.index.name)
+    flat.columns = [csv_cell(str(c)) for c in frame.columns]
+    # %.6g keeps small p-values readable where a fixed 4 decimals would print 0.0000
+    text: str = flat.to_csv(float_format="%.6g", lineterminator="\n")
+    return text
 
 
 def render_csv(table: pd.DataFrame) -> str:
@@ -493,21 +582,69 @@ def render_csv(table: pd.DataFrame) -> str:
     for col in flat.columns:
         if col.endswith(".n"):
             flat[col] = flat[col].astype("Int64")  # counts print as counts, blanks stay blank
-    # %.6g keeps small p-values readable where a fixed 4 decimals would print 0.0000
-    text: str = flat.to_csv(float_format="%.6g", lineterminator="\n")
-    return text
+    return _neutral_csv(flat)
+
+
+def render_gains_csv(gains: pd.DataFrame) -> str:
+    return _neutral_csv(gains)
+
+
+# Terminal: as many tables as it takes to fit the width, each repeating the row labels; intervals go on
+# the line below the score, long names wrap.
+TERMINAL_WIDTH = 100
+_LABEL_WIDTH = 30
+
+
+def _fit_width(shown: pd.DataFrame, index_name: str, width: int) -> list[str]:
+    def wrap(text: str, width: int) -> str:
+        return textwrap.fill(terminal_text(text), width, break_long_words=True, break_on_hyphens=False)
+
+    labels = [wrap(str(i), _LABEL_WIDTH) for i in shown.index]
+    headers = [wrap(str(c), 16) for c in shown.columns]
+    cells = [["\n".join(terminal_text(line) for line in v.split("\n")) for v in row] for row in shown.values]
+
+    def render(cols: range) -> str:
+        rows = [[label, *(row[c] for c in cols)] for label, row in zip(labels, cells, strict=True)]
+        text: str = tabulate(rows, headers=[index_name, *(headers[c] for c in cols)], disable_numparse=True)
+        return text
+
+    blocks: list[str] = []
+    start = 0
+    while start < len(headers):
+        end = start + 1
+        while end < len(headers) and max(map(len, render(range(start, end + 1)).splitlines())) <= width:
+            end += 1
+        blocks.append(render(range(start, end)))
+        start = end
+    return blocks
+
+
+def render_terminal(
+    table: pd.DataFrame, gains: pd.DataFrame | None = None, width: int = TERMINAL_WIDTH
+) -> str:
+    """The scores (and gains) for a terminal: no line longer than width (labels wrapped at 30)."""
+    parts = ["Scores (primary metric x 100, 95% interval)", ""]
+    parts += "\n\n".join(_fit_width(display_table(table, interval_sep="\n"), "model", width)).splitlines()
+    parts += ["", *textwrap.wrap(SIGNIFICANCE_LEGEND, width)]
+    if gains is not None and not gains.empty:
+        parts += ["", "Relative gain of fine-tuned over base (%)", ""]
+        parts += "\n\n".join(_fit_width(_display_gains(gains), "pair", width)).splitlines()
+        parts += ["", *textwrap.wrap(DEFINITIONS, width)]
+    return "\n".join(parts) + "\n"
 
 
 @dataclass(frozen=True)
 class ChartSeries:
     """One model's bars: means, the error bar below and above each mean (None: no interval, as for the
-    study's rows), and which benchmarks' primary metric was not fully scored (unscored items left out)."""
+    study's rows), which benchmarks' primary metric was not fully scored (unscored items left out), and
+    which were run but have no score at all (drawn as a "not scored" label instead of a bar)."""
 
     model: str
     means: list[float]
     yerr: tuple[list[float], list[float]] | None
     not_fully_scored: list[bool]
     study: bool
+    not_scored: list[bool] = field(default_factory=list)
 
 
 NOT_FULLY_SCORED_MARK = "\u2020"  # dagger, drawn above a bar whose primary metric left items unscored
@@ -515,6 +652,7 @@ NOT_FULLY_SCORED_LEGEND = (
     f"{NOT_FULLY_SCORED_MARK} primary metric not fully scored (unscored items are left out of the mean); "
     "error bars: 95% interval (none for the study's rows, which publish none)"
 )
+NOT_SCORED_LEGEND = f"'{NOT_SCORED}' in place of a bar: run, but the primary metric has no score"
 
 
 def unscored_counts(runs: Iterable[RunLike]) -> dict[str, dict[str, int]]:
@@ -553,9 +691,172 @@ def chart_series(
                 yerr=yerr,
                 not_fully_scored=[counts.get(b, 0) > 0 for b in benches],
                 study=study,
+                not_scored=[
+                    not math.isfinite(m) and table.loc[model, (b, "not_scored")] == 1.0
+                    for b, m in zip(benches, means, strict=True)
+                ],
             )
         )
     return benches, series
+
+
+# Chart layout, in inches at CHART_DPI (fonts in points, so every size below is what a reader sees when
+# the PNG is shown at its own size, as the HTML page does up to about 12 inches wide).
+CHART_DPI = 100
+CHART_FONT = 10.0  # tick labels, legend and footnote
+_LABEL_FONT = 8.0  # the labels on bars
+_BAR_IN = 0.16  # narrowest bar: room for a vertical 8 pt "not scored" label with a gap to the next
+_GROUP_MIN_IN = 1.3  # one benchmark's slot, however few models
+_AXES_MAX_IN = 11.0  # wider than this, the benchmarks go on several panels, one above the other
+_PANEL_IN = 3.0
+_LEFT_IN, _RIGHT_IN = 0.75, 0.25
+
+
+def _plain(text: str) -> str:
+    """Matplotlib reads text between two $ as mathtext; names are shown as written (a stray $ would
+    otherwise fail the whole chart)."""
+    return _control_to_space(text).replace("$", r"\$")
+
+
+def _wrap_px(text: str, max_px: float, size: float, renderer: Any) -> str:
+    """Greedy word wrap to a width in pixels as the renderer measures it; a word too long is broken."""
+    from matplotlib.font_manager import FontProperties
+
+    prop = FontProperties(size=size)
+
+    def width(s: str) -> float:
+        return float(renderer.get_text_width_height_descent(s.replace(r"\$", "$"), prop, ismath=False)[0])
+
+    lines: list[str] = []
+    for word in text.split(" "):
+        while width(word) > max_px and len(word) > 1:  # break an over-long word where it stops fitting
+            cut = max(1, max(i for i in range(1, len(word) + 1) if width(word[:i]) <= max_px or i == 1))
+            if lines and width(f"{lines[-1]} {word[:cut]}") <= max_px:
+                lines[-1] = f"{lines[-1]} {word[:cut]}"
+            else:
+                lines.append(word[:cut])
+            word = word[cut:]
+        if lines and width(f"{lines[-1]} {word}") <= max_px:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return "\n".join(lines)
+
+
+def chart_figure(table: pd.DataFrame, unscored: Mapping[str, Mapping[str, int]] | None = None) -> Figure:
+    """The grouped bar chart as a matplotlib Figure (render_bar_chart saves it). Bars are never narrower
+    than _BAR_IN and the figure no wider than about _AXES_MAX_IN: more models put the benchmarks on
+    several panels; labels are wrapped to their slot, so no two texts overlap however many models."""
+    benches, series = chart_series(table, unscored)
+    n_models = max(len(series), 1)
+    group_in = max(_GROUP_MIN_IN, n_models * _BAR_IN / 0.8)
+    n_panels = max(1, math.ceil(len(benches) / max(1, int(_AXES_MAX_IN // group_in))))
+    per_panel = max(1, math.ceil(len(benches) / n_panels))
+    fig_w = max(8.0, _LEFT_IN + _RIGHT_IN + per_panel * group_in)
+    axes_w = fig_w - _LEFT_IN - _RIGHT_IN
+    fig = Figure(figsize=(fig_w, 8.0), dpi=CHART_DPI)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    slot_px = axes_w / per_panel * CHART_DPI
+    colors = _palette(len(series))
+    width = 0.8 / n_models
+    drew_mark = drew_not_scored = False
+    panels = []
+    handles: list[Any] = []  # BarContainers: one legend entry per model
+    for p in range(n_panels):
+        shown = benches[p * per_panel : (p + 1) * per_panel]
+        ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+        x = np.arange(len(shown))
+        for i, item in enumerate(series):
+            cols = [benches.index(b) for b in shown]
+            positions = x - 0.4 + width * (i + 0.5)
+            means = np.array([item.means[j] for j in cols], dtype=float)
+            yerr = None if item.yerr is None else np.array([[item.yerr[k][j] for j in cols] for k in (0, 1)])
+            bars = ax.bar(
+                positions,
+                np.nan_to_num(means),
+                width,
+                yerr=yerr,
+                capsize=2,
+                error_kw={"elinewidth": 1, "ecolor": "#333333"},
+                color=colors[i],
+                hatch="//" if item.study else None,
+                edgecolor="white" if item.study else None,
+                linewidth=0,
+            )
+            if p == 0:
+                handles.append(bars)
+            for pos, j, mean in zip(positions, cols, means, strict=True):
+                if item.not_scored[j]:  # inside the empty slot, upright: as narrow as a bar
+                    drew_not_scored = True
+                    dark = tuple(0.6 * c for c in colors[i][:3])
+                    ax.text(
+                        pos, 1.5, NOT_SCORED, rotation=90, ha="center", va="bottom", fontsize=_LABEL_FONT,
+                        color=dark,
+                    )  # fmt: skip
+                elif item.not_fully_scored[j] and math.isfinite(mean):
+                    drew_mark = True
+                    top = mean + (0.0 if yerr is None else float(yerr[1][cols.index(j)]))
+                    ax.text(pos, min(top, 93.0) + 1.0, NOT_FULLY_SCORED_MARK, ha="center", va="bottom")
+        ax.set_xlim(-0.5, per_panel - 0.5)  # the same slot width on every panel
+        ax.set_xticks(
+            x, [_wrap_px(_plain(LABELS.get(b, b)), 0.95 * slot_px, CHART_FONT, renderer) for b in shown]
+        )
+        ax.tick_params(labelsize=CHART_FONT)
+        ax.set_ylabel("score x 100", fontsize=CHART_FONT)
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        panels.append(ax)
+
+    # Legend: as many columns as the widest name allows; the names wrap where one alone is too wide.
+    text_px = (fig_w - 0.2) * CHART_DPI - 60  # less the colour patch and padding
+    labels = []
+    for item in series:
+        mark = f" {NOT_FULLY_SCORED_MARK}" if any(
+            f and math.isfinite(m) for f, m in zip(item.not_fully_scored, item.means, strict=True)
+        ) else ""  # fmt: skip
+        labels.append(_wrap_px(_plain(item.model) + mark, text_px, CHART_FONT, renderer))
+    from matplotlib.font_manager import FontProperties
+
+    prop = FontProperties(size=CHART_FONT)
+    widest = max(
+        (
+            renderer.get_text_width_height_descent(line, prop, ismath=False)[0]
+            for s in labels
+            for line in s.split("\n")
+        ),
+        default=0.0,
+    )
+    ncol = max(1, min(len(labels), int(((fig_w - 0.2) * CHART_DPI) // (widest + 60))))
+    legend = fig.legend(
+        handles, labels, ncol=ncol, loc="lower left", fontsize=CHART_FONT, frameon=False, borderaxespad=0.0
+    )
+    caption = NOT_FULLY_SCORED_LEGEND if drew_mark else NOT_FULLY_SCORED_LEGEND.split("; ", 1)[1]
+    caption = caption[0].upper() + caption[1:] + "."
+    if drew_not_scored:
+        caption += f" {NOT_SCORED_LEGEND[0].upper()}{NOT_SCORED_LEGEND[1:]}."
+    footnote = fig.text(
+        0.1, 0.1, _wrap_px(caption, (fig_w - 0.2) * CHART_DPI, CHART_FONT, renderer), fontsize=CHART_FONT,
+        ha="left", va="bottom", transform=fig.dpi_scale_trans,
+    )  # fmt: skip
+
+    # Bottom up, in inches: footnote, legend, then the panels with their tick labels.
+    foot_h = footnote.get_window_extent(renderer).height / CHART_DPI
+    legend_y = 0.1 + foot_h + 0.15
+    legend.set_bbox_to_anchor((0.1, legend_y), transform=fig.dpi_scale_trans)
+    legend_h = legend.get_window_extent(renderer).height / CHART_DPI if labels else 0.0
+    y = legend_y + legend_h + 0.15
+    boxes = []
+    for ax in reversed(panels):
+        ticks_h = max((t.get_text().count("\n") + 1 for t in ax.get_xticklabels()), default=1)
+        y += 0.15 + ticks_h * CHART_FONT * 1.25 / 72
+        boxes.append((ax, y))
+        y += _PANEL_IN + 0.25
+    fig_h = y
+    fig.set_size_inches(fig_w, fig_h)
+    for ax, bottom in boxes:
+        ax.set_position((_LEFT_IN / fig_w, bottom / fig_h, axes_w / fig_w, _PANEL_IN / fig_h))
+    return fig
 
 
 def render_bar_chart(
@@ -566,53 +867,8 @@ def render_bar_chart(
     """Grouped bars like the study's figure: benchmarks on x, one bar per model, 95% intervals as error bars.
     Study rows are hatched and have no error bars (the figure publishes none). A run's bar is marked with a
     dagger where its primary metric was not fully scored (`unscored`: model -> benchmark -> count), and a
-    benchmark with nothing scored says so instead of drawing an empty bar."""
-    benches, series = chart_series(table, unscored)
-    models = [s.model for s in series]
-    fig = Figure(figsize=(max(8.0, 1.4 * len(benches) + 0.15 * len(benches) * len(models)), 5.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    width = 0.8 / max(len(models), 1)
-    x = np.arange(len(benches))
-    colors = _palette(len(models))
-    any_marked = False
-    for i, item in enumerate(series):
-        positions = x - 0.4 + width * (i + 0.5)
-        means = np.array(item.means, dtype=float)
-        marked = any(item.not_fully_scored)
-        any_marked = any_marked or marked
-        ax.bar(
-            positions,
-            np.nan_to_num(means),
-            width,
-            yerr=None if item.yerr is None else np.vstack(item.yerr),
-            capsize=2,
-            error_kw={"elinewidth": 1, "ecolor": "#333333"},
-            label=item.model + (f" {NOT_FULLY_SCORED_MARK}" if marked else ""),
-            color=colors[i],
-            hatch="//" if item.study else None,
-            edgecolor="white" if item.study else None,
-            linewidth=0,
-        )
-        for j, flagged in enumerate(item.not_fully_scored):
-            if not flagged:
-                continue
-            top = 0.0 if not math.isfinite(means[j]) else means[j]
-            if item.yerr is not None and math.isfinite(means[j]):
-                top += item.yerr[1][j]
-            text = (
-                NOT_FULLY_SCORED_MARK if math.isfinite(means[j]) else f"{NOT_FULLY_SCORED_MARK}\nnot scored"
-            )
-            ax.text(positions[j], min(top, 92.0) + 1.0, text, ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, [LABELS.get(b, b) for b in benches])
-    ax.set_ylabel("score x 100")
-    ax.set_ylim(0, 100)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_axisbelow(True)
-    ax.legend(fontsize="small", ncol=2, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    caption = NOT_FULLY_SCORED_LEGEND if any_marked else NOT_FULLY_SCORED_LEGEND.split("; ", 1)[1]
-    fig.text(0.01, 0.01, caption[0].upper() + caption[1:], fontsize=7, ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    benchmark with nothing scored says "not scored" upright in the bar's place instead of an empty bar."""
+    fig = chart_figure(table, unscored)
     target = Path(png_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, format="png", metadata={"Software": None})
@@ -629,9 +885,9 @@ def _palette(n: int) -> list[tuple[float, float, float, float]]:
 _HTML_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: pre-line; }
 th { background: #f3f3f3; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child { text-align: left; overflow-wrap: anywhere; }
 p.note { white-space: pre-line; max-width: 60em; }
 img { max-width: 100%; }
 """
@@ -648,7 +904,7 @@ def render_html(
     body = [
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Scores (primary metric &times; 100, 95% interval)</h2>",
-        display_table(table).reset_index().to_html(escape=True, border=0, index=False),
+        display_table(table, interval_sep="\n").reset_index().to_html(escape=True, border=0, index=False),
         f"<p>{html.escape(SIGNIFICANCE_LEGEND)}</p>",
     ]
     if png is not None:
@@ -695,7 +951,7 @@ def write_leaderboard(
     }
     paths["markdown"].write_text(render_markdown(table, gains, note), encoding="utf-8")
     paths["csv"].write_text(render_csv(table), encoding="utf-8")
-    paths["gains_csv"].write_text(gains.to_csv(float_format="%.6g", lineterminator="\n"), encoding="utf-8")
+    paths["gains_csv"].write_text(render_gains_csv(gains), encoding="utf-8")
     render_bar_chart(table, paths["png"], unscored_counts(run_list))
     paths["html"].write_text(render_html(table, gains, note, png=paths["png"]), encoding="utf-8")
     return paths

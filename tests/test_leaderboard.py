@@ -20,11 +20,13 @@ from obv_eval.leaderboard import (
     benchmark_of,
     build_gains,
     build_table,
+    display_table,
     headline_note,
     load_reference,
     load_runs,
     render_csv,
     render_markdown,
+    render_terminal,
     write_leaderboard,
 )
 from obv_eval.results import paired_scores, read_results, read_samples, summarize_task
@@ -287,10 +289,14 @@ def test_unjudged_image_task_is_marked_not_scored_and_left_out_of_the_group() ->
     table = build_table([run], reference=False)
     assert table.loc["m", ("vqarad", "not_scored")] == 1.0
     assert math.isnan(table.loc["m", ("vqarad", "mean")])
-    assert "image" not in table.columns.get_level_values(0)  # no group mean over a not-scored benchmark
+    # no group mean over a not-scored benchmark: the group is "not scored" too, in the same word
+    assert math.isnan(table.loc["m", ("image", "mean")]) and table.loc["m", ("image", "not_scored")] == 1.0
     md = render_markdown(table)
     line = next(row for row in md.splitlines() if row.startswith("| m "))
-    assert line.split("|")[2].strip() == "not scored"  # the VQA-RAD cell, first: never a 0.0
+    cells = [c.strip() for c in line.split("|")[2:-1]]
+    assert cells[0] == "not scored"  # the VQA-RAD cell, first: never a 0.0
+    assert cells[3] == "not scored" and cells[1].startswith("50.0 [")  # Image (mean); PathVQA scored
+    assert "n/a" not in md
 
 
 def test_judge_lines_name_the_preset_of_each_run() -> None:
@@ -383,3 +389,71 @@ def test_group_interval_stays_on_the_score_scale_and_keeps_a_width() -> None:
     assert (
         row[("text", "ci_high")] == pytest.approx(100 * text[1], abs=0.01) and row[("text", "ci_high")] > 10
     )
+
+
+def _one_task_run(
+    model: str, task: str, records: list[dict[str, object]], run_id: str = "r"
+) -> dict[str, object]:
+    summary = summarize_task(records, "accuracy")
+    return {"schema_version": 2, "run_id": run_id, "model": model, "tasks": {task: summary}, "provenance": {}}
+
+
+def test_one_word_for_a_missing_score_in_every_format(tmp_path: Path) -> None:
+    # "not scored": run but no score (an unjudged image task, and its group); "-": not run; "base 0": a
+    # relative gain over a base of 0. No "n/a" anywhere, in any format.
+    zero = [{**r, "scores": {"accuracy": 0.0}} for r in _image_records("pathvqa", judged=True)]
+    runs = [
+        _one_task_run("m", "vqarad", _image_records("vqarad", judged=False)),
+        _one_task_run("z", "pathvqa", zero),
+        _one_task_run("z-obv", "pathvqa", _image_records("pathvqa", judged=True)),
+    ]
+    paths = write_leaderboard(tmp_path / "lb", runs, reference=False)
+    table = build_table(runs, reference=False)
+    shown = display_table(table)
+    assert shown.loc["m", "VQA-RAD"] == "not scored" and shown.loc["m", "PathVQA"] == "-"
+    assert shown.loc["z", "VQA-RAD"] == "-" and shown.loc["z", "PathVQA"].startswith("0.0 [")
+    gains = build_gains(runs, reference=False)
+    assert gains.attrs["blank"] == {("z-obv vs z", "pathvqa"): "base 0"}
+    terminal = render_terminal(table, gains)
+    for text in (*(p.read_text(encoding="utf-8") for p in paths.values() if p.suffix != ".png"), terminal):
+        assert "n/a" not in text
+    assert "base 0" in paths["markdown"].read_text(encoding="utf-8") and "base 0" in terminal
+    assert "not scored" in paths["html"].read_text(encoding="utf-8") and "not scored" in terminal
+
+
+def test_terminal_table_fits_100_columns_for_the_demo_and_for_many_models(runs: list[Run]) -> None:
+    table = build_table(runs)
+    text = render_terminal(table, build_gains(runs))
+    assert max(map(len, text.splitlines())) <= 100
+    # every model and every benchmark appears, with its interval on the line below the score
+    for label in ("qwen2vl-2b-obv", "study: Ref.", "MIMICEchoQA", "PubMedQA", "Text (mean)", "[60.0, 88.8]"):
+        assert label in text, label
+    many = []
+    for i in range(30):
+        results = json.loads(json.dumps(runs[i % 2].results))
+        results["model"], results["run_id"] = f"vendor/a-model-with-a-long-name-number-{i:02d}", f"r{i}"
+        many.append(Run(results))
+    wide = render_terminal(build_table(many))
+    assert max(map(len, wide.splitlines())) <= 100
+    assert all(f"number-{i:02d}" in wide for i in range(30))
+    narrow = render_terminal(table, width=60)
+    assert max(map(len, narrow.splitlines())) <= 60
+
+
+def test_names_are_escaped_in_every_format(tmp_path: Path) -> None:
+    # Names come from results files: a | must not split a Markdown cell, < must not open a tag in HTML,
+    # = must not start a spreadsheet formula, an escape sequence must not drive the terminal.
+    names = ["a|b", "<img src=x onerror=alert(1)>", "=1+1", "x\x1b[2Jy"]
+    runs = [
+        _one_task_run(name, "pathvqa", _image_records("pathvqa", judged=True), f"r{i}")
+        for i, name in enumerate(names)
+    ]
+    paths = write_leaderboard(tmp_path / "lb", runs, reference=False)
+    markdown_it = pytest.importorskip("markdown_it")
+    rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(paths["markdown"].read_text())
+    rows = re.findall(r"<tr>\n<td>(.*?)</td>", rendered)
+    assert set(rows) == {"a|b", "&lt;img src=x onerror=alert(1)&gt;", "=1+1", "x [2Jy"}
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    terminal = render_terminal(build_table(runs, reference=False))
+    assert "\x1b" not in terminal and "x\\x1b[2Jy" in terminal
