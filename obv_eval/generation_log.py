@@ -5,6 +5,10 @@ then flushed to disk; a torn last line left by a kill is cut off before the next
 new batch starts on a line of its own. On resume only complete batches count: a batch cut short by a kill is
 generated again, whole, so every item meets the same batch-mates as in an uninterrupted run and
 the outputs (and so the records and scores) are identical.
+
+Each line also carries the digest of the request that produced it (obv_eval.run_identity): a resume
+reuses an output only when the request it is about to make has the same digest, so an edited row, a
+changed media file or another model's log is generated again, never reused.
 """
 
 from __future__ import annotations
@@ -13,22 +17,32 @@ import json
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from obv_eval.backends.base import Backend, GenerationOutput, GenerationRequest
 from obv_eval.profiling import stage
 from obv_eval.redaction import configured_secrets, redact_value
+from obv_eval.run_identity import RunIdentity, output_settings, request_digest
+
+Key = tuple[str, int]
 
 
 class GenerationLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, identity: RunIdentity | None = None) -> None:
         self.path = Path(path)
+        self.identity = identity  # the run's model and settings; None: no checks (a bare log)
+        self.reused = 0  # outputs this process took from the log
+        self.generated = 0  # outputs this process appended
 
-    def load(self) -> dict[tuple[str, int], GenerationOutput]:
-        """Outputs of every complete batch in the log (a torn last line or batch is ignored)."""
+    def load(self, digests: Mapping[Key, str] | None = None) -> dict[Key, GenerationOutput]:
+        """Outputs of every complete batch in the log (a torn last line or batch is ignored).
+
+        With `digests`, only the outputs whose logged request digest equals the one given for their key.
+        """
         if not self.path.exists():
             return {}
         batches: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -38,14 +52,15 @@ class GenerationLog:
             except ValueError:
                 continue  # the tail of a write cut short by a kill
             batches[entry["batch"]].append(entry)
-        done: dict[tuple[str, int], GenerationOutput] = {}
+        done: dict[Key, GenerationOutput] = {}
         for entries in batches.values():
             if len(entries) != entries[0]["batch_size"]:
                 continue
             for entry in entries:
                 output = entry["output"]
                 key = (str(output["key"][0]), int(output["key"][1]))
-                done[key] = GenerationOutput(**{**output, "key": key})
+                if digests is None or (key in digests and entry.get("request") == digests[key]):
+                    done[key] = GenerationOutput(**{**output, "key": key})
         return done
 
     def repair_tail(self) -> int:
@@ -76,18 +91,24 @@ class GenerationLog:
                 os.fsync(handle.fileno())
         return size - keep
 
-    def append_batch(self, outputs: list[GenerationOutput]) -> None:
+    def append_batch(self, outputs: list[GenerationOutput], digests: Mapping[Key, str] | None = None) -> None:
         if not outputs:
             return
         with stage("writing"):  # called from inside generation: counted as writing, not as model time
-            self._append(outputs)
+            self._append(outputs, digests or {})
+        self.generated += len(outputs)
 
-    def _append(self, outputs: list[GenerationOutput]) -> None:
+    def _append(self, outputs: list[GenerationOutput], digests: Mapping[Key, str]) -> None:
         batch = uuid.uuid4().hex  # any unique id: only grouping matters, never written to results
         secrets = configured_secrets()
         lines = [
             json.dumps(
-                {"batch": batch, "batch_size": len(outputs), "output": redact_value(asdict(o), secrets)},
+                {
+                    "batch": batch,
+                    "batch_size": len(outputs),
+                    "request": digests.get(o.key),
+                    "output": redact_value(asdict(o), secrets),
+                },
                 ensure_ascii=False,
             )
             for o in outputs
@@ -102,13 +123,24 @@ class GenerationLog:
 
 def generate_resumable(
     backend: Backend, requests: Sequence[GenerationRequest], log: GenerationLog | None, progress: bool
-) -> dict[tuple[str, int], GenerationOutput]:
-    """Outputs for every request: from the log where a complete batch holds them, generated otherwise."""
-    done = log.load() if log is not None else {}
+) -> dict[Key, GenerationOutput]:
+    """Outputs for every request: from the log where a complete batch holds them under the same request
+    digest, generated otherwise. A run whose identity.json names another model or other settings is
+    refused here (RunConflict), before anything is generated."""
+    done: dict[Key, GenerationOutput] = {}
+    digests: dict[Key, str] = {}
+    if log is not None:
+        if log.identity is not None:
+            log.identity.begin(output_settings(backend))
+            context = log.identity.context()
+            digests = {r.key: request_digest(r.key, r.text, r.visuals, context) for r in requests}
+        done = log.load(digests) if log.identity is not None else log.load()
+        log.reused += sum(r.key in done for r in requests)
     todo = [request for request in requests if request.key not in done]
     if todo:
         from obv_eval.progress import generate_per_task
 
-        produced = generate_per_task(backend, todo, progress, log.append_batch if log else None)
+        on_batch = partial(log.append_batch, digests=digests) if log is not None else None
+        produced = generate_per_task(backend, todo, progress, on_batch)
         done.update({output.key: output for output in produced})
     return done

@@ -1,7 +1,12 @@
 """Drives lmms-eval for one model over the chosen benchmarks and writes the run's files.
 
-<output>/<model>/<run-id>/samples.jsonl   one record per item (sorted by task, doc id)
-<output>/<model>/<run-id>/results.json    summary, intervals, categories and provenance
+<output>/<model>/<run-id>/samples.jsonl      one record per item (sorted by task, doc id)
+<output>/<model>/<run-id>/results.json       summary, intervals, categories and provenance
+<output>/<model>/<run-id>/generations.jsonl  model outputs as produced, with their request digests (resume)
+<output>/<model>/<run-id>/identity.json      the model fingerprint and settings the run's records depend on
+
+<model> keeps the model's identity (obv_eval.run_identity.run_folder_name): a registry name as it
+is, a path with a hash of its full form, so two checkpoints with one basename never share a folder.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from obv_eval.profiling import stage, write_if_requested
 from obv_eval.redaction import configured_secrets, redact_value
 from obv_eval.registry import ModelNotAvailable, ResolvedModel, resolve_model
 from obv_eval.results import build_results, summarize_task, write_results
+from obv_eval.run_identity import RunIdentity, restart, run_folder_name, run_lock
 from obv_eval.sources import DataSource, parse_data_source, set_data_source
 from obv_eval.sources import tasks_package_dir as _tasks_package_dir
 from obv_eval.tiny_model import TINY_MODEL_NAME
@@ -64,6 +70,7 @@ class RunConfig:
     batch_size: int = 8
     max_new_tokens: int | None = None  # None: each task's own budget
     limit: int | None = None
+    restart: bool = False  # start the run id afresh instead of resuming it
     progress: bool = True
     model_args: dict[str, Any] = field(default_factory=dict)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
@@ -136,6 +143,16 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
 
 
 def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
+    """Run (or resume) one run id; its folder is locked for this process while it runs."""
+    run_id = config.run_id or default_run_id()
+    run_dir = Path(config.output_dir) / run_folder_name(config.model) / run_id
+    with run_lock(run_dir):
+        if config.restart and restart(run_dir):
+            log(f"obv-eval: --restart: run {run_dir} starts afresh")
+        return _run_locked(config, run_id, run_dir, log)
+
+
+def _run_locked(config: RunConfig, run_id: str, run_dir: Path, log: Callable[[str], None]) -> RunResult:
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
@@ -150,20 +167,24 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         else resolve_model(config.model, config.model_path)
     )
     backend = choose_backend(config, resolved.api)
-    run_id = config.run_id or default_run_id()
-    run_dir = Path(config.output_dir) / _safe_name(config.model) / run_id
     generations = run_dir / "generations.jsonl"
     resuming = generations.exists()
     log(
         f"obv-eval: model {config.model} ({backend}) | data {source.describe()} | run {run_dir}"
         + (" | resuming" if resuming else "")
     )
+    with stage("provenance"):  # the weights' content is the model's identity, checked before it loads
+        weights_sha256 = weights_fingerprint(resolved.path, resolved.adapter_path)
+    identity = RunIdentity(
+        run_dir, {"weights_sha256": weights_sha256} if weights_sha256 else {"served_name": config.model}
+    )
+    identity.check_model()
     log(f"obv-eval: loading {config.model} ({backend})")
     with stage("model_load"), long_lived_objects():  # the model and its processor live for the run
         adapter = build_adapter(config, backend, resolved)
     log(f"obv-eval: preparing {len(benchmarks)} task(s)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    adapter.generation_log = GenerationLog(generations)
+    generation_log = GenerationLog(generations, identity)
+    adapter.generation_log = generation_log
     with stage("task_index"):
         task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, verbosity="ERROR")
     started = time.time()
@@ -193,12 +214,18 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         provenance = build_provenance(
             config, source, resolved.path, adapter.backend.describe(), elapsed, records
         )
-        provenance["model"]["weights_sha256"] = weights_fingerprint(resolved.path, resolved.adapter_path)
+        provenance["model"]["weights_sha256"] = weights_sha256
         provenance["model"]["adapter_path"] = str(resolved.adapter_path) if resolved.adapter_path else None
         provenance["model"]["training_manifest"] = training_manifest(resolved.adapter_path or resolved.path)
         provenance["resumed"] = resuming
+        # Every record was made under these settings: a resume under others is refused (RunConflict).
         provenance["generation"] = adapter.backend.generation.to_dict()
         provenance["media"] = adapter.backend.media.to_dict()
+        provenance["run"] = {
+            "restarted": config.restart,
+            "outputs_reused": generation_log.reused,
+            "outputs_generated": generation_log.generated,
+        }
         provenance["model"]["files_sha256"] = model_files(resolved.path, resolved.adapter_path)
         provenance["datasets"] = rows_info
         provenance["environment"] = environment()
@@ -443,10 +470,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name or name)
 
 
 def _git_state() -> dict[str, Any]:
