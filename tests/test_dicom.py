@@ -1,4 +1,5 @@
-"""`obv-eval data prepare mimicechoqa`: DICOM cines to mp4 on real DICOM files.
+"""`obv-eval data prepare mimicechoqa`: DICOM cines to mp4 on real DICOM files, and the PhysioNet
+release's layout (MIMICEchoQA.json) through prepare, check and a run.
 
 The files are pydicom's own test files (shipped in the pydicom wheel) and those of `pydicom-data`
 (the `dev` extra), among them a real echocardiogram cine: color3d_jpeg_baseline.dcm, 120 frames of
@@ -10,6 +11,7 @@ the pixel data stay the real ones.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +24,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_color_lut
 
 import obv_eval.data.dicom as dicom
+from obv_eval.benchmarks import BENCHMARKS
 from obv_eval.cli import main
 from obv_eval.data.dicom import (
     DicomError,
@@ -32,7 +35,8 @@ from obv_eval.data.dicom import (
     rate_from_frame_time,
     rgb_frames,
 )
-from obv_eval.sources import SAMPLES_DIR
+from obv_eval.sources import SAMPLES_DIR, DataSourceError, parse_data_source
+from obv_eval.tasking import load_rows
 
 ECHO_CINE = "color3d_jpeg_baseline.dcm"  # pydicom-data
 # A row's clip path as MIMICEchoQA names it; the DICOM twin has the same path with .dcm.
@@ -80,33 +84,84 @@ def _echo_rows(video: str, count: int) -> list[dict[str, object]]:
     return [{**json.loads(line), "video": video} for line in lines[:count]]
 
 
+def _release_rows(video: str) -> list[dict[str, object]]:
+    """Two invented rows in the field set of PhysioNet's MIMICEchoQA.json (its README's example entry):
+    the clip in a one-item `videos` list, a four-option item and a Yes/No one."""
+    common = {
+        "videos": [video],
+        "study": "s98097718",
+        "image": "98097718_0047",
+        "view": "A3C",
+        "split": "test",
+    }
+    return [
+        {
+            **common,
+            "messages_id": "5921e583-0000-4000-8000-000000000001",
+            "question": "What is the severity of mitral stenosis?",
+            "answer": "Normal",
+            "correct_option": "A",
+            "option_A": "Normal",
+            "option_B": "Mild",
+            "option_C": "Moderate",
+            "option_D": "Severe",
+            "structure": "Mitral Valve",
+            "report": "impression: mitral annular calcification without stenosis.",
+            "exact_sentence": "Mitral annular calcification without stenosis.",
+        },
+        {
+            **common,
+            "messages_id": "5921e583-0000-4000-8000-000000000002",
+            "question": "Is there a pericardial effusion?",
+            "answer": "No",
+            "correct_option": "B",
+            "option_A": "Yes",
+            "option_B": "No",
+            "option_C": "",
+            "option_D": "",
+            "structure": "Pericardium",
+            "report": "impression: no pericardial effusion.",
+            "exact_sentence": "There is no pericardial effusion.",
+        },
+    ]
+
+
+def _release(folder: Path, rows: list[dict[str, object]]) -> Path:
+    """A download of the release as `wget -r` lays it out; returns the version folder (the --data DIR)."""
+    data = folder / "physionet.org" / "files" / "mimic-iv-ext-echoqa" / "1.0.0"
+    (data / "MIMICEchoQA").mkdir(parents=True)
+    (data / "MIMICEchoQA" / "MIMICEchoQA.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    return data
+
+
 # --------------------------------------------------------------------------------------------------
-# The acceptance path: the real echo cine through the CLI, then data check and a tiny-model run.
+# The acceptance path: the release's MIMICEchoQA.json and the real echo cine as its DICOM, through
+# `data prepare`, `data check` and a tiny-model run.
 
 
 @pytest.fixture(scope="module")
 def converted_echo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(data folder, source DICOM) after `obv-eval data prepare mimicechoqa` on the echo cine."""
+    """(--data folder, source DICOM) after `obv-eval data prepare mimicechoqa` on the echo cine."""
     echo = _testfile(ECHO_CINE)
     root = tmp_path_factory.mktemp("echo")
-    source = root / "physionet.org" / "files"
-    twin = source / Path(CLIP).with_suffix(".dcm")
+    # MIMIC-IV-ECHO as wget lays it out: physionet.org/files/mimic-iv-echo/0.1/files/p10/...dcm
+    twin = root / "physionet.org" / "files" / Path(CLIP).with_suffix(".dcm")
     twin.parent.mkdir(parents=True)
     shutil.copyfile(echo, twin)
-    data = root / "data"
-    (data / "mimicechoqa").mkdir(parents=True)
-    rows = _echo_rows(CLIP, 2)
-    (data / "mimicechoqa" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code = main(
-        ["data", "prepare", "mimicechoqa", "--source", str(source), "--data", str(data), "--no-progress"]
-    )
-    assert code == 0
+    data = _release(root, _release_rows(CLIP))
+    version_folder = root / "physionet.org" / "files" / "mimic-iv-echo" / "0.1"
+    argv = ["data", "prepare", "mimicechoqa", "--source", str(version_folder), "--data", str(data)]
+    assert main([*argv, "--no-progress"]) == 0
     return data, twin
+
+
+def _clip(data: Path) -> Path:
+    return data / "MIMICEchoQA" / CLIP  # where the rows name it, beside MIMICEchoQA.json
 
 
 def test_echo_cine_becomes_120_frames_at_30_fps(converted_echo: tuple[Path, Path]) -> None:
     data, twin = converted_echo
-    clip = data / "media" / "mimicechoqa" / CLIP
+    clip = _clip(data)
     header = pydicom.dcmread(twin, stop_before_pixels=True)
     assert (int(header.NumberOfFrames), str(header.FrameTime)) == (120, "33.333")
     stream, frames, times = _decode(clip)
@@ -120,7 +175,7 @@ def test_echo_cine_becomes_120_frames_at_30_fps(converted_echo: tuple[Path, Path
 
 def test_echo_clip_frames_match_the_dicom_frames(converted_echo: tuple[Path, Path]) -> None:
     data, twin = converted_echo
-    _, frames, _ = _decode(data / "media" / "mimicechoqa" / CLIP)
+    _, frames, _ = _decode(_clip(data))
     picks = [0, 37, 119]
     reference = rgb_frames(pydicom.dcmread(twin), picks)
     for index, expected in zip(picks, reference, strict=True):
@@ -129,7 +184,7 @@ def test_echo_clip_frames_match_the_dicom_frames(converted_echo: tuple[Path, Pat
         assert _mad(frames[(index + 15) % 120], expected) > _mad(frames[index], expected)
 
 
-def test_data_check_and_a_tiny_model_run_accept_the_clip(
+def test_data_check_and_a_tiny_model_run_accept_the_release(
     converted_echo: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, _ = converted_echo
@@ -140,10 +195,14 @@ def test_data_check_and_a_tiny_model_run_accept_the_clip(
          "--output-dir", str(tmp_path), "--run-id", "echo", "--no-progress"]
     )  # fmt: skip
     assert code == 0
-    task = json.loads((tmp_path / "tiny-qwen2vl" / "echo" / "results.json").read_text())["tasks"][
-        "mimicechoqa"
-    ]
+    run = tmp_path / "tiny-qwen2vl" / "echo"
+    task = json.loads((run / "results.json").read_text())["tasks"]["mimicechoqa"]
     assert task["n"] == 2 and task["failed"] == 0
+    records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    # the release's fields reach the records: messages_id is the item, study the cluster
+    assert sorted(r["item_id"] for r in records) == sorted(str(r["messages_id"]) for r in _release_rows(CLIP))
+    assert {r["cluster"] for r in records} == {"s98097718"}
+    assert sorted(r["categories"]["question_type"] for r in records) == ["multiple_choice", "yes_no"]
 
 
 def test_existing_clips_are_left_alone(
@@ -151,15 +210,77 @@ def test_existing_clips_are_left_alone(
 ) -> None:
     data, twin = converted_echo
     source = twin.parents[len(Path(CLIP).parts) - 1]
-    before = (data / "media" / "mimicechoqa" / CLIP).stat().st_mtime_ns
+    before = _clip(data).stat().st_mtime_ns
     assert (
         main(
             ["data", "prepare", "mimicechoqa", "--source", str(source), "--data", str(data), "--no-progress"]
         )
         == 0
     )
-    assert "0 clips made, 1 already there" in capsys.readouterr().out
-    assert (data / "media" / "mimicechoqa" / CLIP).stat().st_mtime_ns == before
+    assert "0 clips made from DICOMs, 0 taken from the release, 1 already there" in capsys.readouterr().out
+    assert _clip(data).stat().st_mtime_ns == before
+
+
+# --------------------------------------------------------------------------------------------------
+# Where the release's rows and clips are found
+
+
+def test_clips_the_download_ships_are_linked_not_converted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Third-party code reads the release's zip as MIMICEchoQA/0.1/files/...mp4 beside the json (the row's
+    # path without its first folder): such a clip is used as shipped, no DICOM needed.
+    data = _release(tmp_path, _release_rows(CLIP))
+    shipped = data / "MIMICEchoQA" / Path(*Path(CLIP).parts[1:])
+    shipped.parent.mkdir(parents=True)
+    convert_dicom(_testfile("examples_ybr_color.dcm"), shipped)
+    code = main(["data", "prepare", "mimicechoqa", "--data", str(data), "--no-progress"])
+    assert code == 0
+    assert "0 clips made from DICOMs, 1 taken from the release" in capsys.readouterr().out
+    clip = _clip(data)
+    assert clip.read_bytes() == shipped.read_bytes()
+    assert os.path.samefile(clip, shipped)  # a hard link (one file system here), not a second copy
+    assert not list(clip.parent.glob("*.partial"))
+
+
+def test_the_older_local_layout_still_prepares(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # DIR/mimicechoqa/test.jsonl with clips under DIR/media/mimicechoqa/
+    source = tmp_path / "dicoms"
+    (source / CLIP).parent.mkdir(parents=True)
+    shutil.copyfile(_testfile("examples_ybr_color.dcm"), (source / CLIP).with_suffix(".dcm"))
+    data = tmp_path / "data"
+    (data / "mimicechoqa").mkdir(parents=True)
+    rows = _echo_rows(CLIP, 2)
+    (data / "mimicechoqa" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["data", "prepare", "mimicechoqa", "--source", str(source), "--data", str(data), "--no-progress"]
+    assert main(argv) == 0
+    assert "1 clips made from DICOMs" in capsys.readouterr().out
+    assert (data / "media" / "mimicechoqa" / CLIP).is_file()
+
+
+def test_release_rows_are_read_with_their_clip_and_bad_rows_fail_alone(tmp_path: Path) -> None:
+    rows = _release_rows(CLIP)
+    rows[1]["videos"] = [CLIP, CLIP.replace("0047", "0048")]  # two clips for one item
+    data = tmp_path / "MIMICEchoQA"  # --data may also be the folder holding the json
+    data.mkdir()
+    (data / "MIMICEchoQA.json").write_text(json.dumps(rows), encoding="utf-8")
+    loaded = list(load_rows(BENCHMARKS["mimicechoqa"], parse_data_source(str(data))))
+    assert [r["video"] for r in loaded] == [CLIP, None]
+    assert loaded[0]["_obv_error"] is None
+    assert "'videos' holds 2 items" in loaded[1]["_obv_error"]
+
+
+def test_no_hub_dataset_and_no_clip_source_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(DataSourceError, match=r"PhysioNet as MIMIC-IV-ECHO-Ext-MIMICEchoQA 1\.0\.0"):
+        load_rows(BENCHMARKS["mimicechoqa"], parse_data_source("hub"))
+    data = tmp_path / "data"
+    (data / "mimicechoqa").mkdir(parents=True)
+    (data / "mimicechoqa" / "test.jsonl").write_text(json.dumps(_echo_rows(CLIP, 1)[0]) + "\n")
+    assert main(["data", "prepare", "mimicechoqa", "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "give --source DIR" in err and len(err.strip().splitlines()) == 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -326,11 +447,11 @@ def test_unreadable_and_missing_dicoms_are_listed_not_fatal(
     code = main([*argv, "--out", str(out), "--no-progress"])
     text = capsys.readouterr().out
     assert code == 1
-    assert "1 clips made, 0 already there, 1 without a DICOM under the source folder, 3 failed" in text
+    assert "1 clips made from DICOMs, 0 taken from the release, 0 already there, 1 missing, 3 failed" in text
     assert (out / names["good"]).is_file()
     for key in ("truncated", "garbage", "no_timing", "missing"):
         assert not (out / names[key]).exists(), key
-    assert f"missing DICOM for {names['missing']}" in text
+    assert f"missing {names['missing']} (no DICOM for it under {source})" in text
     failed = {
         line.split(": ", 1)[0].removeprefix("  failed "): line
         for line in text.splitlines()

@@ -15,12 +15,18 @@ that vary (a FrameTimeVector with unequal steps) are written as per-frame timest
 Clips are written atomically (to ``<name>.partial``, then renamed), so a failure never leaves a
 half-written file under the name a run reads. Unreadable or undecodable DICOMs are reported with the
 reason and the rest are converted.
+
+`data prepare` takes each clip the rows name from the first place that has it: the clip already where
+the rows name it; the clip as PhysioNet's MIMICEchoQA release lays it out beside ``MIMICEchoQA.json``
+(the row's path without its first folder, ``0.1/files/p10/...mp4``; linked, not converted, where a
+download holds it); else the clip converted from its DICOM under ``--source``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -45,6 +51,7 @@ __all__ = [
     "main",
     "prepare_echo",
     "rate_from_frame_time",
+    "release_clip",
     "rgb_frames",
     "row_videos",
 ]
@@ -300,15 +307,16 @@ def convert_dicom(
 
 @dataclass
 class EchoPrepareReport:
-    made: list[str] = field(default_factory=list)
+    made: list[str] = field(default_factory=list)  # converted from their DICOMs
+    from_release: list[str] = field(default_factory=list)  # linked from the release's own clips
     existing: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # clips whose DICOM is not under --source
+    missing: list[str] = field(default_factory=list)  # neither in the release nor a DICOM under --source
     failed: dict[str, str] = field(default_factory=dict)  # clip -> reason
 
     def summary(self) -> str:
         return (
-            f"{len(self.made)} clips made, {len(self.existing)} already there, "
-            f"{len(self.missing)} without a DICOM under the source folder, {len(self.failed)} failed"
+            f"{len(self.made)} clips made from DICOMs, {len(self.from_release)} taken from the release, "
+            f"{len(self.existing)} already there, {len(self.missing)} missing, {len(self.failed)} failed"
         )
 
 
@@ -339,14 +347,49 @@ def dicom_twin(video: str, source_dir: Path) -> Path | None:
     return None
 
 
+def release_clip(video: str, release_dir: Path) -> Path | None:
+    """The clip as the PhysioNet release lays it out beside MIMICEchoQA.json, if it is there.
+
+    The release's rows name ``mimic-iv-echo/0.1/files/p10/.../98097718_0047.mp4``; a download that
+    ships the clips keeps them at ``0.1/files/p10/.../98097718_0047.mp4`` in the json's folder."""
+    parts = Path(video).parts
+    if len(parts) < 2:
+        return None
+    try:
+        candidate = resolve_media_path(str(Path(*parts[1:])), release_dir)
+    except MediaError:
+        return None
+    return candidate if candidate.is_file() and candidate.stat().st_size > 0 else None
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy across file systems), placed atomically."""
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, partial)
+        except OSError:
+            shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def prepare_echo(
-    rows: Iterable[Mapping[str, Any]], source_dir: Path, out_dir: Path, progress: bool = True
+    rows: Iterable[Mapping[str, Any]],
+    source_dir: Path | None,
+    out_dir: Path,
+    progress: bool = True,
+    release_dir: Path | None = None,
 ) -> EchoPrepareReport:
+    """Put every clip the rows name under ``out_dir``: kept if there, else from the release's own clips
+    under ``release_dir``, else converted from its DICOM under ``source_dir``."""
     from tqdm import tqdm
 
     report = EchoPrepareReport()
     out_dir.mkdir(parents=True, exist_ok=True)
-    for video in tqdm(row_videos(rows), desc="converting echo DICOMs", disable=not progress):
+    for video in tqdm(row_videos(rows), desc="echo clips", disable=not progress):
         try:
             target = resolve_media_path(video, out_dir)
         except MediaError as error:
@@ -355,50 +398,63 @@ def prepare_echo(
         if target.exists() and target.stat().st_size > 0:
             report.existing.append(video)
             continue
-        source = dicom_twin(video, source_dir)
-        if source is None:
+        shipped = None if release_dir is None else release_clip(video, release_dir)
+        source = None if shipped is not None or source_dir is None else dicom_twin(video, source_dir)
+        if shipped is None and source is None:
             report.missing.append(video)
             continue
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            convert_dicom(source, target)
-            report.made.append(video)
+            if shipped is not None:
+                _link_or_copy(shipped, target)
+                report.from_release.append(video)
+            elif source is not None:
+                convert_dicom(source, target)
+                report.made.append(video)
         except (DicomError, av.error.FFmpegError, OSError) as error:
-            report.failed[video] = f"{source}: {error}"
+            report.failed[video] = f"{shipped or source}: {error}"
     return report
 
 
 def main(argv: Sequence[str]) -> int:
-    """`obv-eval data prepare mimicechoqa --source DIR`: exit 0 all made, 1 some missing/failed, 2 usage."""
+    """`obv-eval data prepare mimicechoqa`: exit 0 all clips there, 1 some missing/failed, 2 usage."""
     from obv_eval.benchmarks import BENCHMARKS
+    from obv_eval.release_formats import release_rows_file
     from obv_eval.sources import DataSourceError, media_root
     from obv_eval.tasking import load_rows, read_json_rows
     from obv_eval.usage import CHECK_FAILED, UsageError, add_source_arguments, data_source
 
     parser = argparse.ArgumentParser(
         prog="obv-eval data prepare",
-        description="Convert MIMIC-IV-ECHO DICOM cines into the mp4 clips MIMICEchoQA rows name, "
-        "keeping every frame, the size and the frame rate in the DICOM header.",
+        description="Make the mp4 clips MIMICEchoQA rows name: from the PhysioNet release's own clips where "
+        "the download has them, else from MIMIC-IV-ECHO's DICOM cines (every frame, the size and the frame "
+        "rate in the DICOM header kept).",
     )
     parser.add_argument("dataset", choices=("mimicechoqa",))
     parser.add_argument(
         "--source",
         type=Path,
-        required=True,
         help="folder of the MIMIC-IV-ECHO DICOMs in PhysioNet's layout (mimic-iv-echo/0.1/files/p10/...dcm; "
-        "the release folder or its files/ folder also work)",
+        "the folder holding mimic-iv-echo/, the version folder or its files/ folder all work); needed unless "
+        "--data holds the release with its clips",
     )
     parser.add_argument("--rows", type=Path, help="rows file (.jsonl/.json/.parquet); default: from --data")
     parser.add_argument("--out", type=Path, help="clip folder; default: the dataset's video root")
     parser.add_argument(
-        "--allow-missing", action="store_true", help="exit 0 when DICOMs are missing (partial set)"
+        "--allow-missing", action="store_true", help="exit 0 when clips are missing (a partial set)"
     )
     parser.add_argument("--no-progress", action="store_true")
     add_source_arguments(parser)
     args = parser.parse_args(argv)
-    if not args.source.is_dir():
+    if args.source is not None and not args.source.is_dir():
         raise UsageError(f"--source {args.source}: not a folder")
     source = data_source(args)
+    release = release_rows_file("mimicechoqa", source.root) if source.kind == "local" else None
+    if args.source is None and release is None:
+        raise UsageError(
+            "give --source DIR, the MIMIC-IV-ECHO DICOMs to convert (or --data DIR holding the PhysioNet "
+            "release, MIMICEchoQA.json, where its download has the clips)"
+        )
     if args.rows is not None:
         if not args.rows.is_file():
             raise UsageError(f"--rows {args.rows}: no such file")
@@ -416,12 +472,22 @@ def main(argv: Sequence[str]) -> int:
     out = args.out or media_root("mimicechoqa", "video", source)
     if out is None:
         raise UsageError("no clip folder: pass --out DIR (or --video-root / --data DIR)")
-    report = prepare_echo(rows, args.source, Path(out), progress=not args.no_progress)
+    report = prepare_echo(
+        rows,
+        args.source,
+        Path(out),
+        progress=not args.no_progress,
+        release_dir=None if release is None else release.parent,
+    )
     print(f"mimicechoqa: {report.summary()} -> {out}")
     for video in report.missing:
-        print(f"  missing DICOM for {video}")
+        where = f"no DICOM for it under {args.source}" if args.source else "not in the release; no --source"
+        print(f"  missing {video} ({where})")
     for video, reason in sorted(report.failed.items()):
         print(f"  failed {video}: {reason}")
     if report.missing and not args.allow_missing:
-        print(f"  {len(report.missing)} clips not made: add their DICOMs or pass --allow-missing")
+        print(
+            f"  {len(report.missing)} clips not made: download their DICOMs (docs/mimicechoqa.md) "
+            "or pass --allow-missing"
+        )
     return CHECK_FAILED if report.failed or (report.missing and not args.allow_missing) else 0
