@@ -21,7 +21,8 @@ def cmd_models(argv: Sequence[str]) -> int:
 
 def cmd_tasks(argv: Sequence[str]) -> int:
     argparse.ArgumentParser(prog="obv-eval tasks", description="List benchmarks").parse_args(argv)
-    rows = [(b.name, b.task, b.modality, b.title, b.hub_path) for b in BENCHMARKS.values()]
+    hub = {b.name: b.hub_path or "none: PhysioNet, --data DIR" for b in BENCHMARKS.values()}
+    rows = [(b.name, b.task, b.modality, b.title, hub[b.name]) for b in BENCHMARKS.values()]
     print(tabulate(rows, headers=["name", "lmms-eval task", "modality", "benchmark", "hub dataset"]))
     print("\ngroups: " + "; ".join(f"{g} = {' '.join(m)}" for g, m in GROUPS.items()))
     return 0
