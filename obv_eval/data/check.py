@@ -4,7 +4,9 @@ Rows are read exactly as a run reads them (obv_eval.tasking.load_rows, so the sa
 malformed, oversized rows included), every row goes through its task's own scoring with an empty
 reply (so a gold letter outside the options is listed with the run's reason), ids are checked for
 duplicates, and every media file is loaded with THE frame sampler and the image loader (images fully
-decoded, truncation refused), so what passes here decodes in a run.
+decoded, truncation refused), so what passes here decodes in a run. Media that a run shows the model
+otherwise than as stored (16-bit or float images mapped over their own range, EXIF-rotated images,
+videos with a display rotation) are warned about, once per file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from tqdm import tqdm
@@ -20,10 +23,12 @@ from tqdm import tqdm
 from obv_eval.benchmarks import Benchmark
 from obv_eval.data.clipcheck import ONE_QUESTION_PER_CLIP, clip_mismatches, one_question_per_clip
 from obv_eval.media import (
+    ImageAdjustments,
     ImageSettings,
     MediaError,
+    Video,
     VideoSettings,
-    load_image,
+    load_image_with_adjustments,
     load_video,
     resolve_media_path,
 )
@@ -59,6 +64,61 @@ def _problem_kind(error: MediaError) -> str:
     if "escapes" in text:
         return "path escapes media root"
     return "unreadable media"
+
+
+HIGH_BIT_DEPTH = "high-bit-depth image"
+EXIF_ROTATED = "EXIF-rotated image"
+ROTATED_VIDEO = "rotated video"
+# EXIF orientation tag values, as viewers apply them.
+_ORIENTATIONS = {
+    2: "mirrored left-right",
+    3: "turned 180 degrees",
+    4: "mirrored top-bottom",
+    5: "mirrored along the main diagonal",
+    6: "turned 90 degrees clockwise",
+    7: "mirrored along the anti-diagonal",
+    8: "turned 90 degrees counterclockwise",
+}
+
+
+def _image_warnings(path: Path, adjusted: ImageAdjustments) -> list[tuple[str, str]]:
+    """How a run shows this image otherwise than as stored (see obv_eval.media.load_image)."""
+    warnings = []
+    if adjusted.value_range is not None:
+        lo, hi = adjusted.value_range
+        warnings.append(
+            (
+                HIGH_BIT_DEPTH,
+                f"{path}: mode {adjusted.mode}, values {lo:g}..{hi:g} mapped to 0..255 over its own "
+                "range (Qwen2-VL's RGB conversion would clip them at 255); convert it to 8 bits yourself "
+                "if another window is wanted",
+            )
+        )
+    if adjusted.orientation != 1:
+        width, height = adjusted.stored_size
+        warnings.append(
+            (
+                EXIF_ROTATED,
+                f"{path}: EXIF orientation {adjusted.orientation} "
+                f"({_ORIENTATIONS.get(adjusted.orientation, 'unknown')}) applied to the stored "
+                f"{width}x{height} pixels, so the model sees it as viewers show it",
+            )
+        )
+    return warnings
+
+
+def _video_warnings(path: Path, video: Video) -> list[tuple[str, str]]:
+    if video.rotation == 0:
+        return []
+    turns = {90: "90 degrees counterclockwise", 180: "180 degrees", 270: "90 degrees clockwise"}
+    sense = turns[video.rotation]
+    return [
+        (
+            ROTATED_VIDEO,
+            f"{path}: its display matrix turns the stored frames {sense}; they are turned so, and "
+            "the model sees them as players show them",
+        )
+    ]
 
 
 OVERSIZED_MARK = "-character limit for one item"
@@ -121,6 +181,7 @@ def check_benchmark(benchmark: Benchmark, source: DataSource, progress: bool = T
             report.warnings.append((-1, ONE_QUESTION_PER_CLIP, warning))
     scorer = _task_scorer(benchmark)
     report.problems.extend(_duplicate_ids(rows))
+    warned: set[Path] = set()  # files already warned about: one line per file, however many rows use it
     for index, row in enumerate(tqdm(rows, desc=f"checking {benchmark.name}", disable=not progress)):
         if row.get(ROW_ERROR_FIELD):
             reason = str(row[ROW_ERROR_FIELD])
@@ -137,12 +198,16 @@ def check_benchmark(benchmark: Benchmark, source: DataSource, progress: bool = T
             continue  # an image decoded by `datasets` from the hub: nothing on disk to check
         report.media_checked += 1
         try:
+            media = resolve_media_path(text_field(row, benchmark.media_field), root)
             if kind == "video":
-                load_video(text_field(row, benchmark.media_field), VideoSettings(), root=root)
-                clip = resolve_media_path(text_field(row, benchmark.media_field), root)
-                report.warnings.extend((index, k, detail) for k, detail in clip_mismatches(clip, row))
+                video = load_video(media, VideoSettings())
+                report.warnings.extend((index, k, detail) for k, detail in clip_mismatches(media, row))
+                shown = _video_warnings(media, video)
             else:
-                load_image(text_field(row, benchmark.media_field), ImageSettings(), root=root)
+                shown = _image_warnings(media, load_image_with_adjustments(media, ImageSettings())[1])
+            if media not in warned:
+                warned.add(media)
+                report.warnings.extend((index, k, detail) for k, detail in shown)
         except MediaError as error:
             report.problems.append((index, _problem_kind(error), str(error)))
     report.problems.sort(key=lambda problem: problem[0])
