@@ -10,6 +10,8 @@ FOUR = {"A": "Dilated", "B": "Normal", "C": "Hypertrophic", "D": "Small"}
 YES_NO = {"A": "Yes", "B": "No"}
 FIVE = {"A": "Axial", "B": "Sagittal", "C": "Coronal", "D": "Oblique", "E": "Four chamber"}
 NESTED = {"A": "Dilated", "B": "Dilated cardiomyopathy", "C": "Normal"}
+VALVES = {"A": "Tricuspid valve", "B": "Pulmonary valve", "C": "Aortic valve", "D": "Mitral valve"}
+ANEURYSM = {"A": "True aneurysm", "B": "False aneurysm", "C": "Dissection"}
 
 # (reply, options, expected value, expected reason)
 CASES = [
@@ -93,6 +95,23 @@ CASES = [
     # an option contained in a longer option does not also match
     ("Dilated cardiomyopathy", NESTED, "B", None),
     ("Dilated", NESTED, "A", None),
+    # the answer named after ruling others out (issue 24)
+    ("not B; it is C", FOUR, "C", None),
+    ("It is not B, it's C.", FOUR, "C", None),
+    ("Not A. It is option D.", FOUR, "D", None),
+    ("A: wrong. B: right. C: wrong.", FOUR, "B", None),
+    ("A - incorrect\nB - correct\nC - incorrect\nD - incorrect", FOUR, "B", None),
+    ("A) Wrong\nB) Wrong\nC) Right\nD) Wrong", FOUR, "C", None),
+    ("(A) is incorrect; (B) is not correct; (D) is correct.", FOUR, "D", None),
+    ("Aortic valve (C) rather than mitral valve (D)", VALVES, "C", None),
+    ("The mitral valve (D), not the aortic valve (C).", VALVES, "D", None),
+    ("B. False aneurysm", ANEURYSM, "B", None),  # option text that starts like a verdict is no verdict
+    # ... and stay unparsed, with the reason, when they do not settle on one
+    ("A: wrong. B: right. C: right.", FOUR, None, "ambiguous: B, C"),
+    ("A: wrong. B: wrong.", FOUR, None, "only negated options: A, B"),
+    ("C is wrong", FOUR, None, "only negated options: C"),
+    ("Not B; it is C or D.", FOUR, None, "ambiguous: C, D"),
+    ("Mitral valve (D) or aortic valve (C)", VALVES, None, "ambiguous: C, D"),
 ]
 
 

@@ -47,6 +47,17 @@ CASES = [
     ("Maybe, the image is unclear.", True, "maybe", None),
     ("yes or maybe", True, None, "ambiguous: maybe, yes"),
     ("No.", True, "no", None),
+    # the labels restated before the answer (issue 24)
+    ("yes, no or maybe? It is yes.", True, "yes", None),
+    ("Yes, no, or maybe: no.", True, "no", None),
+    ("Yes/No/Maybe? Maybe, the data are mixed.", True, "maybe", None),
+    ("Yes or no? No.", False, "no", None),
+    ("Yes/No: yes", False, "yes", None),
+    ("Is there an effusion, yes or no? Yes, a small one.", False, "yes", None),
+    # ... and no answer after them stays unparsed
+    ("yes, no or maybe? yes or no", True, None, "ambiguous: no, yes"),
+    ("Yes or no? It is hard to say.", False, None, NOT_FOUND),
+    ("Yes or no?", False, None, "ambiguous: no, yes"),
 ]
 
 

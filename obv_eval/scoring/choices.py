@@ -17,13 +17,18 @@ Precedence, first rule that reads something wins:
    - a letter in brackets anywhere: "(B)", "[B]";
    - a letter opening the reply, a line or a sentence, or following a cue ("answer", "option",
      "choice", "choose", "select", "pick", "go with", a hedge "probably", "likely", "I think
-     (it's)", "I'd say", or a contrast "but": "Probably B", "Not A but B"), when it stands alone
+     (it's)", "I'd say", a contrast "but", or "it is": "Probably B", "Not A but B", "Not B; it is C"),
+     when it stands alone
      or is followed by punctuation or a closing bracket: "B", "b)", "B.", "B: Normal", "Option B";
    - a letter opening the reply or following a cue and followed by words, only if they start the
      option's own text ("A Dilated" with A = Dilated) or affirm the pick ("B is correct",
      "C because ..."), so the article in "A dilated ventricle" or "An enlarged ..." is not read as
      option A, nor "C is wrong" as C;
-   - capital letters joined by "or", "and", ",", "/", "&": "A or C", "A and B are both possible".
+   - capital letters joined by "or", "and", ",", "/", "&": "A or C", "A and B are both possible";
+   - a bracketed letter after a negation and its own option's text is ruled out: "Aortic valve (C)
+     rather than mitral valve (D)" reads C;
+   - a verdict per option ("A: wrong. B: right. C: wrong.", "(A) is incorrect", "B - correct") rules
+     out the options judged wrong and picks those judged right, whatever else names them.
    One distinct letter -> that option (or None, "not an option: E" when it is not in ``options``);
    several -> None, "ambiguous: A, C".
 4. option text: an option whose normalised text appears as a whole phrase and is not negated
@@ -31,7 +36,7 @@ Precedence, first rule that reads something wins:
    One option -> it; several -> None, "ambiguous: ...". When all options are yes/no(/maybe), the
    yes/no reader is used instead, so "Yes, there is no effusion" picks the "Yes" option.
 5. otherwise None, "only negated options: A" when the reply only rules options out ("It is not
-   A"), else "no option found".
+   A", "A: wrong."), else "no option found".
 
 Markdown emphasis, code and heading marks are dropped first, so "**B**" reads as "B"; then
 :func:`obv_eval.scoring.forms.answer_forms` rewrites ``\\boxed{}`` and CJK forms ("答案：B", "B。",
@@ -56,6 +61,8 @@ _CUE = (
     r"|\b(?:probably|likely|possibly|perhaps|presumably)\s+(?:(?:option|choice)\s+)?"
     r"|\bi\s+(?:think|believe|guess|suspect)\s+(?:(?:it\s+is|it's|it’s)\s+)?(?:(?:probably|likely)\s+)?"
     r"|\bi(?:'d|’d|\s+would)\s+say\s+(?:(?:it's|it’s|it\s+is)\s+)?|\bbut\s+(?:rather\s+)?"
+    # a pick stated after ruling others out: "Not B; it is C", "it's C"
+    r"|\bit(?:\s+is|'s|’s)\s+(?:(?:option|choice)\s+)?"
 )
 # An explicit final-answer statement: "The answer is C", "Final answer: C", "The correct option is C",
 # "I'd go with C" (and "\boxed{C}", rewritten to "final answer: C." by ``answer_forms``).
@@ -104,6 +111,19 @@ _AFFIRMING = re.compile(
     r"\s+(?:because\b|rather\s+than\b|instead\s+of\b|(?:is|seems|would\s+be)\s+(?:the\s+)?(?:correct|right|best|answer|most\s+likely)\b)",
     re.IGNORECASE,
 )
+# A verdict on one option: "A: wrong.", "B - correct", "(C) is incorrect", "D. False". The option is
+# ruled out (a negative verdict) or picked (a positive one) whatever else the reply says of it.
+_VERDICT_LINK = r"(?:[:=\-–—.]|\bis\b|\bwould\s+be\b)[ \t]*"
+_VERDICT = re.compile(
+    r"(?<![\w'’])[(\[]?(?P<letter>(?-i:[A-Z]))"
+    r"(?:[)\]][ \t]*(?:" + _VERDICT_LINK + r")?|[ \t]*" + _VERDICT_LINK + r")"
+    r"(?P<verdict>(?:not\s+(?:the\s+)?(?:correct|right|answer)|incorrect|wrong|false|unlikely|less\s+likely"
+    r"|excluded|ruled\s+out)|(?:correct|right|true|the\s+answer|most\s+likely))"
+    # the verdict ends its clause, so option text such as "False aneurysm" is not read as one
+    r"(?=[ \t]*(?:[.,;:!?)\]]|\r?\n|$)|\s+(?:because|since|as)\b|\s+[-–—]\s)",
+    re.IGNORECASE,
+)
+_POSITIVE_VERDICT = re.compile(r"correct|right|true|the\s+answer|most\s+likely", re.IGNORECASE)
 _NEGATIONS = frozenset({"not", "no"})
 _YES_NO = frozenset({"yes", "no", "maybe"})
 _NOT_FOUND = Extraction(None, "no option found")
@@ -123,6 +143,18 @@ class _ChoiceReader:
                 raise ValueError(f"option keys must be single letters, got {key!r}")
             self.keys[letter] = key
         self.texts = {letter: normalized_tokens(options[key]) for letter, key in self.keys.items()}
+        # "rather than mitral valve (D)": a negation, the option's own text, then its letter in brackets
+        self.negated_with_text = {
+            letter: re.compile(
+                r"(?:\bnot|\bnor|n't|n’t|\bexcept|\brather\s+than|\binstead\s+of|\bexclude|\brules?\s+out"
+                r"|\bruled\s+out)\s+(?:the\s+|an?\s+)?"
+                + r"\s+".join(map(re.escape, options[key].split()))
+                + r"\s*[(\[]\s*$",
+                re.IGNORECASE,
+            )
+            for letter, key in self.keys.items()
+            if str(options[key]).split()
+        }
 
     def _counts(self, letter: str) -> bool:
         # Lower-case letters outside the options are too often words or numbering ("(i)") to report.
@@ -155,12 +187,29 @@ class _ChoiceReader:
         found.update(
             m.group(1).upper()
             for m in _BRACKETED_LETTER.finditer(text)
-            if self._counts(m.group(1)) and not _negated(text, m.start())
+            if self._counts(m.group(1))
+            and not _negated(text, m.start())
+            and not self._negated_option(text, m)
         )
         for m in _COORDINATED_LETTERS.finditer(text):
             if not _negated(text, m.start()):
                 found.update(m.groups())
-        return found
+        ruled_out, picked = self.verdicts(text)
+        return (found - ruled_out) | picked
+
+    def verdicts(self, text: str) -> tuple[set[str], set[str]]:
+        """Options given a verdict of their own ("A: wrong. B: right."): those ruled out and those picked."""
+        ruled_out: set[str] = set()
+        picked: set[str] = set()
+        for m in _VERDICT.finditer(text):
+            positive = _POSITIVE_VERDICT.fullmatch(m.group("verdict")) is not None
+            (picked if positive else ruled_out).add(m.group("letter").upper())
+        return ruled_out - picked, picked
+
+    def _negated_option(self, text: str, m: re.Match[str]) -> bool:
+        pattern = self.negated_with_text.get(m.group(1).upper())
+        before = text[max(0, m.start() - 200) : m.start() + 1]  # up to and with the opening bracket
+        return pattern is not None and pattern.search(before) is not None
 
     def _is_pick(self, m: re.Match[str], text: str, at_start_or_cue: bool) -> bool:
         letter, end = m.group("letter"), m.end()
@@ -252,5 +301,6 @@ def extract_choice(reply: str, options: Mapping[str, str]) -> Extraction:
     matches = reader.yes_no_matches(text) if yes_no_options else reader.text_matches(text)
     if matches:
         return reader.decide(matches)
-    negated = sorted({letter for letter in _NEGATED_LETTER.findall(text) if letter in reader.keys})
+    ruled_out = set(_NEGATED_LETTER.findall(text)) | reader.verdicts(text)[0]
+    negated = sorted(letter for letter in ruled_out if letter in reader.keys)
     return Extraction(None, "only negated options: " + ", ".join(negated)) if negated else _NOT_FOUND

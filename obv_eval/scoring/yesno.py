@@ -2,7 +2,8 @@
 
 Precedence, first rule that reads something wins:
 
-1. empty or whitespace reply -> None, "empty reply";
+1. empty or whitespace reply -> None, "empty reply"; a restatement of the labels as a question before
+   the answer is set aside first ("Yes, no or maybe? It is yes." reads yes; "Yes/No: no" reads no);
 2. the answers offered as alternatives ("yes or no", "yes/no", "yes and no") -> None, "ambiguous: ...";
 3. explicit final-answer statements ("the answer is no", "Final answer: no", "Answer: yes",
    "\\boxed{no}", "答案：否") win over answers mentioned elsewhere; statements that disagree ->
@@ -103,9 +104,24 @@ def _standalone(words: str, text: str) -> list[str]:
     return re.findall(rf"(?:^|[^\w\s])\s*({words})\s*(?=[^\w\s]|$)", text)
 
 
+# The labels restated as a question before the answer: "Yes, no or maybe? It is yes.", "Yes/No: no".
+_LABELS_RESTATED = re.compile(
+    r"\b(?:yes|no|maybe)\b(?:\s*(?:,|/|\bor\b|,\s*or\b)\s*\b(?:yes|no|maybe)\b)+\s*[?:]"
+)
+
+
+def _without_restated_labels(text: str) -> str:
+    """``text`` without a list of every label offered as a question when an answer follows it."""
+    for m in _LABELS_RESTATED.finditer(text):
+        if {"yes", "no"} <= set(re.findall(r"yes|no|maybe", m.group())) and re.search(r"\w", text[m.end() :]):
+            return text[: m.start()] + " " + text[m.end() :]
+    return text
+
+
 def _read(reply: str, allow_maybe: bool, question: str | None) -> tuple[list[str], bool]:
     """Answer words read by the first rule (2-6) that reads any, and whether they contradict."""
     text = _canonical(answer_forms(reply_text(reply)).lower(), is_presence_question(question))
+    text = _without_restated_labels(text)
     words = "yes|no|maybe" if allow_maybe else "yes|no"
     # rule 2: the second word must end the clause, so "yes, and no effusion" is not read as alternatives
     alternatives = re.search(
