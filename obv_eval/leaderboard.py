@@ -13,10 +13,8 @@ import html
 import json
 import math
 import os
-import re
 import textwrap
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from tabulate import tabulate
 from obv_eval.benchmarks import BENCHMARKS as BENCHMARK_INFO
 from obv_eval.benchmarks import GROUPS as BENCHMARK_GROUPS
 from obv_eval.benchmarks import TASK_PREFIX
+from obv_eval.escaping import TERMINAL_WIDTH, control_to_space, csv_cell, markdown_cell, terminal_text
 from obv_eval.results import (
     RESULTS_FILENAME,
     SAMPLES_FILENAME,
@@ -382,21 +381,23 @@ def _published_disagreements(ref: dict[str, Any]) -> list[str]:
     return lines
 
 
-def judge_lines(runs: Iterable[Run]) -> list[str]:
-    """Which judge and prompt preset scored each run's open-ended numbers (a preset changes them)."""
+def judge_lines(runs: Iterable[Run], escape: Callable[[str], str] = control_to_space) -> list[str]:
+    """Which judge and prompt preset scored each run's open-ended numbers (a preset changes them); names
+    from the results files pass through `escape` (markdown_cell for Markdown)."""
     lines = []
     for run in runs:
         judge = run.results.get("provenance", {}).get("judge") or {}
         settings = judge.get("settings") or {}
-        name = f"{run.model} ({run.run_id})"
+        name = escape(f"{run.model} ({run.run_id})")
         if not judge.get("configured"):
             lines.append(f"- {name}: no judge, open-ended items not scored")
             continue
         models = (judge.get("stats") or {}).get("response_models") or {}
-        answered = ", ".join(sorted(models)) or "not recorded"
+        answered = escape(", ".join(sorted(models))) or "not recorded"
         lines.append(
-            f"- {name}: open-ended items judged by {settings.get('model')} (answered by {answered}) with "
-            f"preset {settings.get('preset', 'v1')} ({settings.get('prompt_version', '?')})"
+            f"- {name}: open-ended items judged by {escape(str(settings.get('model')))} (answered by "
+            f"{answered}) with preset {escape(str(settings.get('preset', 'v1')))} "
+            f"({escape(str(settings.get('prompt_version', '?')))})"
         )
     if not lines:
         return []
@@ -508,35 +509,6 @@ def _display_gains(gains: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# Escaping: names come from results files and --model, so any cell may hold hostile text.
-
-
-def _control_to_space(text: str) -> str:
-    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
-
-
-_MARKDOWN_ACTIVE = re.compile(r"([\\|<>\[\]`])")
-
-
-def markdown_cell(text: str) -> str:
-    """A Markdown table cell shown as written: a newline would end the row, an unescaped | split the cell
-    (GFM: \\|), < start raw HTML, [ ] a link, ` a code span; each is backslash-escaped (CommonMark)."""
-    return _MARKDOWN_ACTIVE.sub(r"\\\1", _control_to_space(text))
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(text: str) -> str:
-    """A text cell a spreadsheet will not run as a formula (OWASP CSV injection: prefix a single quote)."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def terminal_text(text: str) -> str:
-    """Text for a terminal: control characters (escape sequences, carriage returns) shown, not obeyed."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-
 def _markdown_table(shown: pd.DataFrame, index_name: str) -> str:
     """Names (row labels, headers) escaped; the cells are this module's own numbers and words."""
     headers = [markdown_cell(index_name), *(markdown_cell(str(c)) for c in shown.columns)]
@@ -591,7 +563,6 @@ def render_gains_csv(gains: pd.DataFrame) -> str:
 
 # Terminal: as many tables as it takes to fit the width, each repeating the row labels; intervals go on
 # the line below the score, long names wrap.
-TERMINAL_WIDTH = 100
 _LABEL_WIDTH = 30
 
 
@@ -620,15 +591,24 @@ def _fit_width(shown: pd.DataFrame, index_name: str, width: int) -> list[str]:
 
 
 def render_terminal(
-    table: pd.DataFrame, gains: pd.DataFrame | None = None, width: int = TERMINAL_WIDTH
+    table: pd.DataFrame,
+    gains: pd.DataFrame | None = None,
+    note: str | None = None,
+    width: int = TERMINAL_WIDTH,
 ) -> str:
-    """The scores (and gains) for a terminal: no line longer than width (labels wrapped at 30)."""
+    """The scores, gains and notes for a terminal: no line longer than width (labels wrapped at 30)."""
     parts = ["Scores (primary metric x 100, 95% interval)", ""]
     parts += "\n\n".join(_fit_width(display_table(table, interval_sep="\n"), "model", width)).splitlines()
     parts += ["", *textwrap.wrap(SIGNIFICANCE_LEGEND, width)]
     if gains is not None and not gains.empty:
         parts += ["", "Relative gain of fine-tuned over base (%)", ""]
         parts += "\n\n".join(_fit_width(_display_gains(gains), "pair", width)).splitlines()
+    if note:
+        parts += ["", "Notes", ""]
+        for line in map(terminal_text, note.splitlines()):
+            indent = "  " if line.startswith("- ") else ""
+            parts += textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+    elif gains is not None and not gains.empty:
         parts += ["", *textwrap.wrap(DEFINITIONS, width)]
     return "\n".join(parts) + "\n"
 
@@ -715,7 +695,7 @@ _LEFT_IN, _RIGHT_IN = 0.75, 0.25
 def _plain(text: str) -> str:
     """Matplotlib reads text between two $ as mathtext; names are shown as written (a stray $ would
     otherwise fail the whole chart)."""
-    return _control_to_space(text).replace("$", r"\$")
+    return control_to_space(text).replace("$", r"\$")
 
 
 def _wrap_px(text: str, max_px: float, size: float, renderer: Any) -> str:
@@ -932,26 +912,35 @@ def write_leaderboard(
     reference: bool = True,
     reference_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Path]:
-    """Write leaderboard.{md,csv,png,html} and gains.csv into out_dir; returns their paths by kind."""
+    """Write leaderboard.{md,csv,png,html,txt} and gains.csv into out_dir; returns their paths by kind.
+    leaderboard.txt is what `obv-eval leaderboard` prints: the tables within 100 columns."""
     run_list = _as_runs(runs)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise ValueError(
+            f"{out}: cannot be the output folder ({error.strerror}); pass --out a folder"
+        ) from error
     table = build_table(run_list, reference=reference, reference_path=reference_path)
     if table.empty:
         raise ValueError("nothing to show: no runs given and the study reference left out")
     gains = build_gains(run_list, reference=reference, reference_path=reference_path)
-    note = headline_note(reference_path) if reference else DEFINITIONS
-    note = "\n".join([note, *judge_lines(run_list)])
+    head = headline_note(reference_path) if reference else DEFINITIONS
+    note = "\n".join([head, *judge_lines(run_list)])
     paths = {
         "markdown": out / "leaderboard.md",
         "csv": out / "leaderboard.csv",
         "gains_csv": out / "gains.csv",
         "png": out / "leaderboard.png",
         "html": out / "leaderboard.html",
+        "text": out / "leaderboard.txt",
     }
-    paths["markdown"].write_text(render_markdown(table, gains, note), encoding="utf-8")
+    md_note = "\n".join([head, *judge_lines(run_list, markdown_cell)])
+    paths["markdown"].write_text(render_markdown(table, gains, md_note), encoding="utf-8")
     paths["csv"].write_text(render_csv(table), encoding="utf-8")
     paths["gains_csv"].write_text(render_gains_csv(gains), encoding="utf-8")
     render_bar_chart(table, paths["png"], unscored_counts(run_list))
     paths["html"].write_text(render_html(table, gains, note, png=paths["png"]), encoding="utf-8")
+    paths["text"].write_text(render_terminal(table, gains, note), encoding="utf-8")
     return paths

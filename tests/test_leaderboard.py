@@ -206,7 +206,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def test_write_leaderboard_outputs(tmp_path: Path, runs: list[Run]) -> None:
     paths = write_leaderboard(tmp_path / "lb", runs)
-    assert set(paths) == {"markdown", "csv", "gains_csv", "png", "html"}
+    assert set(paths) == {"markdown", "csv", "gains_csv", "png", "html", "text"}
+    assert max(map(len, paths["text"].read_text(encoding="utf-8").splitlines())) <= 100
     png = paths["png"].read_bytes()
     width, height = png_size(png)
     assert width >= 600 and height >= 300 and len(png) > 10_000
@@ -457,3 +458,25 @@ def test_names_are_escaped_in_every_format(tmp_path: Path) -> None:
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     terminal = render_terminal(build_table(runs, reference=False))
     assert "\x1b" not in terminal and "x\\x1b[2Jy" in terminal
+
+
+def test_the_run_summary_fits_100_columns_and_keeps_every_metric() -> None:
+    # The table the demo prints after its run (the committed baseline is a demo run of all seven tasks).
+    from obv_eval.cli.summary import render_summary
+
+    results = read_results(next(Path("results/baselines/tiny-qwen2vl").glob("*/results.json")))
+    text = render_summary(results)
+    assert max(map(len, text.splitlines())) <= 100
+    lines = text.splitlines()
+    for task, summary in results["tasks"].items():
+        first = next(i for i, line in enumerate(lines) if line.startswith(f"{task} "))
+        block = lines[first : first + 2 + len(summary["metrics"]) + 2]
+        # counts on the task's first row, then one row per metric, the primary first
+        assert block[0].split()[1:5] == [str(summary[k]) for k in ("n", "failed", "unparsed", "unscored")]
+        assert f"{summary['primary_metric']} (primary)" in block[0]
+        for metric in summary["metrics"]:
+            assert any(line.split()[:1] == [metric] or f" {metric} " in line for line in block), (
+                task,
+                metric,
+            )
+    assert "n/a" not in text and "not scored" in text

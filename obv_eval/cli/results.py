@@ -122,20 +122,23 @@ def cmd_leaderboard(argv: Sequence[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/leaderboard"))
     parser.add_argument("--no-reference", action="store_true", help="leave out the study's published rows")
     args = parser.parse_args(argv)
+    from obv_eval.escaping import terminal_text
     from obv_eval.leaderboard import latest_per_model, load_runs, write_leaderboard
 
     try:
         runs, older = latest_per_model(load_runs(args.runs))
         for run in older:
             print(
-                f"obv-eval: leaving out {run.model} run {run.run_id} (a newer run of it is shown)",
+                terminal_text(
+                    f"obv-eval: leaving out {run.model} run {run.run_id} (a newer run of it is shown)"
+                ),
                 file=sys.stderr,
             )
         paths = write_leaderboard(args.out, runs, reference=not args.no_reference)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from error
-    print(paths["markdown"].read_text(encoding="utf-8"))
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print(paths["text"].read_text(encoding="utf-8"))  # the tables within 100 columns; notes in leaderboard.md
+    print(f"wrote into {args.out}: " + ", ".join(p.name for p in paths.values()))
     return 0
 
 

@@ -3,49 +3,52 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 from typing import Any
 
 from tabulate import tabulate
 
+from obv_eval.escaping import TERMINAL_WIDTH, terminal_text
 from obv_eval.redaction import redact
 from obv_eval.usage import CHECK_FAILED
 
 
-def _fmt(estimate: dict[str, Any] | None) -> str:
+def _score(estimate: dict[str, Any] | None) -> tuple[str, str]:
+    """(score, 95% interval) as percentages; "not scored" where nothing was scored."""
     if not estimate:
-        return "-"
+        return "-", ""
     mean = estimate.get("mean")
     if mean is None or mean != mean:  # nothing scored
-        return "not scored"
+        return "not scored", ""
     low, high = estimate.get("ci_low"), estimate.get("ci_high")
     if low is None or high is None or low != low:
-        return f"{100 * mean:.1f}"
-    return f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+        return f"{100 * mean:.1f}", ""
+    return f"{100 * mean:.1f}", f"[{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def render_summary(results: dict[str, Any]) -> str:
-    rows = []
+    """One row per metric (as lm-eval prints), the task's counts on its first row, the primary metric first
+    with its closed/open split under it: fits 100 columns however many metrics a task has."""
+    rows: list[list[Any]] = []
     for name, task in results["tasks"].items():
         metrics = task["metrics"]
         primary = task["primary_metric"]
-        others = ", ".join(f"{m} {_fmt(metrics[m])}" for m in sorted(metrics) if m != primary)
+        lines = [(f"{primary} (primary)", metrics.get(primary))]
         by_type = task.get("categories", {}).get("answer_type", {})
         if len(by_type) > 1:  # closed and open items: the split the image benchmarks report
-            split = ", ".join(f"{kind} {_fmt(by_type[kind].get(primary))}" for kind in sorted(by_type))
-            others = f"{primary}: {split}; {others}"
-        rows.append(
-            [
-                name,
-                task["n"],
-                task["failed"],
-                task["unparsed"],
-                task["unscored"],
-                f"{primary} {_fmt(metrics.get(primary))}",
-                others,
-            ]
-        )
-    headers = ["task", "n", "failed", "unparsed", "unscored", "primary (% [95% CI])", "other metrics"]
-    table = tabulate(rows, headers=headers)
+            lines += [(f"{primary}, {kind} items", by_type[kind].get(primary)) for kind in sorted(by_type)]
+        lines += [(m, metrics[m]) for m in sorted(metrics) if m != primary]
+        if rows:
+            rows.append([""] * 8)  # a blank line between tasks
+        counts = [task["n"], task["failed"], task["unparsed"], task["unscored"]]
+        for i, (metric, estimate) in enumerate(lines):
+            rows.append([terminal_text(name) if i == 0 else "", *(counts if i == 0 else [""] * 4), metric])
+            rows[-1] += _score(estimate)
+    headers = ["task", "n", "failed", "unparsed", "unscored", "metric", "score (%)", "95% CI"]
+    align = ("left", "right", "right", "right", "right", "left", "right", "left")
+    table = tabulate(
+        rows, headers=headers, disable_numparse=True, colalign=align, maxcolwidths=[24, *[None] * 7]
+    )
     judge = results["provenance"].get("judge", {})
     note = ""
     stats = judge.get("stats") or {}
@@ -61,7 +64,8 @@ def render_summary(results: dict[str, Any]) -> str:
             "\nOpen-ended items: not scored: no judge configured. Their accuracy (the study's metric) is "
             "left out; the lexical metrics beside it are not the study's metric."
         )
-    return f"model: {results['model']}  run: {results['run_id']}\n{table}{note}"
+    head = f"model: {terminal_text(str(results['model']))}  run: {terminal_text(str(results['run_id']))}"
+    return "\n".join([head, table, *textwrap.wrap(note.strip(), TERMINAL_WIDTH)])
 
 
 def error_budget(
