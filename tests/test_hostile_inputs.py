@@ -401,3 +401,70 @@ def test_a_fully_judged_vqarad_run_exits_0(tmp_path: Path, tiny_model_path: Path
 
 def test_env_is_left_clean() -> None:
     assert os.environ.get("OPENAI_API_KEY") is None
+
+
+# -- images and videos shown otherwise than as stored (issue 24, point 2) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "kind"),
+    [
+        ("16-bit PNG radiograph", "high-bit-depth image"),
+        ("16-bit big-endian TIFF", "high-bit-depth image"),
+        ("float TIFF", "high-bit-depth image"),
+        ("EXIF-rotated JPEG", "EXIF-rotated image"),
+        ("rotated video", "rotated video"),
+    ],
+)
+def test_media_shown_otherwise_than_stored_load_right_and_are_warned_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, kind: str
+) -> None:
+    import numpy as np
+    from media_factories import (
+        radiograph,
+        write_16bit,
+        write_exif_jpeg,
+        write_float_tiff,
+        write_rotated_clip,
+    )
+
+    from obv_eval.media import VideoSettings, load_video
+
+    video = case == "rotated video"
+    task = "surgeryvqa" if video else "vqarad"
+    media = tmp_path / "media" / task
+    if video:
+        name = "turned_0_2.mp4"
+        frames = load_video(write_rotated_clip(media / name, -90), VideoSettings(min_pixels=784)).frames
+        assert frames.shape[1:3] == (112, 56)  # stored 112 x 56, shown turned a quarter clockwise
+        meta = {"duration": 2, "fps": 4, "frame_count": 8, "resolution": {"width": 112, "height": 56}}
+        row = {"id": "q0", "video_id": "turned", "video": name, "timestamp": [0, 2], "question": "What?",
+               "answer": "A clip.", "video_metadata": {"original": meta}}  # fmt: skip
+        _write_jsonl(tmp_path / task / "test.jsonl", [row, {**row, "id": "q1"}])  # two rows, one file
+    else:
+        name = {
+            "16-bit PNG radiograph": "r.png",
+            "16-bit big-endian TIFF": "r.tif",
+            "float TIFF": "f.tif",
+        }.get(case, "o.jpg")
+        if case == "float TIFF":
+            write_float_tiff(media / name, np.linspace(-2.0, 5.0, 56 * 84).reshape(56, 84))
+        elif case == "EXIF-rotated JPEG":
+            write_exif_jpeg(media / name, 6)
+        else:
+            write_16bit(media / name, radiograph(), big_endian=case.endswith("TIFF"))
+        image = load_image(media / name)
+        if case == "EXIF-rotated JPEG":
+            assert image.size == (168, 280)  # stored 280 x 168
+        else:
+            assert len(np.unique(np.asarray(image))) >= 200  # contrast kept, not clipped to white
+        template = json.loads((SAMPLES_DIR / "vqarad" / "test.json").read_text())[0]
+        rows = [{**template, "qid": 900 + i, "image_name": name} for i in range(2)]  # two rows, one file
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "test.json").write_text(json.dumps(rows))
+    # A warning, not a failure: the items still run, and the model sees what a viewer shows.
+    assert main(["data", "check", task, "--data", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"warnings (items still run): {kind}: 1" in out
+    lines = [line for line in out.splitlines() if "warning:" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"  row 0: warning: {kind}: ") and name in lines[0]
