@@ -111,7 +111,7 @@ def load_rows(benchmark: Benchmark, source: DataSource) -> datasets.Dataset:
     split = benchmark.split if source.kind == "hub" else "test"
     if source.kind == "hub":
         if not benchmark.hub_path:  # published elsewhere only (MIMICEchoQA: PhysioNet)
-            raise DataSourceError(f"{benchmark.name}: {benchmark.hub_note} (--data samples: the samples)")
+            raise DataSourceError(f"{benchmark.name}: {benchmark.hub_note}; --data samples runs the samples")
         try:
             dataset = datasets.load_dataset(benchmark.hub_path, benchmark.hub_name, split=split)
         except Exception as error:  # any hub failure: say what to do instead
