@@ -8,6 +8,10 @@ The rules are Qwen2-VL's, as implemented in qwen-vl-utils 0.0.14 (``qwen_vl_util
   that shrinks as the frame count grows (``fetch_video``);
 * images: ``fetch_image``'s RGB conversion (RGBA composited on white) and ``smart_resize`` bounds.
 
+Beyond qwen-vl-utils (docs/media.md): images get their EXIF orientation applied (as transformers'
+``load_image`` does), 16-bit and float images are mapped to 8 bits over their own range instead of being
+clipped (``_to_8bit``), and a video's display rotation is applied to its frames (as torchcodec does).
+
 qwen-vl-utils is not imported (it needs torchvision and network helpers); tests cross-check against it.
 Videos are decoded with PyAV once per (file content, settings) and cached in memory (LRU by bytes), and
 optionally on disk in ``$OBV_EVAL_FRAME_CACHE`` (npz files).
