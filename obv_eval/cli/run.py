@@ -38,7 +38,13 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video-root", default=os.environ.get("OBV_EVAL_VIDEO_ROOT"))
     parser.add_argument("--image-root", default=os.environ.get("OBV_EVAL_IMAGE_ROOT"))
     parser.add_argument("--output-dir", type=Path, default=Path("results/runs"))
-    parser.add_argument("--run-id", help="default: the UTC time")
+    parser.add_argument("--run-id", help="default: the UTC time; an existing run id resumes that run")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="start --run-id afresh, discarding its earlier outputs (a resume under another model or "
+        "other generation/frame settings is refused without it)",
+    )
     parser.add_argument(
         "--backend",
         default="auto",
@@ -116,6 +122,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     from obv_eval.gcpolicy import long_lived_objects
     from obv_eval.registry import MODELS, ModelNotAvailable
+    from obv_eval.run_identity import RunConflict
     from obv_eval.sources import DataSourceError
 
     try:
@@ -157,12 +164,13 @@ def cmd_run(argv: Sequence[str]) -> int:
         concurrency=args.concurrency,
         max_new_tokens=args.max_new_tokens,
         limit=args.limit,
+        restart=args.restart,
         progress=not args.no_progress,
         judge=judge_config(args),
     )
     try:
         result = run(config, log=lambda line: print(redact(line), file=sys.stderr))
-    except (ModelNotAvailable, DataSourceError, ImportError) as error:
+    except (ModelNotAvailable, DataSourceError, ImportError, RunConflict) as error:
         raise UsageError(str(error)) from error
     print(render_summary(result.results))
     print(f"\nwrote {result.run_dir / 'results.json'} and {result.run_dir / 'samples.jsonl'}")
