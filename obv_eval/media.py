@@ -818,7 +818,7 @@ def _decode_image_fully(path: Path) -> tuple[Image.Image, int]:
 def _orientation(image: Image.Image) -> int:
     try:
         value = int(image.getexif().get(_EXIF_ORIENTATION, 1))
-    except (TypeError, ValueError, OSError, SyntaxError):  # malformed EXIF block: show as stored
+    except Exception:  # a malformed EXIF block (Pillow raises many kinds): show the image as stored
         return 1
     return value if 1 <= value <= 8 else 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -297,3 +298,13 @@ def test_data_check_warns_about_a_rotated_video(tmp_path: Path, capsys: pytest.C
     line = next(line for line in out.splitlines() if ROTATED_VIDEO + ":" in line and "row" in line)
     assert line.startswith("  row 0: warning") and "turned_0_2.mp4" in line and "90 degrees clockwise" in line
     assert os.fspath(clips / "plain_0_2.mp4") not in out
+
+
+def test_a_malformed_exif_block_leaves_the_image_as_stored(tmp_path: Path) -> None:
+    path = tmp_path / "bad_exif.jpg"
+    block = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff not a directory"
+    Image.fromarray(marked_rgb()).save(path, quality=95, exif=block)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Pillow says "Corrupt EXIF data"
+        image, adjusted = load_image_with_adjustments(path)
+    assert image.size == (280, 168) and adjusted.orientation == 1
