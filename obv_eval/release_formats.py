@@ -5,8 +5,8 @@ A local copy may hold a benchmark's original release instead of a hub export:
 - VQA-RAD `VQA_RAD Dataset Public.json` (all 2,248 rows; `image_name`, `phrase_type`, `answer_type`);
 - MIMICEchoQA `MIMICEchoQA.json` from PhysioNet (MIMIC-IV-ECHO-Ext-MIMICEchoQA 1.0.0: a JSON list of the
   622 test items, each naming its clip in a one-item `videos` list), found in the data folder itself
-  (no `mimicechoqa/test.*` there) or in its `MIMICEchoQA/` folder; the rows' clip paths are relative
-  to the folder holding the file (see docs/mimicechoqa.md).
+  or in its `MIMICEchoQA/` folder where no `mimicechoqa/test.*` holds the rows; the rows' clip paths
+  are relative to the folder holding the file (see docs/mimicechoqa.md).
 Rows are mapped onto the hub schema here, and the test split is selected: VQA-RAD's by `phrase_type`,
 PubMedQA's as the 500 PMIDs of the original release's `test_ground_truth.json` (shipped in assets/).
 """
@@ -81,11 +81,9 @@ def in_test_split(benchmark: str, row: Mapping[str, Any]) -> bool:
 
 
 def release_rows_file(benchmark: str, root: Path) -> Path | None:
-    """The benchmark's release row file in the data folder `root`, where it has no `<benchmark>/` folder.
+    """The benchmark's release row file in the data folder `root` (None: none there).
 
     The folder holding the file is also the root of the media paths its rows name."""
-    if (root / benchmark).is_dir():
-        return None
     for name in RELEASE_ROW_FILES.get(benchmark, ()):
         if (root / name).is_file():
             return root / name

@@ -86,10 +86,8 @@ def current_data_source() -> DataSource:
     )
 
 
-def local_rows_location(benchmark: str, split: str, source: DataSource) -> tuple[str, dict[str, object]]:
-    """The `datasets` builder and arguments that read a benchmark's rows from a local copy."""
-    assert source.root is not None
-    folder = source.root / benchmark
+def _folder_rows(folder: Path, split: str) -> tuple[str, dict[str, object]] | None:
+    """The rows of `DIR/<benchmark>/`: a save_to_disk folder or a `<split>.<format>` file (None: neither)."""
     saved = folder / split
     if (saved / "dataset_info.json").exists() or (saved / "state.json").exists():
         return "load_from_disk", {"dataset_path": str(saved)}
@@ -97,6 +95,21 @@ def local_rows_location(benchmark: str, split: str, source: DataSource) -> tuple
         candidate = folder / f"{split}{suffix}"
         if candidate.exists():
             return builder, {"data_files": {split: str(candidate)}}
+    return None
+
+
+def _release_file(benchmark: str, split: str, root: Path) -> Path | None:
+    """The release row file read for a benchmark: only where `DIR/<benchmark>/` holds no rows."""
+    return None if _folder_rows(root / benchmark, split) else release_rows_file(benchmark, root)
+
+
+def local_rows_location(benchmark: str, split: str, source: DataSource) -> tuple[str, dict[str, object]]:
+    """The `datasets` builder and arguments that read a benchmark's rows from a local copy."""
+    assert source.root is not None
+    folder = source.root / benchmark
+    found = _folder_rows(folder, split)
+    if found is not None:
+        return found
     release = release_rows_file(benchmark, source.root)
     if release is not None:
         return "json", {"data_files": {split: str(release)}}
@@ -118,7 +131,7 @@ def media_root(
     if source.root is not None:
         from obv_eval.benchmarks import BENCHMARKS
 
-        release = release_rows_file(benchmark, source.root)
+        release = _release_file(benchmark, "test", source.root)
         if release is not None:  # a release file's rows name media relative to its own folder
             return release.parent
         subdir = BENCHMARKS[benchmark].media_subdir if benchmark in BENCHMARKS else ""

@@ -35,7 +35,7 @@ from obv_eval.data.dicom import (
     rate_from_frame_time,
     rgb_frames,
 )
-from obv_eval.sources import SAMPLES_DIR, DataSourceError, parse_data_source
+from obv_eval.sources import SAMPLES_DIR, DataSourceError, media_root, parse_data_source
 from obv_eval.tasking import load_rows
 
 ECHO_CINE = "color3d_jpeg_baseline.dcm"  # pydicom-data
@@ -266,6 +266,13 @@ def test_release_rows_are_read_with_their_clip_and_bad_rows_fail_alone(tmp_path:
     (data / "MIMICEchoQA.json").write_text(json.dumps(rows), encoding="utf-8")
     loaded = list(load_rows(BENCHMARKS["mimicechoqa"], parse_data_source(str(data))))
     assert [r["video"] for r in loaded] == [CLIP, None]
+    assert media_root("mimicechoqa", "video", parse_data_source(str(data))) == data
+    # A `mimicechoqa/` folder without rows (what a case-insensitive file system shows for the release's
+    # `MIMICEchoQA/`) does not hide the release: rows and clips still come from the json's folder.
+    (tmp_path / "mimicechoqa").mkdir()
+    parent = parse_data_source(str(tmp_path))
+    assert len(load_rows(BENCHMARKS["mimicechoqa"], parent)) == 2
+    assert media_root("mimicechoqa", "video", parent) == data
     assert loaded[0]["_obv_error"] is None
     assert "'videos' holds 2 items" in loaded[1]["_obv_error"]
 
