@@ -17,3 +17,9 @@ for arch in x86_64 aarch64; do
     --output-file "requirements/lock-linux-$arch.txt"
   echo "wrote requirements/lock-linux-$arch.txt"
 done
+# The vLLM route (GPU machines, x86_64 only): vLLM's wheel pins its own torch/torchvision/transformers, so
+# it gets a lock of its own, installed into a separate environment: pip install -c THIS -e '.[vllm,train]'.
+"$TOOLS/bin/uv" pip compile pyproject.toml --extra vllm --extra train --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 --no-header --quiet \
+  --output-file requirements/lock-vllm-linux-x86_64.txt
+echo "wrote requirements/lock-vllm-linux-x86_64.txt"
