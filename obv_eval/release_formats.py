@@ -31,7 +31,7 @@ RELEASE_ROW_FILES: dict[str, tuple[str, ...]] = {
 def pubmedqa_test_pmids() -> frozenset[str]:
     """The official 500-item PubMedQA test split (PMIDs of the original release's test ground truth)."""
     path = Path(__file__).parent / "assets" / "pubmedqa_test_pmids.json"
-    return frozenset(str(pmid) for pmid in json.loads(path.read_text()))
+    return frozenset(str(pmid) for pmid in json.loads(path.read_text(encoding="utf-8")))
 
 
 def _as_list(value: Any) -> list[Any]:

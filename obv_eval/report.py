@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from obv_eval.results import item_key, read_results, read_samples, record_score
+from obv_eval.files import atomic_write_text
+from obv_eval.results import check_samples_match, item_key, read_results, read_samples, record_score
 
 OUTCOMES = ("correct", "wrong", "unparsed", "unscored", "failed")
 PAGE_SIZE = 50
@@ -282,6 +283,7 @@ def report_data(
 ) -> dict[str, Any]:
     """Everything the page shows, as one JSON-able object (items in task, doc_id order)."""
     results, records = read_results(run_dir), read_samples(run_dir)
+    check_samples_match(results, records, str(run_dir))
     metrics = {task: summary["primary_metric"] for task, summary in results["tasks"].items()}
     runs = [
         {
@@ -296,6 +298,7 @@ def report_data(
     pair = None
     if against is not None:
         base_results, base_records = read_results(against), read_samples(against)
+        check_samples_match(base_results, base_records, str(against))
         base_index = {item_key(r): r for r in base_records}
         runs.append(
             {
@@ -434,8 +437,7 @@ def write_report(
         run_path, Path(against) if against is not None else None, media, data, video_root, image_root
     )
     target = Path(out) if out is not None else run_path / "report.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_report(payload), encoding="utf-8")
+    atomic_write_text(target, render_report(payload))  # a full disk leaves no half page behind
     if log is not None:
         shown = sum(1 for sheet in payload["media"].values() if "frames" in sheet)
         log(f"obv-eval: report of {len(payload['items'])} items, {shown} contact sheets")

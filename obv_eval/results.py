@@ -127,8 +127,15 @@ def read_samples(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ResultsError(f"{path}: no samples file; is {run_dir} a run directory?")
     records: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    seen: dict[tuple[str, str], int] = {}
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise ResultsError(
+                    f"{path}:{lineno}: not UTF-8 text; is this an obv-eval samples file?"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -139,8 +146,41 @@ def read_samples(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 ) from None
             if not isinstance(record, dict):
                 raise ResultsError(f"{path}:{lineno}: expected a JSON object per line")
+            # One record per item: a second one (a file concatenated or edited by hand) would be counted
+            # twice by every summary and make pairing ambiguous.
+            key = item_key(record)
+            if key in seen:
+                raise ResultsError(
+                    f"{path}:{lineno}: a second record of item task={key[0]} doc_id={key[1]} (first at line "
+                    f"{seen[key]}); keep one record per item"
+                )
+            seen[key] = lineno
             records.append(record)
     return records
+
+
+def check_samples_match(results: Mapping[str, Any], records: Sequence[Mapping[str, Any]], run: str) -> None:
+    """Raise ResultsError unless the records are the items results.json summarises (per task, as many).
+
+    A samples file emptied, cut short or swapped for another run's would otherwise be summarised anew
+    (rescore) or paired (compare, regress) as if it were the run's.
+    """
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[str(record.get("task"))] = counts.get(str(record.get("task")), 0) + 1
+    for task, summary in (results.get("tasks") or {}).items():
+        expected, held = summary.get("n"), counts.pop(task, 0)
+        if held != expected:
+            raise ResultsError(
+                f"{run}: samples.jsonl holds {held} items of {task} but results.json counts {expected}; "
+                "the two files are not from the same run (restore them, or rerun)"
+            )
+    if counts:
+        task = sorted(counts)[0]
+        raise ResultsError(
+            f"{run}: samples.jsonl holds {counts[task]} items of {task}, a task results.json does not have; "
+            "the two files are not from the same run (restore them, or rerun)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -366,9 +406,13 @@ def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     if source.is_dir():
         source = source / RESULTS_FILENAME
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
+        data = json.loads(source.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ResultsError(f"{source}: no such results file") from None
+    except OSError as exc:
+        raise ResultsError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{source}: not UTF-8 text; is this an obv-eval results file?") from None
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or "schema_version" not in data:

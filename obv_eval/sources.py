@@ -236,7 +236,8 @@ def read_csv_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a CSV file as text, one by one (no type guessing across rows); empty cells are None."""
     import csv
 
-    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+    # utf-8-sig: a BOM written by spreadsheet tools would otherwise stick to the first column's name
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
         return [
             {str(k): (v if v != "" else None) for k, v in row.items() if k is not None}
             for row in csv.DictReader(handle)

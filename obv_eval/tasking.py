@@ -9,6 +9,7 @@ denominator.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -35,7 +36,7 @@ ROW_ERROR_FIELD = "_obv_error"
 
 def read_json_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a .jsonl (or a .json list) file; a line that cannot be read becomes a marked row."""
-    raw = path.read_bytes()
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)  # a BOM (from Windows tools) is not data
     if path.suffix == ".json" and raw.lstrip().startswith(b"["):
         try:
             items = json.loads(raw.decode("utf-8"))
@@ -47,10 +48,23 @@ def read_json_rows(path: Path) -> list[dict[str, Any]]:
             else {ROW_ERROR_FIELD: f"{path.name} item {number}: not a JSON object"}
             for number, item in enumerate(items, start=1)
         ]
+    keyed: Any = None
     if path.suffix == ".json" and raw.lstrip().startswith(b"{"):
         # A release file keyed by item id (PubMedQA's ori_pqal.json): the key goes with the row.
-        keyed = json.loads(raw.decode("utf-8"))
-        return [{**dict(row), RELEASE_KEY: key} for key, row in keyed.items()]
+        try:
+            keyed = json.loads(raw.decode("utf-8"))
+        except json.JSONDecodeError as error:
+            if error.msg != "Extra data":  # "Extra data": one object per line, read below as JSON lines
+                raise DataSourceError(f"{path}: not a JSON object of rows ({error}); fix the file") from None
+        except ValueError as error:
+            raise DataSourceError(f"{path}: not UTF-8 JSON ({error}); fix the file") from None
+    if isinstance(keyed, dict):
+        return [
+            {**row, RELEASE_KEY: key}
+            if isinstance(row, dict)
+            else {ROW_ERROR_FIELD: f"{path.name} item {key}: not a JSON object", RELEASE_KEY: key}
+            for key, row in keyed.items()
+        ]
     rows: list[dict[str, Any]] = []
     for number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
@@ -135,7 +149,15 @@ def load_rows(benchmark: Benchmark, source: DataSource) -> datasets.Dataset:
             rows = read_csv_rows(Path(files[split]))
             dataset = rows_to_dataset([adapt_row(benchmark.name, row) for row in rows])
         else:
-            dataset = datasets.load_dataset(builder, split=split, **kwargs)
+            try:
+                dataset = datasets.load_dataset(builder, split=split, **kwargs)
+            except (ValueError, TypeError, OSError) as error:  # e.g. a parquet type `datasets` cannot hold
+                files = kwargs.get("data_files")
+                where = files.get(split) if isinstance(files, dict) else files
+                first = (str(error).splitlines() or [type(error).__name__])[0]
+                raise DataSourceError(
+                    f"{where}: cannot be read as {builder} rows ({first}); fix the file"
+                ) from None
     return mark_invalid_rows(select_test_split(benchmark, dataset), benchmark)
 
 

@@ -403,6 +403,254 @@ def test_env_is_left_clean() -> None:
     assert os.environ.get("OPENAI_API_KEY") is None
 
 
+# -- issue 24, points 3, 4, 5 and 8: markup in a report, bad files and paths, counts, extraction -----
+
+FIXTURE_RUN = Path(__file__).parent / "fixtures" / "runs" / "qwen2vl-2b" / "fixture-base"
+
+
+def _run_copy(tmp_path: Path, name: str = "run") -> Path:
+    run = tmp_path / name
+    shutil.copytree(FIXTURE_RUN, run)
+    return run
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line a refused command ends with (after any progress lines), never a traceback."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and "Traceback" not in "\n".join(err), err
+    assert [line for line in err if "error" in line.lower()] == err[-1:], err
+    assert err[-1].startswith("obv-eval: error: "), err
+    return err[-1]
+
+
+def test_report_embeds_markup_in_any_field_as_valid_json(tmp_path: Path) -> None:
+    from test_report import embedded, synthetic_records, write_run
+
+    from obv_eval.report import ASSETS, write_report
+
+    hostile = ["<!-- open", "</script><b>x</b>", '<img src=x onerror="alert(1)">', "a & b \u2028 c"]
+    records = synthetic_records(6)
+    for record, text in zip(records, hostile * 2, strict=False):
+        record.update(question=text, prediction=text, target=text)
+    page = write_report(write_run(tmp_path / "r", records, model="m <!--"), tmp_path / "r.html").read_text()
+    data = embedded(page)  # json.loads: the page's JSON.parse sees the same valid JSON
+    assert [item["q"] for item in data["items"][:4]] == hostile and data["runs"][0]["model"] == "m <!--"
+    script = page.split('<script id="report-data" type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert not {"<", ">", "&", "\u2028"} & set(script)
+    assert "</script" not in (ASSETS / "report.js").read_text().lower()  # the inlined code cannot end early
+
+
+def test_a_nul_byte_in_a_media_path_fails_only_its_item(tmp_path: Path, tiny_model_path: Path) -> None:
+    with pytest.raises(MediaError, match="NUL byte"):
+        resolve_media_path("scan\x00.png", tmp_path)
+    with pytest.raises(MediaError, match="NUL byte"):
+        load_image("scan\x00.png", root=None)
+    rows = json.loads((SAMPLES_DIR / "vqarad" / "test.json").read_text())[:3]
+    key = "image" if "image" in rows[0] else "image_name"
+    rows[1] = {**rows[1], key: "bad\x00name.jpg"}
+    shutil.copytree(SAMPLES_DIR / "media" / "vqarad", tmp_path / "data" / "media" / "vqarad")
+    (tmp_path / "data" / "vqarad").mkdir(parents=True)
+    (tmp_path / "data" / "vqarad" / "test.json").write_text(json.dumps(rows))
+    code, run = _run(
+        tmp_path, "nul", "--tasks", "vqarad", "--data", str(tmp_path / "data"), "--max-failed", "1"
+    )
+    assert code == 0
+    records = sorted(_records(run), key=lambda r: r["doc_id"])
+    assert [r["status"] for r in records] == ["ok", "failed", "ok"]
+    assert "NUL byte" in records[1]["reason"]
+
+
+def test_a_full_disk_is_one_line_and_leaves_every_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    run = _run_copy(tmp_path)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    real_open = Path.open
+
+    def full_disk_open(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, mode, *args, **kwargs)
+        if "w" in mode and self.name.endswith(".partial"):  # every atomic write: the disk fills on write
+
+            def write(_: Any) -> int:
+                raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+            handle.write = write
+        return handle
+
+    monkeypatch.setattr(Path, "open", full_disk_open)
+    for argv in (["rescore", str(run), "--no-progress"], ["report", str(run), "--no-media"]):
+        assert main(argv) == 2
+        line = _one_error_line(capsys)
+        assert "No space left on device" in line and "free some space" in line
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing half written, nothing left
+
+
+def test_out_onto_an_existing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run_copy(tmp_path)
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine")
+    for argv in (
+        ["report", str(run), "--no-media", "--out", str(blocker / "report.html")],
+        ["report", str(run), "--no-media", "--out", str(tmp_path)],  # a folder, not a file
+        ["leaderboard", str(run), "--out", str(blocker)],
+    ):
+        assert main(argv) == 2, argv
+        assert str(tmp_path) in _one_error_line(capsys)
+    assert blocker.read_text() == "mine"
+
+
+def _damage(run: Path, how: str) -> None:
+    samples = run / "samples.jsonl"
+    lines = samples.read_bytes().splitlines(keepends=True)
+    if how == "binary results.json":
+        (run / "results.json").write_bytes(bytes(range(256)) * 4)
+    elif how == "latin-1 samples.jsonl":
+        samples.write_bytes(lines[0] + '{"question": "café"}\n'.encode("latin-1") + b"".join(lines[1:]))
+    elif how == "duplicated record":
+        samples.write_bytes(b"".join(lines) + lines[3])
+    elif how == "empty samples.jsonl":
+        samples.write_bytes(b"")
+
+
+@pytest.mark.parametrize("how", ["binary results.json", "latin-1 samples.jsonl", "duplicated record",
+                                 "empty samples.jsonl"])  # fmt: skip
+@pytest.mark.parametrize("command", ["compare", "report", "regress", "rescore"])
+def test_a_damaged_run_folder_is_one_line_in_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, how: str
+) -> None:
+    good, run = _run_copy(tmp_path, "good"), _run_copy(tmp_path, "bad")
+    _damage(run, how)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    argv = {
+        "compare": ["compare", str(good), str(run)],
+        "report": ["report", str(run), "--no-media", "--out", str(tmp_path / "r.html")],
+        "regress": ["regress", "--baseline", str(good), str(run)],
+        "rescore": ["rescore", str(run), "--no-progress"],
+    }[command]
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert str(run) in line
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # refused: nothing rewritten
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_duplicated_record_is_named_with_both_lines(tmp_path: Path) -> None:
+    from obv_eval.results import ResultsError, read_samples
+
+    run = _run_copy(tmp_path)
+    _damage(run, "duplicated record")
+    with pytest.raises(
+        ResultsError, match=r"samples.jsonl:101: a second record of item .* \(first at line 4\)"
+    ):
+        read_samples(run)
+
+
+@pytest.mark.parametrize("layout", ["json list", "jsonl", "csv"])
+def test_a_utf8_bom_is_read_as_such(tmp_path: Path, layout: str) -> None:
+    import csv
+
+    rows = _medqa_rows()
+    folder = tmp_path / "medqa"
+    folder.mkdir()
+    if layout == "json list":
+        (folder / "test.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(rows, indent=1).encode())
+    elif layout == "jsonl":
+        (folder / "test.jsonl").write_bytes(
+            b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in rows).encode()
+        )
+    else:
+        with (folder / "test.csv").open("w", newline="", encoding="utf-8-sig") as handle:  # a BOM, as Excel
+            names = ["question", "options", "answer_idx", "answer", "meta_info"]
+            writer = csv.DictWriter(handle, fieldnames=names, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({**r, "options": json.dumps(r["options"])} for r in rows)
+    dataset = load_rows(BENCHMARKS["medqa"], parse_data_source(str(tmp_path)))
+    assert len(dataset) == len(rows)
+    assert dataset[ROW_ERROR_FIELD] == [None] * len(rows)
+    assert dataset["question"] == [r["question"] for r in rows]
+
+
+def test_a_keyed_pubmedqa_release_file_that_is_cut_or_odd(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from obv_eval.release_formats import pubmedqa_test_pmids
+    from obv_eval.sources import DataSourceError
+    from obv_eval.tasking import read_json_rows
+
+    pmids = sorted(pubmedqa_test_pmids())[:3]
+    item = {"QUESTION": "Does it work?", "CONTEXTS": ["It does."], "LABELS": ["R"], "MESHES": [],
+            "LONG_ANSWER": "Yes.", "final_decision": "yes"}  # fmt: skip
+    keyed = {pmids[0]: item, pmids[1]: "not an item", pmids[2]: item}
+    path = tmp_path / "pubmedqa" / "test.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(keyed))
+    rows = read_json_rows(path)
+    assert [bool(r.get(ROW_ERROR_FIELD)) for r in rows] == [False, True, False]  # the odd entry fails alone
+    path.write_text(json.dumps(keyed)[:-40])  # cut short
+    with pytest.raises(DataSourceError, match=r"test\.json: not a JSON object of rows"):
+        read_json_rows(path)
+    code = main(
+        ["--tasks", "pubmedqa", "--data", str(tmp_path), "--output-dir", str(tmp_path / "o"), "--no-progress"]
+    )
+    assert code == 2 and str(path) in _one_error_line(capsys)
+
+
+def test_medqa_options_stored_as_key_value_structs(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from obv_eval.tasks.medqa import utils
+
+    rows = _medqa_rows()[:3]
+    structs = [{**r, "options": [{"key": k, "value": v} for k, v in r["options"].items()]} for r in rows]
+    structs[2]["options"] = []  # nothing to choose from: fails alone
+    (tmp_path / "medqa").mkdir()
+    pq.write_table(pa.Table.from_pylist(structs), tmp_path / "medqa" / "test.parquet")
+    dataset = load_rows(BENCHMARKS["medqa"], parse_data_source(str(tmp_path)))
+    for row, original in zip(dataset, rows[:2], strict=False):
+        assert utils.options(row) == {k: v.strip() for k, v in original["options"].items()}
+        gold = original["answer_idx"]
+        record = utils.process_results(row, [f"The answer is {gold}."])["accuracy"]
+        assert record["status"] == "ok" and record["score"] == 1.0
+    failed = utils.process_results(dataset[2], ["A"])["accuracy"]
+    assert failed["status"] == "failed" and "options" in failed["reason"]
+    # a map column (pyarrow's own dict type), which `datasets` cannot hold: one line naming the file
+    as_map = pa.array([[("A", "x")]], type=pa.map_(pa.string(), pa.string()))
+    table = pa.table({"question": ["q"], "answer_idx": ["A"], "options": as_map})
+    pq.write_table(table, tmp_path / "medqa" / "test.parquet")
+    from obv_eval.sources import DataSourceError
+
+    with pytest.raises(DataSourceError, match=r"test\.parquet: cannot be read as parquet rows"):
+        load_rows(BENCHMARKS["medqa"], parse_data_source(str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("reply", "options", "expected"),
+    [
+        ("Not the left atrium (A); it is C.", {"A": "Left atrium", "B": "Aorta", "C": "Right atrium"}, "C"),
+        ("A: incorrect. B: incorrect. C: correct. D: incorrect.", {k: k.lower() * 3 for k in "ABCD"}, "C"),
+        (
+            "Pericardial effusion (B) rather than pleural effusion (A).",
+            {"A": "Pleural effusion", "B": "Pericardial effusion"},
+            "B",
+        ),
+        ("Yes, no or maybe? Maybe: the trial was small.", None, "maybe"),
+        ("A: wrong. B: wrong. C: wrong.", {k: k.lower() * 3 for k in "ABC"}, None),  # rules all out: unparsed
+    ],
+)
+def test_answers_named_after_ruling_others_out(
+    reply: str, options: dict[str, str] | None, expected: str | None
+) -> None:
+    from obv_eval.scoring import extract_choice, extract_yes_no
+
+    extraction = (
+        extract_yes_no(reply, allow_maybe=True) if options is None else extract_choice(reply, options)
+    )
+    assert extraction.value == expected
+    assert (extraction.reason is None) == (expected is not None)
+
+
 # -- images and videos shown otherwise than as stored (issue 24, point 2) ---------------------------
 
 

@@ -20,6 +20,7 @@ from obv_eval.cli.results import (
     cmd_rescore,
 )
 from obv_eval.cli.run import cmd_run
+from obv_eval.files import describe_os_error
 from obv_eval.redaction import redact
 from obv_eval.usage import CHECK_FAILED, USAGE_ERROR, UsageError
 
@@ -48,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return HANDLERS[command](rest)
     except UsageError as error:
         print(redact(f"obv-eval: error: {error}"), file=sys.stderr)
+        return USAGE_ERROR
+    except OSError as error:  # the environment (a full disk, a file in the way): one line, no traceback
+        print(redact(f"obv-eval: error: {describe_os_error(error)}"), file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("obv-eval: interrupted", file=sys.stderr)

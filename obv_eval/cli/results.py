@@ -48,14 +48,16 @@ def cmd_rescore(argv: Sequence[str]) -> int:
 
 
 def read_run(run: Path, read_results: Any, read_samples: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from obv_eval.results import ResultsError
+    from obv_eval.results import ResultsError, check_samples_match
 
     if not (run / "results.json").exists() or not (run / "samples.jsonl").exists():
         raise UsageError(f"{run}: not a run folder (needs results.json and samples.jsonl)")
     try:
-        return read_results(run / "results.json"), read_samples(run)
+        results, records = read_results(run / "results.json"), read_samples(run)
+        check_samples_match(results, records, str(run))
     except ResultsError as error:
         raise UsageError(str(error)) from error
+    return results, records
 
 
 def cmd_judge_agreement(argv: Sequence[str]) -> int:

@@ -6,19 +6,42 @@ import json
 from typing import Any
 
 from obv_eval.scoring import extract_choice
-from obv_eval.tasking import ObvTask, item_result, mean_score, text_field
+from obv_eval.tasking import ROW_ERROR_FIELD, ObvTask, item_result, mean_score, text_field
 
 __all__ = ["ObvTask", "doc_to_target", "doc_to_text", "doc_to_visual", "mean_score", "process_results"]
 
 INSTRUCTION = "Answer with the option's letter (A, B, C, or D)."
 
 
-def options(doc: dict[str, Any]) -> dict[str, str]:
-    value = doc.get("options") or {}
+def read_options(doc: dict[str, Any]) -> tuple[dict[str, str], str | None]:
+    """The lettered options of a row, and why they cannot be read (None when they can).
+
+    Accepted: a dict {letter: text} (the hub's schema); the same as JSON text (a CSV copy); a list of
+    {"key": letter, "value": text} structs or (letter, text) pairs, which is how a dict column round-trips
+    through parquet as a map; a plain list of texts, lettered A, B, ... in order.
+    """
+    value = doc.get("options")
     if isinstance(value, str):  # a CSV copy keeps the dict as JSON text
-        value = json.loads(value)
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}, "field 'options': text that is not JSON"
+    if isinstance(value, list):
+        if all(isinstance(v, dict) and set(v) == {"key", "value"} for v in value):
+            value = {v["key"]: v["value"] for v in value}
+        elif all(isinstance(v, list | tuple) and len(v) == 2 for v in value):
+            value = dict(value)
+        elif all(isinstance(v, str) for v in value):
+            value = {chr(ord("A") + i): v for i, v in enumerate(value[:26])}
+    if not isinstance(value, dict) or not value:
+        return {}, "field 'options': expected the options as {letter: text}"
     # .strip(): some real rows carry a leading space (" Hepatic venous outflow obstruction").
-    return {str(k).upper(): str(v).strip() for k, v in sorted(value.items()) if v is not None}
+    letters = sorted(value.items(), key=lambda item: str(item[0]))
+    return {str(k).upper(): str(v).strip() for k, v in letters if v is not None}, None
+
+
+def options(doc: dict[str, Any]) -> dict[str, str]:
+    return read_options(doc)[0]
 
 
 def doc_to_visual(doc: dict[str, Any]) -> list[Any]:
@@ -35,7 +58,9 @@ def doc_to_target(doc: dict[str, Any]) -> str:
 
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[str, Any]]:
-    choices = options(doc)
+    choices, problem = read_options(doc)
+    if problem and not doc.get(ROW_ERROR_FIELD):
+        doc = {**doc, ROW_ERROR_FIELD: problem}  # a row whose options cannot be read fails alone
     gold = text_field(doc, "answer_idx").strip().upper()
     extraction = extract_choice(results[0], choices)
     question = text_field(doc, "question")

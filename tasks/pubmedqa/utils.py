@@ -6,18 +6,29 @@ import json
 from typing import Any
 
 from obv_eval.scoring import extract_yes_no
-from obv_eval.tasking import ObvTask, item_result, mean_score, text_field
+from obv_eval.tasking import ROW_ERROR_FIELD, ObvTask, item_result, mean_score, text_field
 
 __all__ = ["ObvTask", "doc_to_target", "doc_to_text", "doc_to_visual", "mean_score", "process_results"]
 
 INSTRUCTION = "Answer the question with yes, no, or maybe."
 
 
-def contexts(doc: dict[str, Any]) -> list[str]:
+def read_contexts(doc: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The abstract's context passages, and why they cannot be read (None when they can)."""
     value = doc.get("context") or {}
     if isinstance(value, str):  # a CSV copy keeps the dict as JSON text
-        value = json.loads(value)
-    return [str(c) for c in value.get("contexts") or []]
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [], "field 'context': text that is not JSON"
+    if not isinstance(value, dict):
+        return [], "field 'context': expected an object with 'contexts'"
+    passages = value.get("contexts") or []
+    return [str(c) for c in (passages if isinstance(passages, list | tuple) else [passages])], None
+
+
+def contexts(doc: dict[str, Any]) -> list[str]:
+    return read_contexts(doc)[0]
 
 
 def doc_to_visual(doc: dict[str, Any]) -> list[Any]:
@@ -34,6 +45,9 @@ def doc_to_target(doc: dict[str, Any]) -> str:
 
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[str, Any]]:
+    problem = read_contexts(doc)[1]
+    if problem and not doc.get(ROW_ERROR_FIELD):
+        doc = {**doc, ROW_ERROR_FIELD: problem}  # a row whose context cannot be read fails alone
     gold = text_field(doc, "final_decision").strip().lower()
     extraction = extract_yes_no(results[0], allow_maybe=True)
     return item_result(
