@@ -484,7 +484,7 @@ def display_table(table: pd.DataFrame, interval_sep: str = " ") -> pd.DataFrame:
         for _, row in table.iterrows():
             mean, low, high, p = (row[(col, f)] for f in ("mean", "ci_low", "ci_high", "p_vs_base"))
             text = NOT_SCORED if row.get((col, "not_scored")) == 1.0 else _fmt(mean)
-            mark = " *" if math.isfinite(p) and p < ALPHA else ""
+            mark = " *" if math.isfinite(mean) and math.isfinite(p) and p < ALPHA else ""
             interval = ""
             if math.isfinite(mean) and math.isfinite(low) and math.isfinite(high):
                 interval = f"[{_fmt(low)}, {_fmt(high)}]"
@@ -865,12 +865,32 @@ def _palette(n: int) -> list[tuple[float, float, float, float]]:
 _HTML_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; white-space: pre-line; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.45em; text-align: right; }
 th { background: #f3f3f3; }
-td:first-child, th:first-child { text-align: left; overflow-wrap: anywhere; }
+td { white-space: nowrap; }  /* a score and its interval are one line each */
+div.wide { overflow-x: auto; }
+tbody th { background: none; font-weight: normal; text-align: left; }
+tbody th { min-width: 10em; overflow-wrap: anywhere; }  /* a long name wraps, a short one never */
+thead th:first-child { text-align: left; }
 p.note { white-space: pre-line; max-width: 60em; }
 img { max-width: 100%; }
 """
+
+
+def _html_table(shown: pd.DataFrame, index_name: str) -> str:
+    """Every name and cell escaped; a cell's lines (a score above its interval) as separate lines."""
+
+    def cell(tag: str, text: object) -> str:
+        return f"<{tag}>" + "<br>".join(html.escape(line) for line in str(text).split("\n")) + f"</{tag}>"
+
+    head = "".join(cell("th", c) for c in [index_name, *shown.columns])
+    rows = [
+        "<tr>" + cell("th", label) + "".join(cell("td", v) for v in row) + "</tr>"
+        for label, row in zip(shown.index, shown.values.tolist(), strict=True)
+    ]
+    body = "\n".join(rows)
+    table = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    return f'<div class="wide">{table}</div>'
 
 
 def render_html(
@@ -884,7 +904,7 @@ def render_html(
     body = [
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Scores (primary metric &times; 100, 95% interval)</h2>",
-        display_table(table, interval_sep="\n").reset_index().to_html(escape=True, border=0, index=False),
+        _html_table(display_table(table, interval_sep="\n"), "model"),
         f"<p>{html.escape(SIGNIFICANCE_LEGEND)}</p>",
     ]
     if png is not None:
@@ -894,7 +914,7 @@ def render_html(
     if gains is not None and not gains.empty:
         body += [
             "<h2>Relative gain of fine-tuned over base (%)</h2>",
-            _display_gains(gains).reset_index().to_html(escape=True, border=0, index=False),
+            _html_table(_display_gains(gains), "pair"),
         ]
     if note:
         body += ["<h2>Notes</h2>", f'<p class="note">{html.escape(note)}</p>']
