@@ -23,6 +23,7 @@ from obv_eval.backends.base import (
 from obv_eval.failures import failure_text
 from obv_eval.generation_log import GenerationLog, generate_resumable
 from obv_eval.media import ImageSettings, VideoSettings
+from obv_eval.sources import media_refs
 
 
 def media_settings(
@@ -78,7 +79,8 @@ class ObvModel(lmms):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             self._check_gen_kwargs(gen_kwargs)
             try:
-                visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
+                with media_refs():  # the files themselves, for obv's loaders and caches
+                    visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
             except Exception as error:  # a bad row must fail its item, not the run
                 failures[index] = f"{type(error).__name__}: {error}"
                 visuals = []

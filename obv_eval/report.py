@@ -136,7 +136,10 @@ class MediaLocator:
         if not hasattr(module, "doc_to_visual"):
             return [], None
         with _data_source(source):
-            return list(module.doc_to_visual(row)), None
+            from obv_eval.sources import media_refs
+
+            with media_refs():
+                return list(module.doc_to_visual(row)), None
 
 
 @contextlib.contextmanager

@@ -16,9 +16,12 @@ relative to the folder holding it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -149,6 +152,38 @@ class MediaRef:
 
     def __str__(self) -> str:
         return self.path if self.root is None else f"{self.root}/{self.path}"
+
+
+# Whether the tasks' doc_to_visual is being called by obv's own adapters (see media_refs).
+_MEDIA_REFS: ContextVar[bool] = ContextVar("obv_eval_media_refs", default=False)
+
+
+@contextlib.contextmanager
+def media_refs() -> Iterator[None]:
+    """Within the block, the tasks' `doc_to_visual` give MediaRefs, which obv's backends load (root,
+    kind, content-keyed caches); outside it, the plain types lmms-eval's own models take."""
+    token = _MEDIA_REFS.set(True)
+    try:
+        yield
+    finally:
+        _MEDIA_REFS.reset(token)
+
+
+def task_visual(ref: MediaRef) -> Any:
+    """What a task's `doc_to_visual` gives for a media file: inside `media_refs()` the ref itself; else,
+    as lmms-eval's own tasks give, a video as its path (a plain `str`: some of its models test
+    `type(v) is str`) and an image as a PIL image, opened lazily (its pixels are read when used)."""
+    if _MEDIA_REFS.get():
+        return ref
+    path = str(ref)
+    if ref.kind == "video":
+        return path
+    from PIL import Image
+
+    try:
+        return Image.open(path)
+    except (OSError, ValueError):  # missing or not an image: the path, which lmms-eval's models skip
+        return path
 
 
 # ---------------------------------------------------------------------------------------------------

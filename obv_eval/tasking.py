@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import codecs
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import datasets
-from lmms_eval.api.task import ConfigurableTask
+from lmms_eval.api.task import ConfigurableMessagesTask, ConfigurableTask
 
 from obv_eval.benchmarks import Benchmark, benchmark_for_task
 from obv_eval.failures import parse_failure
@@ -186,12 +188,39 @@ def select_test_split(benchmark: Benchmark, dataset: datasets.Dataset) -> datase
     return dataset.select(keep)
 
 
-class ObvTask(ConfigurableTask):
-    """An lmms-eval ConfigurableTask whose rows come from obv_eval.sources."""
+def _loaded_for_chat_model() -> bool:
+    """Whether lmms-eval is loading the task being built for a chat model (one that reads
+    `doc_to_messages`) rather than a simple one (`doc_to_visual` and the prompt text).
+
+    lmms-eval picks ConfigurableMessagesTask for a chat model only for YAML-only tasks; a task with its
+    own `class` is built the same way for both. Its loader, TaskManager._load_individual_task_or_group,
+    holds the model's kind in `task_type` (lmms-eval 0.7.3); when no such caller is found, simple.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_load_individual_task_or_group":
+            return frame.f_locals.get("task_type") == "chat"
+        frame = frame.f_back
+    return False
+
+
+class ObvTask(ConfigurableMessagesTask):
+    """An lmms-eval task whose rows come from obv_eval.sources, for simple and chat models alike.
+
+    For a simple model (obv's adapters, lmms-eval's qwen2_vl, llava_onevision, ...) its requests carry
+    `doc_to_visual`, as ConfigurableTask's do; for a chat model (lmms-eval's huggingface, qwen2_5_vl, ...)
+    they carry `doc_to_messages`, as ConfigurableMessagesTask's do.
+    """
 
     def __init__(self, config: Mapping[str, Any], **kwargs: Any) -> None:
         # lmms-eval hands the `class` entry over with the rest of the YAML.
         super().__init__(config={k: v for k, v in config.items() if k != "class"}, **kwargs)
+        self.for_chat_model = _loaded_for_chat_model()
+
+    def construct_requests(self, doc_id: int, ctx: str, **kwargs: Any) -> Any:
+        if self.for_chat_model:
+            return super().construct_requests(doc_id, ctx, **kwargs)
+        return ConfigurableTask.construct_requests(self, doc_id, ctx, **kwargs)
 
     def download(self, dataset_kwargs: dict[str, Any] | None = None) -> None:
         benchmark = benchmark_for_task(self.config.task)
@@ -274,17 +303,50 @@ def mean_score(items: list[dict[str, Any] | float]) -> float:
 
 
 def image_visual(doc: Mapping[str, Any], field: str, benchmark: str) -> list[Any]:
-    """An image row's visual: the decoded image from a hub row, or a reference to a file."""
-    from obv_eval.sources import MediaRef, media_root
+    """An image row's visual: the image `datasets` decoded from a hub row, or the file the row names
+    (sources.task_visual: a PIL image for lmms-eval's models, a MediaRef for obv's)."""
+    from obv_eval.sources import MediaRef, media_root, task_visual
 
     value = doc.get(field)
     if value is None or isinstance(value, str):
         root = media_root(benchmark, "image")
-        return [MediaRef("image", text_field(doc, field), str(root) if root else None)]
+        return [task_visual(MediaRef("image", text_field(doc, field), str(root) if root else None))]
     if isinstance(value, dict) and value.get("path") and not value.get("bytes"):
         root = media_root(benchmark, "image")
-        return [MediaRef("image", str(value["path"]), str(root) if root else None)]
+        return [task_visual(MediaRef("image", str(value["path"]), str(root) if root else None))]
     return [value]  # a PIL image decoded by `datasets`
+
+
+def video_visual(doc: Mapping[str, Any], field: str, benchmark: str) -> list[Any]:
+    """A video row's visual: the file it names (sources.task_visual: its path for lmms-eval's models,
+    a MediaRef for obv's)."""
+    from obv_eval.sources import MediaRef, media_root, task_visual
+
+    root = media_root(benchmark, "video")
+    return [task_visual(MediaRef("video", text_field(doc, field), str(root) if root else None))]
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def chat_messages(visuals: Iterable[Any], text: str) -> list[dict[str, Any]]:
+    """One user turn in lmms-eval's chat form (lmms_eval.protocol.ChatMessages): the item's visuals,
+    then its text, as obv's conversation lays them out; the `doc_to_messages` of every obv task, which
+    lmms-eval's chat models read. A path is a video unless it names an image file (one PIL could not
+    open)."""
+    from PIL import Image
+
+    from obv_eval.sources import MediaRef
+
+    content: list[dict[str, Any]] = []
+    for visual in visuals:
+        if isinstance(visual, MediaRef):
+            content.append({"type": visual.kind, "url": str(visual)})
+        elif isinstance(visual, Image.Image) or str(visual).lower().endswith(IMAGE_SUFFIXES):
+            content.append({"type": "image", "url": visual})
+        else:
+            content.append({"type": "video", "url": visual})
+    return [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]
 
 
 def image_key(doc: Mapping[str, Any], field: str) -> str:
@@ -326,6 +388,11 @@ class ImageVqa:
 
     def doc_to_visual(self, doc: dict[str, Any]) -> list[Any]:
         return image_visual(doc, self.image_field, self.benchmark)
+
+    def doc_to_messages(
+        self, doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        return chat_messages(self.doc_to_visual(doc), self.doc_to_text(doc))
 
     def doc_to_text(
         self, doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None

@@ -13,7 +13,7 @@ import pytest
 from task_utils import task_utils
 
 from obv_eval.benchmarks import BENCHMARKS
-from obv_eval.sources import parse_data_source
+from obv_eval.sources import media_refs, parse_data_source
 from obv_eval.tasking import load_rows
 
 GOLDEN = Path(__file__).parent / "golden" / "prompts"
@@ -24,10 +24,11 @@ def rendered_prompts(benchmark: str) -> list[dict[str, object]]:
     rows = load_rows(BENCHMARKS[benchmark], parse_data_source("samples"))
     if hasattr(utils, "english_only"):
         rows = utils.english_only(rows)
-    return [
-        {"text": utils.doc_to_text(row), "visuals": [str(v) for v in utils.doc_to_visual(row)]}
-        for row in rows
-    ]
+    with media_refs():  # the files obv's backends load (lmms-eval's own models get PIL images)
+        return [
+            {"text": utils.doc_to_text(row), "visuals": [str(v) for v in utils.doc_to_visual(row)]}
+            for row in rows
+        ]
 
 
 @pytest.mark.parametrize("benchmark", list(BENCHMARKS))

@@ -6,9 +6,17 @@ import json
 from typing import Any
 
 from obv_eval.scoring import extract_choice
-from obv_eval.tasking import ROW_ERROR_FIELD, ObvTask, item_result, mean_score, text_field
+from obv_eval.tasking import ROW_ERROR_FIELD, ObvTask, chat_messages, item_result, mean_score, text_field
 
-__all__ = ["ObvTask", "doc_to_target", "doc_to_text", "doc_to_visual", "mean_score", "process_results"]
+__all__ = [
+    "ObvTask",
+    "doc_to_messages",
+    "doc_to_target",
+    "doc_to_text",
+    "doc_to_visual",
+    "mean_score",
+    "process_results",
+]
 
 INSTRUCTION = "Answer with the option's letter (A, B, C, or D)."
 
@@ -46,6 +54,12 @@ def options(doc: dict[str, Any]) -> dict[str, str]:
 
 def doc_to_visual(doc: dict[str, Any]) -> list[Any]:
     return []
+
+
+def doc_to_messages(
+    doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    return chat_messages([], doc_to_text(doc))
 
 
 def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:

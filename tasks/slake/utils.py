@@ -8,6 +8,7 @@ from obv_eval.tasking import ImageVqa, ObvTask, mean_score, text_field
 
 __all__ = [
     "ObvTask",
+    "doc_to_messages",
     "doc_to_target",
     "doc_to_text",
     "doc_to_visual",
@@ -23,6 +24,7 @@ _TASK = ImageVqa(
     category_fields=("modality", "location", "content_type"),
 )
 doc_to_visual = _TASK.doc_to_visual
+doc_to_messages = _TASK.doc_to_messages
 doc_to_text = _TASK.doc_to_text
 doc_to_target = _TASK.doc_to_target
 process_results = _TASK.process_results

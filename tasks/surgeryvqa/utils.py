@@ -5,18 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from obv_eval.scoring.vqa import score_vqa
-from obv_eval.sources import MediaRef, media_root
-from obv_eval.tasking import ObvTask, item_result, mean_score, text_field
+from obv_eval.tasking import ObvTask, chat_messages, item_result, mean_score, text_field, video_visual
 
-__all__ = ["ObvTask", "doc_to_text", "doc_to_visual", "mean_score", "process_results"]
+__all__ = ["ObvTask", "doc_to_messages", "doc_to_text", "doc_to_visual", "mean_score", "process_results"]
 
 BENCHMARK = "surgeryvqa"
 METRICS = ("exact_match", "token_f1", "answer_recall")
 
 
-def doc_to_visual(doc: dict[str, Any]) -> list[MediaRef]:
-    root = media_root(BENCHMARK, "video")
-    return [MediaRef("video", text_field(doc, "video"), str(root) if root else None)]
+def doc_to_visual(doc: dict[str, Any]) -> list[Any]:
+    return video_visual(doc, "video", BENCHMARK)
+
+
+def doc_to_messages(
+    doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    return chat_messages(doc_to_visual(doc), doc_to_text(doc))
 
 
 def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:

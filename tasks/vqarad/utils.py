@@ -2,11 +2,20 @@
 
 from obv_eval.tasking import ImageVqa, ObvTask, mean_score
 
-__all__ = ["ObvTask", "doc_to_target", "doc_to_text", "doc_to_visual", "mean_score", "process_results"]
+__all__ = [
+    "ObvTask",
+    "doc_to_messages",
+    "doc_to_target",
+    "doc_to_text",
+    "doc_to_visual",
+    "mean_score",
+    "process_results",
+]
 
 # The original release labels answer_type (272 CLOSED of 451, some "X or Y?"); the hub copy has none.
 _TASK = ImageVqa("vqarad", image_field="image", answer_type_field="answer_type")
 doc_to_visual = _TASK.doc_to_visual
+doc_to_messages = _TASK.doc_to_messages
 doc_to_text = _TASK.doc_to_text
 doc_to_target = _TASK.doc_to_target
 process_results = _TASK.process_results
