@@ -24,7 +24,10 @@ __all__ = ["Bar", "generate_per_task", "quiet_libraries", "stage"]
 # A rate (and so an ETA) is shown only after this much time and this many items.
 MIN_RATE_SECONDS = 1.0
 MIN_RATE_ITEMS = 2
-_LIBRARY_LOGGERS = ("lmms-eval", "lmms_eval", "transformers", "datasets", "httpx", "accelerate", "torch")
+_LIBRARY_LOGGERS = (
+    *("lmms-eval", "lmms_eval", "transformers", "datasets", "httpx", "accelerate", "torch"),
+    *("huggingface_hub", "numexpr", "peft", "deepspeed", "filelock"),
+)
 
 
 class Bar(tqdm):
@@ -109,18 +112,18 @@ def _silent_tqdm(*args: Any, **kwargs: Any) -> tqdm:
     return tqdm(*args, **kwargs)
 
 
-def quiet_libraries(verbose: bool = False) -> None:
-    """No third-party progress bars, log lines or warnings unless ``verbose``.
+def quiet_libraries(verbose: bool = False, evaluation: bool = True) -> None:
+    """No third-party progress bars, log lines or warnings unless ``verbose``: the one output policy of
+    obv-eval's commands and obv-train (their own stage lines and bars still show).
 
     lmms-eval draws its "Postprocessing" and context-building bars with no switch to turn them off,
-    so its modules' ``tqdm`` name is pointed at a disabled bar; datasets' and transformers' bars and
-    loggers have switches. Warnings raised from obv_eval's own code still show.
+    so its modules' ``tqdm`` name is pointed at a disabled bar (only with ``evaluation``: commands
+    that do not evaluate need not load it); datasets' and transformers' bars and loggers have
+    switches. Warnings raised from obv_eval's own code still show.
     """
     if verbose:
         return
     import datasets
-    import lmms_eval.api.task
-    import lmms_eval.evaluator
     import transformers
 
     for name in _LIBRARY_LOGGERS:
@@ -129,8 +132,12 @@ def quiet_libraries(verbose: bool = False) -> None:
     datasets.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    for module in (lmms_eval.evaluator, lmms_eval.api.task):
-        if hasattr(module, "tqdm"):
-            module.tqdm = _silent_tqdm
+    if evaluation:
+        import lmms_eval.api.task
+        import lmms_eval.evaluator
+
+        for module in (lmms_eval.evaluator, lmms_eval.api.task):
+            if hasattr(module, "tqdm"):
+                module.tqdm = _silent_tqdm
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"obv_eval(\..*)?$")

@@ -75,6 +75,12 @@ def _hub_snapshot(hub_id: str) -> Path | None:
         return None
 
 
+def default_data(model: str, model_path: str | None = None) -> str:
+    """What `--data auto` means: the embedded random model's data are the bundled samples; real models
+    default to the benchmarks themselves, never silently to the samples."""
+    return "samples" if model.startswith(TINY_MODEL_NAME) and model_path is None else "hub"
+
+
 def resolve_model(name: str, model_path: str | None = None, build: bool = True) -> ResolvedModel:
     """Resolve a registry name or a local checkpoint folder. Raises ModelNotAvailable / KeyError."""
     if model_path is not None:
@@ -84,7 +90,7 @@ def resolve_model(name: str, model_path: str | None = None, build: bool = True) 
             if snapshot is None:
                 raise ModelNotAvailable(
                     f"--model-path {model_path}: not a folder, and not in the local Hugging Face cache "
-                    f"(download it first: huggingface-cli download {model_path})"
+                    f"(download it first: hf download {model_path})"
                 )
             path = snapshot
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
@@ -107,7 +113,7 @@ def resolve_model(name: str, model_path: str | None = None, build: bool = True) 
         if snapshot is None:
             raise ModelNotAvailable(
                 f"{name}: {entry.hub_id} is not in the local Hugging Face cache; download it on a "
-                f"machine with hub access (huggingface-cli download {entry.hub_id}) or pass --model-path DIR"
+                f"machine with hub access (hf download {entry.hub_id}) or pass --model-path DIR"
             )
         return ResolvedModel(name, snapshot)
     folder = checkpoint_dir() / name

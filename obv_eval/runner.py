@@ -34,12 +34,11 @@ from obv_eval.judge import Judge, JudgeCache, JudgeConfig, judge_available, resc
 from obv_eval.lockfile import lock_provenance
 from obv_eval.profiling import stage, write_if_requested
 from obv_eval.redaction import configured_secrets, redact_value
-from obv_eval.registry import ModelNotAvailable, ResolvedModel, resolve_model
+from obv_eval.registry import ModelNotAvailable, ResolvedModel, default_data, resolve_model
 from obv_eval.results import build_results, summarize_task, write_results
 from obv_eval.run_identity import RunIdentity, restart, run_folder_name, run_lock
 from obv_eval.sources import DataSource, parse_data_source, set_data_source
 from obv_eval.sources import tasks_package_dir as _tasks_package_dir
-from obv_eval.tiny_model import TINY_MODEL_NAME
 
 TASKS_DIR = _tasks_package_dir()
 
@@ -84,12 +83,7 @@ class RunResult:
 
 
 def data_source_for(config: RunConfig) -> DataSource:
-    value = config.data
-    if value == "auto":
-        # The embedded default model is random: the bundled samples are its data. Real models
-        # default to the benchmarks themselves, never silently to the samples.
-        tiny = config.model.startswith(TINY_MODEL_NAME) and config.model_path is None
-        value = "samples" if tiny else "hub"
+    value = default_data(config.model, config.model_path) if config.data == "auto" else config.data
     return parse_data_source(value, config.video_root, config.image_root)
 
 

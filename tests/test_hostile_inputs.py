@@ -716,3 +716,106 @@ def test_media_shown_otherwise_than_stored_load_right_and_are_warned_once(
     assert f"warnings (items still run): {kind}: 1" in out
     lines = [line for line in out.splitlines() if "warning:" in line]
     assert len(lines) == 1 and lines[0].startswith(f"  row 0: warning: {kind}: ") and name in lines[0]
+
+
+# -- issue 24 points 6 and 7: the judge URL checked up front, no part of a secret shown; SIGTERM --------
+
+_BAD_JUDGE_URLS = [
+    (f"http://user:{SECRET}@127.0.0.1:8000/v1", "holds credentials"),
+    (f"http://{SECRET}@127.0.0.1:8000/v1", "holds credentials"),
+    (f"http://127.0.0.1:{SECRET}/v1", "malformed host or port"),
+    ("http://127.0.0.1:99999/v1", "malformed host or port"),
+    (f"https://judge.example/v1?api_key={SECRET}", "has a query or fragment"),
+    (f"ftp://{SECRET}.example/v1", "must start with http:// or https://"),
+    (f"http://127.0.0.1:8000/v1 {SECRET}", "not a URL"),
+    (f"http:///{SECRET}", "has no host"),
+]
+
+
+def _shows_part_of_the_secret(text: str) -> bool:
+    lowered = text.lower()
+    return any(SECRET.lower()[i : i + 5] in lowered for i in range(len(SECRET) - 4))
+
+
+@pytest.mark.parametrize(("url", "needle"), _BAD_JUDGE_URLS)
+@pytest.mark.parametrize("given", ["flag", "env"])
+def test_a_bad_judge_url_is_one_line_before_the_model_and_shows_no_secret(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    needle: str,
+    given: str,
+) -> None:
+    import obv_eval.runner
+
+    monkeypatch.setattr(obv_eval.runner, "run", lambda *a, **k: pytest.fail("the run started"))
+    # qwen2vl-7b has no weights here: were the URL checked after the model, the error would name them
+    args = ["--model", "qwen2vl-7b", "--tasks", "surgeryvqa", "--output-dir", str(tmp_path / "out")]
+    if given == "flag":
+        args += ["--judge-base-url", url]
+    else:
+        monkeypatch.setenv("OBV_EVAL_JUDGE_BASE_URL", url)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "--judge-base-url" in err[0] and needle in err[0], err
+    assert not _shows_part_of_the_secret(captured.out + captured.err)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("url", "needle"), _BAD_JUDGE_URLS)
+def test_the_judge_config_refuses_a_bad_url_without_quoting_it(url: str, needle: str) -> None:
+    # rescore and judge-agreement (MODEL@URL) build their judges through JudgeConfig: the same rule
+    from obv_eval.judge import JudgeConfig
+
+    with pytest.raises(ValueError, match="base URL") as refused:
+        JudgeConfig(base_url=url)
+    assert needle in str(refused.value) and not _shows_part_of_the_secret(str(refused.value))
+
+
+def test_a_good_judge_url_is_accepted() -> None:
+    from obv_eval.judge import JudgeConfig
+
+    for url in ("http://127.0.0.1:8000/v1", "https://api.openai.com/v1/", "http://[::1]:8000/v1"):
+        assert JudgeConfig(base_url=url).endpoint.startswith("http")
+
+
+def test_sigterm_ends_a_command_in_one_line_with_143(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+    import time
+
+    import obv_eval.cli
+
+    def terminated_while_working(argv: Any) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setitem(obv_eval.cli.HANDLERS, "models", terminated_while_working)
+    started = time.monotonic()
+    assert main(["models"]) == 143
+    assert time.monotonic() - started < 4
+    assert capsys.readouterr().err.strip().splitlines() == ["obv-eval: terminated"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is main's only
+
+
+def test_sigterm_during_a_real_run_exits_143_with_terminated(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "obv_eval.cli", "--tasks", "medqa", "--limit", "2", "--no-progress"]
+    process = subprocess.Popen(
+        [*command, "--output-dir", str(tmp_path)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    first = process.stderr.readline()  # the run's first stage line: arguments checked, the model loading
+    assert first.startswith("obv-eval: model tiny-qwen2vl"), first
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 143, rest
+    assert rest.strip().splitlines()[-1] == "obv-eval: terminated" and "Traceback" not in rest, rest

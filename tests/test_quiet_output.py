@@ -107,3 +107,21 @@ def test_generation_lines_per_task_from_one_backend_call(capsys: Any) -> None:
     assert err.index("generated a:") < err.index("generated b:")
     generate_per_task(_FakeBackend(), requests, False, None)
     assert capsys.readouterr().err == ""
+
+
+def _obv(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    return subprocess.run(
+        [sys.executable, "-m", "obv_eval.cli", *args], capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+def test_data_check_prints_no_library_bars_and_verbose_lets_them_through() -> None:
+    quiet = _obv("data", "check", "medqa", "--data", "samples", "--no-progress")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "medqa:" in quiet.stdout
+    found = [marker for marker in THIRD_PARTY_MARKERS if marker in quiet.stdout + quiet.stderr]
+    assert not found, f"third-party output {found}:\n{quiet.stderr}"
+    verbose = _obv("data", "check", "medqa", "--data", "samples", "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Map" in verbose.stderr  # the check can fail: datasets' bar is there when let through

@@ -119,3 +119,62 @@ def test_no_module_imports_back_from_the_cli() -> None:
     assert not offenders, offenders
     # the check can fail: the CLI's own modules do import from it
     assert "obv_eval.cli.args" in _imported_modules(package / "cli" / "run.py")
+
+
+# A run that cannot start: one line, exit 2, in seconds, before torch or lmms-eval load, nothing written.
+_FAILING_RUN = """
+import contextlib, io, json, sys, time
+started = time.monotonic()
+from obv_eval.cli import main
+err = io.StringIO()
+with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    code = main(json.loads(sys.argv[1]))
+names = sorted({m.split('.')[0] for m in sys.modules})
+print(json.dumps({"code": code, "err": err.getvalue(), "modules": names, "s": time.monotonic() - started}))
+"""
+
+_HUB_RUN = ["--model", "tiny-qwen2vl", "--tasks", "medqa", "vqarad", "--data", "hub"]
+_HUB_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT")
+
+
+@pytest.mark.parametrize(
+    ("argv", "hub", "needle"),
+    [
+        (["--model", "qwen2vl-7b", "--tasks", "vqarad"], "off", "(hf download Qwen/Qwen2-VL-7B-Instruct)"),
+        (_HUB_RUN, "off", "the hub is off (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE)"),
+        (_HUB_RUN, "closed", "unreachable"),
+        (_HUB_RUN, "silent", "unreachable (no answer within 4 s)"),
+    ],
+    ids=["missing-weights", "hub-off", "hub-refuses", "hub-silent"],
+)
+def test_a_run_that_cannot_start_says_so_in_one_line_before_the_heavy_imports(
+    tmp_path: Path, argv: list[str], hub: str, needle: str
+) -> None:
+    import os
+    import socket
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in _HUB_VARIABLES and "PROXY" not in k.upper()}
+    env["HF_HOME"] = str(tmp_path / "hf-home")  # an empty cache: no weights, no datasets
+    with socket.socket() as endpoint:
+        endpoint.bind(("127.0.0.1", 0))
+        if hub == "silent":
+            endpoint.listen(1)  # the connection is accepted by the kernel; nothing ever answers
+        if hub == "off":
+            env["HF_HUB_OFFLINE"] = "1"
+        else:
+            env["HF_ENDPOINT"] = f"http://127.0.0.1:{endpoint.getsockname()[1]}"
+        done = subprocess.run(
+            [sys.executable, "-c", _FAILING_RUN, json.dumps(argv)],
+            capture_output=True, text=True, timeout=120, env=env, cwd=cwd,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = report["err"].strip().splitlines()
+    assert report["code"] == 2 and len(lines) == 1 and needle in lines[0], report["err"]
+    assert lines[0].startswith("obv-eval: error: ")
+    heavy = sorted(set(report["modules"]) & set(HEAVY))
+    assert not heavy, f"imported {heavy} before refusing"
+    assert report["s"] < 10, report["s"]  # the probe waits at most 4 s; the rest is start-up
+    assert list(cwd.iterdir()) == []  # no results/runs, no empty run folder

@@ -41,3 +41,8 @@ def test_two_cpu_processes_train_one_checkpoint(tmp_path: Path) -> None:
     assert (training["world_size"], training["global_steps"]) == (2, 2)
     assert training["epochs"] == pytest.approx(2 / steps_per_epoch)
     assert done.stdout.count("wrote ") == 1  # the main process alone reports and writes
+    # obv-eval's output policy (issue 25): our lines, none of the libraries' logs, bars or warnings
+    library = ("INFO", "Map", "Loading weights", "Writing model shards", "[transformers]", "it/s]", "warn(")
+    found = [marker for marker in library if marker in done.stdout + done.stderr]
+    assert not found, f"library output {found}:\n{done.stderr[-3000:]}"
+    assert "overlap check" in done.stdout and "samples: " in done.stdout

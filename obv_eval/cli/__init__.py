@@ -6,8 +6,11 @@ Exit codes: 0 success, 1 a completed run that failed a check, 2 bad usage or inp
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 from obv_eval.cli.data import cmd_data
 from obv_eval.cli.listing import cmd_models, cmd_tasks, cmd_tasks_dir
@@ -41,10 +44,21 @@ HANDLERS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so it unwinds as an interrupt does (records kept)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in HANDLERS else "run"
     rest = argv[1:] if argv and argv[0] in HANDLERS else argv
+    # A signal handler can only be set from the main thread; elsewhere SIGTERM keeps its default.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         return HANDLERS[command](rest)
     except UsageError as error:
@@ -56,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("obv-eval: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("obv-eval: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if in_main_thread:  # None: a handler not set from Python, i.e. the default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def entry_point(argv: Sequence[str] | None = None) -> int:

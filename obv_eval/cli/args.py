@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from obv_eval.benchmarks import BENCHMARKS
 from obv_eval.redaction import register_secret_env
 from obv_eval.usage import UsageError
 
@@ -66,3 +68,22 @@ def fraction(value: float, flag: str) -> None:
 def at_least(value: int | None, low: int, flag: str) -> None:
     if value is not None and value < low:
         raise UsageError(f"{flag} must be at least {low} (got {value})")
+
+
+def check_url(url: str, flag: str) -> None:
+    """A server URL must be well formed, http(s), without credentials; the message never quotes it."""
+    from obv_eval.judge.config import url_problem
+
+    problem = url_problem(url)
+    if problem is not None:
+        raise UsageError(f"{flag} {problem}")
+
+
+def check_hub(names: Sequence[str]) -> None:
+    """The benchmarks' hub rows can be loaded from here (in seconds, before any library loads them)."""
+    from obv_eval.hub import HubUnavailable, check_hub_datasets
+
+    try:
+        check_hub_datasets(BENCHMARKS[name] for name in names)
+    except HubUnavailable as error:
+        raise UsageError(str(error)) from error

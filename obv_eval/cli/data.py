@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from obv_eval.benchmarks import BENCHMARKS, UnknownTaskError, resolve_task_names
+from obv_eval.cli.args import check_hub
 from obv_eval.usage import CHECK_FAILED, UsageError, add_source_arguments, data_source
+
+VERBOSE_HELP = "let the libraries' progress bars, logs and warnings through"
 
 
 def _prepare_dataset(argv: Sequence[str]) -> str | None:
@@ -29,7 +32,8 @@ def cmd_data(argv: Sequence[str]) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     check = sub.add_parser("check", help="list malformed rows and missing or unreadable media, with counts")
     check.add_argument("tasks", nargs="+")
-    check.add_argument("--no-progress", action="store_true")
+    check.add_argument("--no-progress", action="store_true", help="no progress bars")
+    check.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     add_source_arguments(check)
     prepare = sub.add_parser("prepare", help="cut source videos into clips by each row's timestamp")
     prepare.add_argument(
@@ -51,7 +55,8 @@ def cmd_data(argv: Sequence[str]) -> int:
     prepare.add_argument(
         "--allow-missing", action="store_true", help="exit 0 when source videos are missing (partial set)"
     )
-    prepare.add_argument("--no-progress", action="store_true")
+    prepare.add_argument("--no-progress", action="store_true", help="no progress bars")
+    prepare.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     add_source_arguments(prepare)
     sub.add_parser(
         "overlap", help="training clips that share source videos with benchmark items", add_help=False
@@ -59,13 +64,31 @@ def cmd_data(argv: Sequence[str]) -> int:
     if list(argv[:1]) == ["prepare"] and _prepare_dataset(argv[1:]) == "mimicechoqa":  # DICOM, not cuts
         from obv_eval.data.dicom import main as dicom_main
 
-        return dicom_main(list(argv[1:]))
+        return dicom_main(_quiet_unless_verbose(argv[1:]))
     if list(argv[:1]) == ["overlap"]:
         from obv_eval.data.overlap import main as overlap_main
 
-        return overlap_main(list(argv[1:]))
+        return overlap_main(_quiet_unless_verbose(argv[1:]))
     args = parser.parse_args(argv)
+    _quiet(args.verbose)
     return _data_check(args) if args.action == "check" else _data_prepare(args)
+
+
+def _quiet(verbose: bool) -> None:
+    from obv_eval.progress import quiet_libraries
+
+    quiet_libraries(verbose=verbose, evaluation=False)
+
+
+def _quiet_unless_verbose(argv: Sequence[str]) -> list[str]:
+    """For the data commands parsed elsewhere: apply the output policy (unless --verbose, which is taken
+    out of `argv`) and return the rest; a --help run is left alone (it must not load the libraries)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--verbose", action="store_true")
+    known, rest = probe.parse_known_args(argv)
+    if not {"-h", "--help"} & set(rest):
+        _quiet(known.verbose)
+    return rest
 
 
 def _data_check(args: argparse.Namespace) -> int:
@@ -77,6 +100,8 @@ def _data_check(args: argparse.Namespace) -> int:
     except UnknownTaskError as error:
         raise UsageError(str(error)) from error
     source = data_source(args)
+    if source.kind == "hub":
+        check_hub(names)
     failed = False
     for name in names:
         try:
@@ -116,6 +141,8 @@ def _data_prepare(args: argparse.Namespace) -> int:
         else:
             rows = read_json_rows(args.rows)
     elif args.dataset == "surgeryvqa":
+        if source.kind == "hub":
+            check_hub(["surgeryvqa"])
         try:
             rows = list(load_rows(BENCHMARKS["surgeryvqa"], source))
         except DataSourceError as error:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from obv_eval.benchmarks import BENCHMARKS, GROUPS, UnknownTaskError, resolve_task_names
-from obv_eval.cli.args import add_judge_arguments, at_least, fraction, judge_config
+from obv_eval.cli.args import add_judge_arguments, at_least, check_hub, check_url, fraction, judge_config
 from obv_eval.cli.summary import error_budget, render_summary
 from obv_eval.redaction import redact
 from obv_eval.usage import UsageError
@@ -66,7 +67,16 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per engine")
     parser.add_argument(
-        "--data-parallel-size", type=int, default=1, help="vllm: engines, one per GPU group (0: all GPUs)"
+        "--data-parallel-size",
+        type=int,
+        default=1,
+        help="hf/vllm: engines on Ray actors, a clip never split between them (vllm: one per "
+        "--tensor-parallel-size GPUs; 0: every GPU group of the Ray cluster)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="with --data-parallel-size: join this Ray cluster (auto, or HOST:PORT of its head) instead of "
+        "starting a local one for the run",
     )
     parser.add_argument(
         "--max-model-len",
@@ -121,31 +131,29 @@ def _run_parser() -> argparse.ArgumentParser:
 def cmd_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     from obv_eval.gcpolicy import long_lived_objects
-    from obv_eval.registry import MODELS, ModelNotAvailable
-    from obv_eval.run_identity import RunConflict
+    from obv_eval.registry import ModelNotAvailable
+    from obv_eval.run_identity import LOCK_FILE, RunConflict
     from obv_eval.sources import DataSourceError
 
     try:
         benchmarks = resolve_task_names(args.tasks)
     except UnknownTaskError as error:
         raise UsageError(str(error)) from error
-    if (
-        args.model not in MODELS
-        and args.model_path is None
-        and args.base_url is None
-        and not Path(args.model).is_dir()
-    ):
-        raise UsageError(f"unknown model {args.model!r}; valid: {', '.join(MODELS)} (or a checkpoint folder)")
     _validate_run_args(args)
+    judge = judge_config(args)
+    # Everything a run can know up front is checked here, in a second, before torch and lmms-eval load.
+    _check_model(args)
+    data = _check_data(args, benchmarks)
     with long_lived_objects():  # what a run imports (torch, transformers, lmms-eval) stays loaded
-        from obv_eval.runner import RunConfig, quiet_libraries, run
+        from obv_eval.progress import quiet_libraries
+        from obv_eval.runner import RunConfig, run
 
         quiet_libraries(verbose=args.verbose)
     config = RunConfig(
         model=args.model,
         benchmarks=benchmarks,
         model_path=args.model_path,
-        data=args.data,
+        data=data,
         video_root=args.video_root,
         image_root=args.image_root,
         output_dir=args.output_dir,
@@ -157,6 +165,8 @@ def cmd_run(argv: Sequence[str]) -> int:
         batch_size=args.batch_size,
         tensor_parallel_size=args.tensor_parallel_size,
         data_parallel_size=args.data_parallel_size,
+        ray_address=args.ray_address,
+        verbose=args.verbose,
         max_model_len=args.max_model_len,
         max_batch_tokens=args.max_batch_tokens,
         prefix_reuse=args.prefix_reuse,
@@ -166,15 +176,51 @@ def cmd_run(argv: Sequence[str]) -> int:
         limit=args.limit,
         restart=args.restart,
         progress=not args.no_progress,
-        judge=judge_config(args),
+        judge=judge,
     )
-    try:
-        result = run(config, log=lambda line: print(redact(line), file=sys.stderr))
-    except (ModelNotAvailable, DataSourceError, ImportError, RunConflict) as error:
-        raise UsageError(str(error)) from error
+    # A run that fails before it writes a record leaves no run folder (a released lock records nothing).
+    with removing_new_empty_folders(args.output_dir, ignoring=(LOCK_FILE,)):
+        try:
+            result = run(config, log=lambda line: print(redact(line), file=sys.stderr))
+        except (ModelNotAvailable, DataSourceError, ImportError, RunConflict) as error:
+            raise UsageError(str(error)) from error
     print(render_summary(result.results))
     print(f"\nwrote {result.run_dir / 'results.json'} and {result.run_dir / 'samples.jsonl'}")
     return error_budget(result.results, result.records, args.max_unscored, args.max_failed)
+
+
+def _check_model(args: argparse.Namespace) -> None:
+    """The model must be usable here (a served model need not be): a registry name whose weights are in
+    the local cache or checkpoint folder, or a checkpoint folder; nothing is built or downloaded."""
+    if args.base_url is not None:
+        return
+    from obv_eval.registry import ModelNotAvailable, resolve_model
+
+    try:
+        resolve_model(args.model, args.model_path, build=False)
+    except ModelNotAvailable as error:
+        raise UsageError(str(error)) from error
+    except KeyError as error:
+        raise UsageError(str(error.args[0] if error.args else error)) from error
+
+
+def _check_data(args: argparse.Namespace, benchmarks: Sequence[str]) -> str:
+    """The data source the run will read (`auto` resolved), checked: every benchmark's rows are there
+    (a local copy's files; a hub dataset in the cache or on a hub that answers)."""
+    from obv_eval.registry import default_data
+    from obv_eval.sources import DataSourceError, local_rows_location, parse_data_source
+
+    data = default_data(args.model, args.model_path) if args.data == "auto" else args.data
+    if data == "hub":
+        check_hub(benchmarks)
+        return "hub"
+    try:
+        source = parse_data_source(data, args.video_root, args.image_root)
+        for name in benchmarks:
+            local_rows_location(BENCHMARKS[name].rows_name, "test", source)
+    except DataSourceError as error:
+        raise UsageError(str(error)) from error
+    return str(data)
 
 
 def _validate_run_args(args: argparse.Namespace) -> None:
@@ -185,6 +231,8 @@ def _validate_run_args(args: argparse.Namespace) -> None:
     at_least(args.concurrency, 1, "--concurrency")
     at_least(args.tensor_parallel_size, 1, "--tensor-parallel-size")
     at_least(args.data_parallel_size, 0, "--data-parallel-size")
+    if args.ray_address is not None and args.data_parallel_size == 1:
+        raise UsageError("--ray-address needs --data-parallel-size N (N > 1, or 0 for every GPU group)")
     at_least(args.max_model_len, 1, "--max-model-len")
     at_least(args.max_batch_tokens, 1, "--max-batch-tokens")
     at_least(args.max_visual_tokens, 1, "--max-visual-tokens")
@@ -199,6 +247,9 @@ def _validate_run_args(args: argparse.Namespace) -> None:
     _check_output_dir(args.output_dir)
     if args.backend == "hf" or (args.backend == "auto" and args.base_url is None):
         _check_device(args.device)
+    for flag, url in (("--base-url", args.base_url), ("--judge-base-url", args.judge_base_url)):
+        if url is not None:
+            check_url(url, flag)
 
 
 def _check_run_id(run_id: str) -> None:
@@ -218,21 +269,45 @@ def _check_run_id(run_id: str) -> None:
 
 
 def _check_output_dir(path: Path) -> None:
-    """--output-dir must be a folder this process can write (created if absent): probed by a real write."""
+    """--output-dir must be a folder this process can write: probed by a real write, in folders made
+    for the probe and removed after it (the run makes its folder only when it starts writing)."""
     import tempfile
 
     if path.exists() and not path.is_dir():
         raise UsageError(f"--output-dir {path}: exists and is not a folder")
+    with removing_new_empty_folders(path):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".obv-write-probe-"):
+                pass
+        except OSError as error:
+            raise UsageError(f"--output-dir {path}: not writable ({error.strerror or error})") from None
+
+
+@contextmanager
+def removing_new_empty_folders(path: Path, ignoring: Sequence[str] = ()) -> Iterator[None]:
+    """On the way out (success or failure), remove the folders at or under `path`, and its missing
+    parents, that did not exist before and are empty now, but for files named in `ignoring`. Folders
+    holding anything else stay (an interrupted run's records are kept for resume)."""
+    path = path.absolute()
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    before = {Path(root) for root, _, _ in os.walk(path)}
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".obv-write-probe-"):
-            pass
-    except OSError as error:
-        raise UsageError(f"--output-dir {path}: not writable ({error.strerror or error})") from None
+        yield
+    finally:
+        created = [Path(root) for root, _, _ in os.walk(path) if Path(root) not in before]
+        for folder in sorted([*created, *missing], key=lambda p: len(p.parts), reverse=True):
+            with suppress(OSError):  # not empty, or already gone
+                if folder.is_dir() and {p.name for p in folder.iterdir()} <= set(ignoring):
+                    for name in ignoring:
+                        (folder / name).unlink(missing_ok=True)
+                folder.rmdir()
 
 
 def _check_device(device: str) -> None:
     """--device must name a device torch can use here (cpu, cuda, cuda:N within the GPUs, mps)."""
+    if device == "cpu":  # always there: no need to load torch (seconds) to say so
+        return
     import torch
 
     try:

@@ -34,6 +34,27 @@ def estimate_cost_usd(model: str, prompt_tokens: int, completion_tokens: int) ->
     return (prompt_tokens * prices[0] + completion_tokens * prices[1]) / 1_000_000
 
 
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a server's base URL, or None. The reason never quotes the URL: a key pasted
+    into it (as credentials, a port or a query) must not reach a message."""
+    if not url.strip() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "not a URL (empty, or with spaces or control characters)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port is the check (ValueError when not 0-65535)
+    except ValueError:
+        return "not a valid URL (malformed host or port)"
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if parts.username is not None or parts.password is not None:
+        return "holds credentials, which are never sent; give the key in the environment variable instead"
+    if not parts.hostname:
+        return "has no host"
+    if parts.query or parts.fragment:
+        return "has a query or fragment, which is never sent; give the server's base URL only"
+    return None
+
+
 def sanitize_endpoint(url: str) -> str:
     """The URL without credentials, query or fragment, and without a trailing slash."""
     parts = urlsplit(url)
@@ -81,6 +102,9 @@ class JudgeConfig:
             raise ValueError("timeout_s must be positive")
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
+        problem = None if self.base_url is None else url_problem(self.base_url)
+        if problem is not None:
+            raise ValueError(f"the judge's base URL {problem}")
 
     @property
     def prompt(self) -> JudgePreset:

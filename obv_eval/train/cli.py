@@ -52,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars, only stage lines")
+    parser.add_argument(
+        "--verbose", action="store_true", help="let the libraries' progress bars, logs and warnings through"
+    )
     return parser
 
 
@@ -89,14 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from obv_eval.train.config import load_config
 
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # obv-eval's output policy: our lines (and the training bar), no library's unless --verbose
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         config = load_config(args.config, _overrides(args))
     except (OSError, ValueError, TypeError) as error:
         print(f"obv-train: {error}", file=sys.stderr)
         return USAGE_ERROR
 
+    from obv_eval.progress import quiet_libraries
     from obv_eval.train.trainer import OutputExistsError, OverlapError, train
+
+    quiet_libraries(verbose=args.verbose, evaluation=False)
 
     try:
         train(config, resume=args.resume, overwrite=args.overwrite, echo=lambda line: print(line, flush=True))

@@ -167,6 +167,10 @@ def training_arguments(config: TrainConfig, work_dir: Path) -> TrainingArguments
         deepspeed=deepspeed_config_path(config.deepspeed),
         use_cpu=config.use_cpu,
         disable_tqdm=not config.progress,
+        # "passive": every process keeps the verbosity obv-train set (transformers' default raises the
+        # replicas to WARNING, and their library warnings would reach the terminal)
+        log_level="passive",
+        log_level_replica="passive",
         average_tokens_across_devices=True,
     )
 
