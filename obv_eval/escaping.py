@@ -22,8 +22,10 @@ def control_to_space(text: str) -> str:
 
 
 def csv_cell(text: str) -> str:
-    """A text cell a spreadsheet will not run as a formula (OWASP CSV injection: prefix a single quote)."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    """A text cell a spreadsheet will not run as a formula (OWASP CSV injection: prefix a single quote),
+    its control characters as spaces (a lone CR is not quoted by a writer whose line ends in LF, so it
+    would start a new row, and a formula with it)."""
+    return control_to_space("'" + text if text.startswith(_FORMULA_START) else text)
 
 
 def markdown_cell(text: str) -> str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import math
 import re
@@ -444,7 +445,7 @@ def test_terminal_table_fits_100_columns_for_the_demo_and_for_many_models(runs: 
 def test_names_are_escaped_in_every_format(tmp_path: Path) -> None:
     # Names come from results files: a | must not split a Markdown cell, < must not open a tag in HTML,
     # = must not start a spreadsheet formula, an escape sequence must not drive the terminal.
-    names = ["a|b", "<img src=x onerror=alert(1)>", "=1+1", "x\x1b[2Jy"]
+    names = ["a|b", "<img src=x onerror=alert(1)>", "=1+1", "x\x1b[2Jy", "\r@1"]
     runs = [
         _one_task_run(name, "pathvqa", _image_records("pathvqa", judged=True), f"r{i}")
         for i, name in enumerate(names)
@@ -453,7 +454,10 @@ def test_names_are_escaped_in_every_format(tmp_path: Path) -> None:
     markdown_it = pytest.importorskip("markdown_it")
     rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(paths["markdown"].read_text())
     rows = re.findall(r"<tr>\n<td>(.*?)</td>", rendered)
-    assert set(rows) == {"a|b", "&lt;img src=x onerror=alert(1)&gt;", "=1+1", "x [2Jy"}
+    assert set(rows) == {"a|b", "&lt;img src=x onerror=alert(1)&gt;", "=1+1", "x [2Jy", "@1"}
+    with paths["csv"].open(newline="", encoding="utf-8") as handle:
+        labels = [row[0] for row in csv.reader(handle)][1:]
+    assert sorted(labels) == sorted(["a|b", "<img src=x onerror=alert(1)>", "'=1+1", "x [2Jy", "' @1"])
     page = paths["html"].read_text(encoding="utf-8")
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     terminal = render_terminal(build_table(runs, reference=False))
@@ -464,7 +468,8 @@ def test_the_run_summary_fits_100_columns_and_keeps_every_metric() -> None:
     # The table the demo prints after its run (the committed baseline is a demo run of all seven tasks).
     from obv_eval.cli.summary import render_summary
 
-    results = read_results(next(Path("results/baselines/tiny-qwen2vl").glob("*/results.json")))
+    baselines = Path(__file__).parents[1] / "results" / "baselines" / "tiny-qwen2vl"
+    results = read_results(next(baselines.glob("*/results.json")))
     text = render_summary(results)
     assert max(map(len, text.splitlines())) <= 100
     lines = text.splitlines()
