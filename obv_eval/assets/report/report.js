@@ -8,7 +8,7 @@
   const PAGE = 50;
   const pair = D.runs.length > 1;
   const str = (s) => String(s === null || s === undefined ? "" : s);
-  const pct = (v) => (v === null || v === undefined) ? "n/a" : (100 * v).toFixed(1);
+  const pct = (v) => (v === null || v === undefined) ? "not scored" : (100 * v).toFixed(1);
   const ci = (e) => (e.ci_low === null || e.ci_low === undefined) ? "" :
     " [" + pct(e.ci_low) + ", " + pct(e.ci_high) + "]";
   // h(tag, {attr: value}, child...): children are nodes, or strings and numbers shown as text.
