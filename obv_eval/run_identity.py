@@ -128,11 +128,19 @@ class RunIdentity:
             ) from error
         return value if isinstance(value, dict) else None
 
-    def check_model(self) -> None:
-        """Before the model loads: refuse a resume whose records came from other weights."""
+    def check_before_loading(self, max_new_tokens: int | None) -> None:
+        """Before the model loads (minutes for a large one), refuse what is already known to differ: the
+        weights, and an explicit --max-new-tokens (the full settings are checked by `begin`)."""
         stored = self.stored()
-        if stored is not None:
-            self._refuse_if_changed({"model": stored.get("model")}, {"model": self.model})
+        if stored is None:
+            return
+        old: dict[str, Any] = {"model": stored.get("model")}
+        new: dict[str, Any] = {"model": self.model}
+        generation = (stored.get("settings") or {}).get("generation") or {}
+        if max_new_tokens is not None and "max_new_tokens" in generation:
+            old["settings.generation.max_new_tokens"] = generation["max_new_tokens"]
+            new["settings.generation.max_new_tokens"] = max_new_tokens
+        self._refuse_if_changed(old, new)
 
     def begin(self, settings: dict[str, Any]) -> None:
         """Before the first item is generated: refuse settings other than the run's; on a first start,

@@ -87,8 +87,13 @@ def test_resume_under_other_generation_settings_is_refused_and_restart_regenerat
     capsys.readouterr()
 
     assert _run(out, "X", "--max-new-tokens", "8") == 2
-    line = _one_error_line(capsys.readouterr().err)
+    err = capsys.readouterr().err
+    line = _one_error_line(err)
     assert "max_new_tokens 32 -> 8" in line and "--restart" in line
+    assert "obv-eval: loading" not in err  # known before the model loads: refused before it does
+    # Frame settings are known once the backend is built: refused there, before any item is generated.
+    assert _run(out, "X", "--frames", "train") == 2
+    assert "settings.frames.video" in _one_error_line(capsys.readouterr().err)
     assert (run / "samples.jsonl").read_bytes() == first  # nothing written under the refused settings
 
     assert _run(out, "X", "--max-new-tokens", "8", "--restart") == 0
@@ -121,7 +126,8 @@ def test_resume_with_other_weights_is_refused_whatever_the_path(
 
     capsys.readouterr()
     assert _run(out, "W", "--data", "samples", "--model-path", str(other)) == 2  # a perturbed copy
-    assert "weights_sha256" in _one_error_line(capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert "weights_sha256" in _one_error_line(err) and "obv-eval: loading" not in err
     assert (run / "samples.jsonl").read_bytes() == first
 
     # Two folders with one basename are two models: two run folders, each a fresh run of its own.
