@@ -140,6 +140,9 @@ def generate_resumable(
     if todo:
         from obv_eval.progress import generate_per_task
 
+        if log is not None and log.identity is not None:
+            log.identity.record_session(backend.describe())
+
         on_batch = partial(log.append_batch, digests=digests) if log is not None else None
         produced = generate_per_task(backend, todo, progress, on_batch)
         done.update({output.key: output for output in produced})

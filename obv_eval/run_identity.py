@@ -148,11 +148,29 @@ class RunIdentity:
         stored = self.stored()
         current = {"model": self.model, "settings": settings}
         if stored is None:
-            text = json.dumps(current, sort_keys=True, indent=1, ensure_ascii=False)
-            atomic_write_text(self.path, text + "\n")
+            self._write(current)
         else:
             self._refuse_if_changed({k: stored.get(k) for k in current}, current)
         self.settings = settings
+
+    def record_session(self, backend: dict[str, Any]) -> None:
+        """Note a start that generates outputs and how its backend ran them (device, batch size, library
+        versions): provenance then names every way the run's records were made, not only the last."""
+        from obv_eval.redaction import configured_secrets, redact_value
+
+        stored = self.stored() or {"model": self.model, "settings": self.settings}
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        described = redact_value(backend, configured_secrets())  # a server URL may carry credentials
+        session = {"started": since, "host": socket.gethostname(), "backend": described}
+        self._write({**stored, "sessions": [*stored.get("sessions", []), session]})
+
+    def sessions(self) -> list[dict[str, Any]]:
+        sessions: list[dict[str, Any]] = (self.stored() or {}).get("sessions", [])
+        return sessions
+
+    def _write(self, identity: dict[str, Any]) -> None:
+        text = json.dumps(identity, sort_keys=True, indent=1, ensure_ascii=False)
+        atomic_write_text(self.path, text + "\n")
 
     def context(self) -> dict[str, Any]:
         """What every request digest includes besides the request itself."""

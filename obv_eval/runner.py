@@ -219,6 +219,8 @@ def _run_locked(config: RunConfig, run_id: str, run_dir: Path, log: Callable[[st
             "restarted": config.restart,
             "outputs_reused": generation_log.reused,
             "outputs_generated": generation_log.generated,
+            # Each start that generated outputs, with how its backend ran (provenance["backend"] is the last).
+            "sessions": identity.sessions(),
         }
         provenance["model"]["files_sha256"] = model_files(resolved.path, resolved.adapter_path)
         provenance["datasets"] = rows_info

@@ -24,10 +24,12 @@ from obv_eval.run_identity import run_folder_name
 from obv_eval.sources import SAMPLES_DIR
 
 
-def _run(out: Path, run_id: str, *args: str, model: str = "tiny-qwen2vl", limit: int = 1) -> int:
+def _run(
+    out: Path, run_id: str, *args: str, model: str = "tiny-qwen2vl", limit: int = 1, batch: int = 8
+) -> int:
     return main(
         ["--model", model, "--tasks", "medqa", "--limit", str(limit), "--output-dir", str(out),
-         "--run-id", run_id, "--no-progress", *args]
+         "--run-id", run_id, "--no-progress", "--batch-size", str(batch), *args]
     )  # fmt: skip
 
 
@@ -100,12 +102,20 @@ def test_resume_under_other_generation_settings_is_refused_and_restart_regenerat
     records, provenance = _records(run), _provenance(run)
     assert provenance["generation"]["max_new_tokens"] == 8
     assert all(r["tokens"]["output"] <= 8 for r in records)  # every record made under what provenance says
-    assert provenance["run"] == {"restarted": True, "outputs_reused": 0, "outputs_generated": 1}
+    assert {k: v for k, v in provenance["run"].items() if k != "sessions"} == {
+        "restarted": True,
+        "outputs_reused": 0,
+        "outputs_generated": 1,
+    }
+    assert [s["backend"]["batch_size"] for s in provenance["run"]["sessions"]] == [
+        8
+    ]  # the first run's is gone
 
     capsys.readouterr()
     assert _run(out, "X", "--max-new-tokens", "8") == 0  # the same settings resume: nothing regenerated
     assert _provenance(run)["run"]["outputs_reused"] == 1
     assert _provenance(run)["run"]["outputs_generated"] == 0
+    assert len(_provenance(run)["run"]["sessions"]) == 1  # a start that generated nothing made no records
     assert "resuming" in capsys.readouterr().err
 
 
@@ -151,9 +161,11 @@ def test_an_edited_row_is_generated_again_and_the_rest_reused(tmp_path: Path, ti
 
     rows[1] = {**rows[1], "question": "An edited question: which option names the smallest bone?"}
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert _run(out, "E", "--data", str(tmp_path / "data"), limit=2) == 0
-    after = _records(run)
-    assert _provenance(run)["run"] == {"restarted": False, "outputs_reused": 1, "outputs_generated": 1}
+    assert _run(out, "E", "--data", str(tmp_path / "data"), limit=2, batch=1) == 0
+    after, provenance = _records(run), _provenance(run)
+    assert (provenance["run"]["outputs_reused"], provenance["run"]["outputs_generated"]) == (1, 1)
+    # Both starts made records, each under its own batch size: provenance names both.
+    assert [s["backend"]["batch_size"] for s in provenance["run"]["sessions"]] == [8, 1]
     assert after[0] == before[0]  # the unchanged row keeps its output
     assert "An edited question" in after[1]["question"] and "An edited question" in after[1]["prompt"]
     assert "An edited question" not in before[1]["prompt"]
