@@ -15,7 +15,10 @@ from obv_eval.registry import resolve_model
 
 
 class ObvHF(ObvModel):
-    """Thin over obv_eval.backends.hf; every setting arrives through --model_args."""
+    """Thin over obv_eval.backends.hf; every setting arrives through --model_args.
+
+    data_parallel_size=N runs N copies on Ray actors (obv_eval.scaleout); ray_address joins a cluster.
+    """
 
     adapter_id = "obv_hf"
 
@@ -35,6 +38,9 @@ class ObvHF(ObvModel):
         max_batch_tokens: int | str | None = None,
         prefetch_mb: int | str | None = None,
         prefix_reuse: bool | str = True,
+        data_parallel_size: int | str = 1,
+        ray_address: str | None = None,
+        ray_verbose: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(progress=progress)
@@ -44,8 +50,8 @@ class ObvHF(ObvModel):
             raise ValueError(f"obv_hf cannot run API model {pretrained!r}; use obv_openai")
         self.model_name = resolved.name
         self.resolved = resolved
-        self.backend = HFBackend(
-            resolved.path,
+        settings: dict[str, Any] = dict(
+            model_path=resolved.path,
             device=device,
             dtype=dtype,
             batch_size=int(batch_size),
@@ -55,6 +61,23 @@ class ObvHF(ObvModel):
             stream=stream_settings(max_batch_tokens, prefetch_mb),
             prefix_reuse=str(prefix_reuse).lower() not in ("false", "0", "no"),
         )
+        if int(data_parallel_size) == 1:
+            self.backend = HFBackend(**settings)
+        else:  # N actors on Ray, each with its own model (a GPU each with device=cuda)
+            from obv_eval.scaleout import scale_out
+
+            self.backend = scale_out(
+                "hf",
+                settings,
+                int(data_parallel_size),
+                gpus_per_actor=1 if str(device).startswith("cuda") else 0,
+                address=ray_address or None,
+                verbose=_true(ray_verbose),
+            )
+
+
+def _true(value: bool | str) -> bool:
+    return str(value).lower() in ("true", "1", "yes")
 
 
 def stream_settings(max_batch_tokens: int | str | None, prefetch_mb: int | str | None) -> StreamSettings:

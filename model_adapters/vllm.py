@@ -15,7 +15,8 @@ from obv_eval.registry import resolve_model
 class ObvVLLM(ObvModel):
     """Thin over obv_eval.backends.vllm; every setting arrives through --model_args.
 
-    data_parallel_size=0 runs one engine per group of tensor_parallel_size visible GPUs.
+    data_parallel_size=N runs N engines on Ray actors (obv_eval.scaleout), each on tensor_parallel_size
+    GPUs; 0: one engine per tensor_parallel_size GPUs of the Ray cluster. ray_address joins a cluster.
     """
 
     adapter_id = "obv_vllm"
@@ -40,6 +41,8 @@ class ObvVLLM(ObvModel):
         progress: bool = True,
         batch_size: int | str | None = None,  # lmms-eval always passes these; vLLM schedules its own batches
         device: str | None = None,
+        ray_address: str | None = None,
+        ray_verbose: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(progress=progress)
@@ -49,12 +52,11 @@ class ObvVLLM(ObvModel):
             raise ValueError(f"obv_vllm cannot run API model {pretrained!r}; use obv_openai")
         self.model_name = resolved.name
         self.resolved = resolved
-        self.backend = VLLMBackend(
-            resolved.path,
+        settings: dict[str, Any] = dict(
+            model_path=resolved.path,
             dtype=dtype,
             max_model_len=int(max_model_len) if max_model_len not in (None, "", "None", "auto") else None,
             tensor_parallel_size=int(tensor_parallel_size),
-            data_parallel_size=int(data_parallel_size),
             gpu_memory_utilization=float(gpu_memory_utilization),
             limit_mm_per_prompt={"image": int(max_images), "video": int(max_videos)},
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),
@@ -62,3 +64,16 @@ class ObvVLLM(ObvModel):
             adapter_path=resolved.adapter_path,
             seed=int(seed),
         )
+        if int(data_parallel_size) == 1:
+            self.backend = VLLMBackend(**settings)
+        else:
+            from obv_eval.scaleout import scale_out
+
+            self.backend = scale_out(
+                "vllm",
+                settings,
+                int(data_parallel_size),
+                gpus_per_actor=int(tensor_parallel_size),
+                address=ray_address or None,
+                verbose=str(ray_verbose).lower() in ("true", "1", "yes"),
+            )

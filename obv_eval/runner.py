@@ -61,7 +61,9 @@ class RunConfig:
     device: str = "cpu"
     dtype: str | None = None  # None: float32 for hf, bfloat16 for vllm
     tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
+    data_parallel_size: int = 1  # hf/vllm: engines on Ray actors (obv_eval.scaleout)
+    ray_address: str | None = None  # a Ray cluster to join ("auto", HOST:PORT); None: a local one
+    verbose: bool = False  # libraries' own logs (Ray's) come through
     max_model_len: int | None = None  # None: vLLM's context fit to the longest item
     max_batch_tokens: int | None = None  # hf: padded tokens per batch (None: the backend's default)
     prefix_reuse: bool = True  # hf: a clip's questions continue from one KV cache of their shared prefix
@@ -101,6 +103,11 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
     """The lmms-eval model for the chosen backend; every backend builds the same conversation."""
     pretrained = str(resolved.path) if config.model_path else config.model
     common: dict[str, Any] = {"progress": config.progress, **config.model_args}
+    scale_out = {
+        "data_parallel_size": config.data_parallel_size,
+        "ray_address": config.ray_address,
+        "ray_verbose": config.verbose,
+    }
     # Each adapter's libraries load only when it is the one chosen (the OpenAI client costs ~0.6 s).
     if backend == "openai":
         from obv_eval.model_adapters.openai import ObvOpenAI
@@ -119,8 +126,8 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
             pretrained=pretrained,
             dtype=config.dtype or "bfloat16",
             tensor_parallel_size=config.tensor_parallel_size,
-            data_parallel_size=config.data_parallel_size,
             max_model_len=config.max_model_len,
+            **scale_out,
             **common,
         )
     from obv_eval.model_adapters.hf import ObvHF
@@ -132,6 +139,7 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
         batch_size=config.batch_size,
         max_batch_tokens=config.max_batch_tokens,
         prefix_reuse=config.prefix_reuse,
+        **scale_out,
         **common,
     )
 
@@ -225,6 +233,9 @@ def _run_locked(config: RunConfig, run_id: str, run_dir: Path, log: Callable[[st
         provenance["model"]["files_sha256"] = model_files(resolved.path, resolved.adapter_path)
         provenance["datasets"] = rows_info
         provenance["environment"] = environment()
+    close = getattr(adapter.backend, "close", None)
+    if callable(close):  # data-parallel actors (and a local Ray instance) end with generation
+        close()
     with stage("scoring"):
         records, results = score_run(
             records, run_id, config.model, provenance, config.judge, config.progress, log, fingerprints

@@ -7,7 +7,7 @@ the OpenAI API. Regenerate them after an intended change with
     OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py
 
 Also here: the transformers backend renders the same prompt as the vLLM request; the vLLM backend's
-generation loop, LoRA and data-parallel workers against a stand-in `vllm` package (the real one
+generation loop and LoRA against a stand-in `vllm` package (the real one
 needs a GPU; scripts/vllm_parity.py checks that on one).
 """
 
@@ -33,14 +33,8 @@ from obv_eval.backends.base import GenerationOutput, GenerationRequest, Generati
 from obv_eval.backends.openai_compat import build_chat_request
 from obv_eval.backends.vllm import (
     VLLM_EXTRA_HINT,
-    ShardResult,
     build_vllm_request,
-    device_groups,
-    merge_outputs,
-    output_from_json,
-    output_to_json,
     sampling_params_dict,
-    shard_requests,
 )
 from obv_eval.conversation import render_prompt
 from obv_eval.sources import SAMPLES_DIR, MediaRef
@@ -233,57 +227,6 @@ def _requests(n: int) -> list[GenerationRequest]:
     return [GenerationRequest(("t", i), f"q{i}") for i in range(n)]
 
 
-def test_shards_are_balanced_and_cover_every_item() -> None:
-    requests = _requests(10)
-    shards = shard_requests(requests, 3)
-    assert [len(s) for s in shards] == [4, 3, 3]
-    assert sorted(r.key for s in shards for r in s) == [r.key for r in requests]
-    assert shard_requests(requests[:1], 2) == [requests[:1], []]
-    with pytest.raises(ValueError):
-        shard_requests(requests, 0)
-
-
-def test_merge_restores_order_and_fails_unanswered_items_alone() -> None:
-    requests = _requests(5)
-    shards = [ShardResult(part) for part in shard_requests(requests, 2)]
-    # Worker 0 answered in its own order; worker 1 died after one item.
-    shards[0].outputs = [GenerationOutput(r.key, f"a{r.key[1]}") for r in reversed(shards[0].requests)]
-    shards[1].outputs = [GenerationOutput(shards[1].requests[0].key, "a1")]
-    shards[1].error = "worker 1 exited with code 3"
-    merged = merge_outputs(requests, shards)
-    assert [o.key for o in merged] == [r.key for r in requests]
-    assert [o.text for o in merged] == ["a0", "a1", "a2", "", "a4"]
-    assert merged[3].error is not None and "exited with code 3" in merged[3].error
-
-
-def test_merge_refuses_inconsistent_shards() -> None:
-    requests = _requests(3)
-    shards = [ShardResult(part) for part in shard_requests(requests, 2)]
-    shards[0].outputs = [GenerationOutput(("t", 1), "not mine")]
-    with pytest.raises(ValueError, match="not given"):
-        merge_outputs(requests, shards)
-    with pytest.raises(ValueError, match="distinct"):
-        merge_outputs([*requests, requests[0]], shards)
-    with pytest.raises(ValueError, match="exactly"):
-        merge_outputs(requests, shards[:1])
-
-
-def test_device_groups() -> None:
-    assert device_groups(["0", "1", "2", "3"], 1, 4) == ["0", "1", "2", "3"]
-    assert device_groups(["4", "5", "6", "7"], 2, 2) == ["4,5", "6,7"]
-    with pytest.raises(ValueError, match="need 4 GPUs"):
-        device_groups(["0", "1"], 2, 2)
-
-
-def test_outputs_survive_the_worker_file_format() -> None:
-    output = GenerationOutput(("obv_x", 3), "réponse", "p", 10, 2, [8], None)
-    assert output_from_json(output_to_json(output)) == output
-
-
-# ---------------------------------------------------------------------------------------------------
-# The backend itself, against a stand-in vllm package
-
-
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_without_vllm_the_error_names_the_extra(tiny_model_path: Path) -> None:
     from obv_eval.backends.vllm import VLLMBackend
@@ -459,30 +402,6 @@ def test_vllm_backend_loads_a_lora_adapter(fake_vllm: Any, tiny_model_path: Path
     assert init["enable_lora"] is True and init["max_lora_rank"] == 64  # the smallest vLLM rank >= 48
     assert fake_vllm.CALLS[1][3].args == ("adapter", 1, str(adapter))
     assert backend.describe()["lora"] is True
-
-
-def test_data_parallel_workers_run_shards_on_their_gpus(
-    fake_vllm: Any, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from obv_eval.backends.vllm import VLLMBackend
-
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
-    backend = VLLMBackend(tiny_model_path, data_parallel_size=0, chunk_size=1)
-    assert backend.data_parallel_size == 2 and backend.llm is None  # engines live in the workers
-    requests = [*_requests(5), GenerationRequest(("t", 5), "CRASH")]  # item 5 goes to worker 1, last
-    seen: list[GenerationOutput] = []
-    outputs = backend.generate(requests, progress=False, on_batch=seen.extend)
-    assert [o.key for o in outputs] == [r.key for r in requests]
-    assert [o.text for o in outputs[:5]] == [
-        "gpu4 frames[]",
-        "gpu5 frames[]",
-        "gpu4 frames[]",
-        "gpu5 frames[]",
-        "gpu4 frames[]",
-    ]
-    crashed = outputs[5].error
-    assert crashed is not None and "worker 1 (GPUs 5) exited with code 3" in crashed
-    assert len(seen) == 5  # streamed as the workers wrote them; the crashed item has no output
 
 
 def test_obv_vllm_adapter_runs_a_task(fake_vllm: Any, samples_source: None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import itertools
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +38,7 @@ from obv_eval.backends.streaming import (
     visual_kinds,
     visual_pixels,
     visual_tokens,
+    work_units,
 )
 from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.media import cache_budget as frame_cache_budget
@@ -271,10 +273,11 @@ class HFBackend:
         can log outputs as they are produced.
         """
         outputs: dict[int, GenerationOutput] = {}
-        prompts = [
-            render_prompt(self.processor, build_messages(r.text, visual_kinds(r.visuals))) for r in requests
-        ]
-        units = stream_order(requests, prompts)
+        prompts = self._prompts(requests)
+        work = work_units(requests, stream_order(requests, prompts), self.batch_size)
+        # No batch crosses a work unit (so engines that each take whole work units batch the same).
+        units = [unit for part in work for unit in part]
+        ends = set(itertools.accumulate(len(part) for part in work))
         config = self._generation_config()
         new_tokens = self.generation.max_new_tokens
         bar = tqdm(total=len(requests), desc="generating", disable=not progress)
@@ -309,6 +312,8 @@ class HFBackend:
             batch.clear()
 
         for unit_id, loaded in enumerate(prefetch):
+            if unit_id in ends:  # the previous work unit is complete
+                flush()
             if loaded.visuals is None:
                 for index in loaded.unit:  # a failed item is a batch of its own
                     emit([GenerationOutput(requests[index].key, "", error=loaded.error)], [index])
@@ -343,6 +348,17 @@ class HFBackend:
         bar.close()
         self.prefetch_peak_bytes = max(self.prefetch_peak_bytes, prefetch.peak)
         return [outputs[i] for i in range(len(requests))]
+
+    def _prompts(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        return [
+            render_prompt(self.processor, build_messages(r.text, visual_kinds(r.visuals))) for r in requests
+        ]
+
+    def work_units(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+        """Request indices per work unit: generated apart (by several engines, in any order) they give
+        the outputs of one generate() over all the requests."""
+        parts = work_units(requests, stream_order(requests, self._prompts(requests)), self.batch_size)
+        return [[i for unit in part for i in unit] for part in parts]
 
     def _release_caches(self) -> None:
         """Processor outputs and vision features of finished clips go (those of the latest batch stay)."""

@@ -109,6 +109,36 @@ def stream_order(requests: Sequence[GenerationRequest], prompts: Sequence[str]) 
     return units
 
 
+def work_units(
+    requests: Sequence[GenerationRequest], units: Sequence[list[int]], batch_size: int
+) -> list[list[list[int]]]:
+    """Stream units gathered into work units: what one engine generates with no batch crossing them.
+
+    A unit of several items (a clip's questions) is a work unit of its own; single items join the open
+    work unit of their visual kinds until it holds `batch_size` items. Work units come in the order
+    of their first unit. Removing whole work units leaves the others as they were (every full one
+    stays full, each kind's last one stays last), so a resumed run, and engines that take work units
+    in any order, meet the same batch-mates as one uninterrupted engine.
+    """
+    work: list[list[list[int]]] = []
+    sizes: list[int] = []
+    open_for: dict[tuple[VisualKind, ...], int] = {}
+    for unit in units:
+        if len(unit) > 1:
+            work.append([list(unit)])
+            sizes.append(len(unit))
+            continue
+        kinds = visual_kinds(requests[unit[0]].visuals)
+        at = open_for.get(kinds)
+        if at is None or sizes[at] >= batch_size:
+            at = open_for[kinds] = len(work)
+            work.append([])
+            sizes.append(0)
+        work[at].append(list(unit))
+        sizes[at] += 1
+    return work
+
+
 def visual_tokens(
     visuals: LoadedVisuals,
     patch_size: int = PATCH_SIZE,

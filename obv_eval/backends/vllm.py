@@ -5,9 +5,8 @@ frames come from obv_eval.media, passed to vLLM as the VIDEO input (one array pe
 keeps its video position encoding and vLLM never re-samples. Sampling parameters are built by hand
 with every field explicit, so the checkpoint's generation_config cannot change results.
 
-Data parallelism: vLLM refuses ``LLM(data_parallel_size>1)`` offline, so with N > 1 each of N worker
-processes (``python -m obv_eval.backends.vllm worker``, CUDA_VISIBLE_DEVICES set to its GPUs) runs
-one engine on a shard of the items; the parent merges their outputs by (task, doc_id).
+Data parallelism (vLLM refuses ``LLM(data_parallel_size>1)`` offline) is obv_eval.scaleout: one such
+backend per Ray actor, each on its own GPUs, fed whole work units.
 """
 
 from __future__ import annotations
@@ -16,13 +15,8 @@ import concurrent.futures
 import importlib.util
 import json
 import os
-import pickle
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -52,14 +46,11 @@ from obv_eval.media import MediaError
 
 VLLM_EXTRA_HINT = "the vLLM backend needs the extra: pip install 'obv-eval[vllm]'"
 DTYPES = ("float32", "bfloat16", "float16")
-# Each worker's engine gets its own range of internal ports, so engines starting together never race.
 # vLLM sizes its encoder cache as max(max_num_batched_tokens, the model's profiled tokens per item,
 # 32,768 for Qwen2-VL at its default pixel limits) and refuses a visual item above it. Its default
 # max_num_batched_tokens is at most 16,384 on any device; above that, the backend raises it to the
 # longest visual item so every item the transformers backend runs fits (never lowered).
 VLLM_DEFAULT_BATCHED_TOKENS_MAX = 16384
-_WORKER_PORT_BASE = 29700
-_WORKER_PORT_STRIDE = 100
 
 
 class VLLMUnavailable(ImportError):
@@ -123,95 +114,6 @@ def build_vllm_request(
 
 
 # ---------------------------------------------------------------------------------------------------
-# Data parallel: sharding and merging (pure), device groups
-
-
-def shard_requests(requests: Sequence[GenerationRequest], n: int) -> list[list[GenerationRequest]]:
-    """Split items over n engines round-robin: every shard gets a similar mix of modalities and lengths."""
-    if n < 1:
-        raise ValueError(f"number of shards must be at least 1, got {n}")
-    return [list(requests[i::n]) for i in range(n)]
-
-
-@dataclass
-class ShardResult:
-    requests: list[GenerationRequest]
-    outputs: list[GenerationOutput] = field(default_factory=list)
-    error: str | None = None  # why its worker stopped early; the outputs it wrote are kept
-
-
-def merge_outputs(
-    requests: Sequence[GenerationRequest], shards: Sequence[ShardResult]
-) -> list[GenerationOutput]:
-    """Outputs in the order of `requests`, matched by (task, doc_id).
-
-    An item whose worker died before answering it fails alone with the worker's reason; nothing is
-    dropped. Raises ValueError when keys are duplicated or the shards do not cover the requests.
-    """
-    keys = [request.key for request in requests]
-    if len(set(keys)) != len(keys):
-        raise ValueError("requests must have distinct (task, doc_id) keys to be merged")
-    owner: dict[tuple[str, int], int] = {}
-    for index, shard in enumerate(shards):
-        for request in shard.requests:
-            if request.key in owner:
-                raise ValueError(f"item {request.key} is in more than one shard")
-            owner[request.key] = index
-    if set(owner) != set(keys):
-        raise ValueError("the shards do not hold exactly the requested items")
-    produced: dict[tuple[str, int], GenerationOutput] = {}
-    for index, shard in enumerate(shards):
-        for output in shard.outputs:
-            if owner.get(output.key) != index:
-                raise ValueError(f"shard {index} returned an output for {output.key}, which it was not given")
-            if output.key in produced:
-                raise ValueError(f"shard {index} returned {output.key} twice")
-            produced[output.key] = output
-    merged = []
-    for key in keys:
-        if key in produced:
-            merged.append(produced[key])
-        else:
-            reason = shards[owner[key]].error or "its data-parallel worker returned no output"
-            merged.append(GenerationOutput(key, "", error=f"no output: {reason}"))
-    return merged
-
-
-def visible_gpus() -> list[str]:
-    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else every device torch sees."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [device.strip() for device in env.split(",") if device.strip()]
-    import torch
-
-    return [str(index) for index in range(torch.cuda.device_count())]
-
-
-def device_groups(visible: Sequence[str], tensor_parallel_size: int, data_parallel_size: int) -> list[str]:
-    """CUDA_VISIBLE_DEVICES for each engine: consecutive groups of tensor_parallel_size GPUs."""
-    if tensor_parallel_size < 1 or data_parallel_size < 1:
-        raise ValueError("tensor_parallel_size and data_parallel_size must be at least 1")
-    needed = tensor_parallel_size * data_parallel_size
-    if len(visible) < needed:
-        raise ValueError(
-            f"{data_parallel_size} engine(s) x tensor parallel {tensor_parallel_size} need {needed} GPUs; "
-            f"{len(visible)} visible ({','.join(visible) or 'none'})"
-        )
-    size = tensor_parallel_size
-    return [",".join(visible[i * size : (i + 1) * size]) for i in range(data_parallel_size)]
-
-
-def output_to_json(output: GenerationOutput) -> str:
-    return json.dumps(asdict(output), ensure_ascii=False)
-
-
-def output_from_json(line: str) -> GenerationOutput:
-    data = json.loads(line)
-    data["key"] = (str(data["key"][0]), int(data["key"][1]))
-    return GenerationOutput(**data)
-
-
-# ---------------------------------------------------------------------------------------------------
 # The backend
 
 
@@ -226,7 +128,6 @@ class VLLMBackend:
         dtype: str = "bfloat16",
         max_model_len: int | None = None,
         tensor_parallel_size: int = 1,
-        data_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         limit_mm_per_prompt: dict[str, int] | None = None,
         generation: GenerationSettings | None = None,
@@ -237,7 +138,6 @@ class VLLMBackend:
         chunk_bytes: int = 1 << 30,
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        """`data_parallel_size` 0 means one engine per group of `tensor_parallel_size` visible GPUs."""
         require_vllm()
         from transformers import AutoProcessor
 
@@ -262,38 +162,13 @@ class VLLMBackend:
         self.chunk_bytes = max(1, int(chunk_bytes))  # and at most about this many bytes of frames
         self.engine_kwargs = dict(engine_kwargs or {})
         self.prompt_tokens = self.cached_tokens = 0  # over this backend's runs, for the hit rate
-        dp = int(data_parallel_size)
-        if dp == 0:
-            dp = max(1, len(visible_gpus()) // self.tensor_parallel_size)
-        if dp < 0:
-            raise ValueError(f"data_parallel_size must be 0 (all GPUs) or positive, got {dp}")
-        self.data_parallel_size = dp
         # The same processor (and chat template) the transformers backend renders with.
         self.processor = AutoProcessor.from_pretrained(self.model_path)
         self.eos_token_id = int(self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))
         self.llm: Any = None
         self.lora_request: Any = None
-        if dp == 1 and self.max_model_len is not None:
+        if self.max_model_len is not None:
             self._start_engine()
-
-    def _worker_kwargs(self) -> dict[str, Any]:
-        """What a data-parallel worker needs to build the same backend on its own GPUs."""
-        return {
-            "model_path": str(self.model_path),
-            "dtype": self.dtype,
-            "max_model_len": self.max_model_len,
-            "tensor_parallel_size": self.tensor_parallel_size,
-            "data_parallel_size": 1,
-            "chunk_bytes": self.chunk_bytes,
-            "gpu_memory_utilization": self.gpu_memory_utilization,
-            "limit_mm_per_prompt": self.limit_mm_per_prompt,
-            "generation": self.generation,
-            "media": self.media,
-            "adapter_path": str(self.adapter_path) if self.adapter_path else None,
-            "seed": self.seed,
-            "chunk_size": self.chunk_size,
-            "engine_kwargs": {**self.engine_kwargs, **self._batched_tokens()},
-        }
 
     def _batched_tokens(self) -> dict[str, int]:
         """max_num_batched_tokens when the longest visual item needs more than vLLM's defaults give."""
@@ -338,6 +213,21 @@ class VLLMBackend:
             lengths.append(prompt_length(self.processor.tokenizer, prompt, visuals, tokens))
         return lengths
 
+    def fit_to(self, requests: Sequence[GenerationRequest]) -> dict[str, Any]:
+        """The engine settings fit to all these items, for engines that each see a part of them
+        (obv_eval.scaleout): max_model_len and the longest visual item, as one engine would derive."""
+        if self.requested_max_model_len is not None:
+            return {}
+        lengths = self.item_lengths(requests)
+        length, _ = derive_max_model_len(lengths, self.generation.max_new_tokens, self.native_context)
+        return {"max_model_len": length, "longest_visual_item": self.longest_visual_item}
+
+    def adopt(self, shared: dict[str, Any]) -> None:
+        """Settings from fit_to: the engine starts (or restarts) with at least these."""
+        self.longest_visual_item = max(self.longest_visual_item, int(shared.get("longest_visual_item", 0)))
+        if "max_model_len" in shared and self.requested_max_model_len is None:
+            self.max_model_len = max(self.max_model_len or 0, int(shared["max_model_len"]))
+
     def _ensure_engine(self, requests: Sequence[GenerationRequest]) -> None:
         """Start (or restart, for longer items) the engine with max_model_len fit to these items."""
         if self.requested_max_model_len is None:
@@ -379,7 +269,6 @@ class VLLMBackend:
             "chunk_size": self.chunk_size,
             "chunk_bytes": self.chunk_bytes,
             "tensor_parallel_size": self.tensor_parallel_size,
-            "data_parallel_size": self.data_parallel_size,
             "limit_mm_per_prompt": self.limit_mm_per_prompt,
             "lora": self.adapter_path is not None,
             "seed": self.seed,
@@ -398,14 +287,6 @@ class VLLMBackend:
         on_batch: Callable[[list[GenerationOutput]], None] | None = None,
     ) -> list[GenerationOutput]:
         """Generate for every request; an item whose media or prompt fails, fails alone."""
-        if self.data_parallel_size > 1:
-            if self.requested_max_model_len is None:  # every worker gets the length fit to all items
-                lengths = self.item_lengths(requests)
-                self.max_model_len, _ = derive_max_model_len(
-                    lengths, self.generation.max_new_tokens, self.native_context
-                )
-                self.requested_max_model_len = self.max_model_len
-            return self._generate_data_parallel(requests, progress, on_batch)
         from vllm import SamplingParams
 
         self._ensure_engine(requests)
@@ -527,65 +408,6 @@ class VLLMBackend:
         except Exception as error:  # this item's own failure, recorded with its reason
             return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
 
-    # -- data parallel ------------------------------------------------------------------------
-    def _start_worker(self, index: int, gpus: str, requests: list[GenerationRequest], tmp: Path) -> _Worker:
-        folder = tmp / f"worker-{index}"
-        folder.mkdir()
-        with (folder / "job.pkl").open("wb") as handle:
-            pickle.dump({"backend": self._worker_kwargs(), "requests": requests}, handle)
-        env = {
-            **os.environ,
-            "CUDA_VISIBLE_DEVICES": gpus,
-            "VLLM_PORT": str(_WORKER_PORT_BASE + _WORKER_PORT_STRIDE * index),
-        }
-        log = (folder / "worker.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "obv_eval.backends.vllm", "worker", str(folder)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        return _Worker(index, gpus, folder, process, log)
-
-    def _generate_data_parallel(
-        self,
-        requests: Sequence[GenerationRequest],
-        progress: bool,
-        on_batch: Callable[[list[GenerationOutput]], None] | None,
-    ) -> list[GenerationOutput]:
-        groups = device_groups(visible_gpus(), self.tensor_parallel_size, self.data_parallel_size)
-        shards = [ShardResult(list(part)) for part in shard_requests(requests, len(groups))]
-        bar = tqdm(total=len(requests), desc=f"generating (vLLM x{len(groups)})", disable=not progress)
-        workers: list[_Worker] = []
-        with tempfile.TemporaryDirectory(prefix="obv-vllm-dp-") as tmp:
-            try:
-                for index, (group, shard) in enumerate(zip(groups, shards, strict=True)):
-                    if shard.requests:
-                        workers.append(self._start_worker(index, group, shard.requests, Path(tmp)))
-                running = list(workers)
-                while running:
-                    for worker in list(running):
-                        done = worker.process.poll() is not None
-                        for output in worker.read_new():  # after poll(): a finished worker is read to the end
-                            shards[worker.index].outputs.append(output)
-                            if on_batch:
-                                on_batch([output])  # items are independent here: each is a batch of one
-                            bar.update(1)
-                        if done:
-                            if worker.process.returncode != 0:
-                                shards[worker.index].error = worker.failure()
-                            running.remove(worker)
-                    if running:
-                        time.sleep(0.5)
-            finally:
-                for worker in workers:  # interrupted: no worker may outlive the run holding a GPU
-                    if worker.process.poll() is None:
-                        worker.process.terminate()
-                        worker.process.wait()
-                    worker.log.close()
-        bar.close()
-        return merge_outputs(requests, shards)
-
 
 @dataclass
 class _Prepared:
@@ -594,34 +416,6 @@ class _Prepared:
     frames: list[int] = field(default_factory=list)
     error: str | None = None
     tokens: int | None = None  # visual tokens
-
-
-@dataclass
-class _Worker:
-    index: int
-    gpus: str
-    folder: Path
-    process: subprocess.Popen[bytes]
-    log: Any
-    offset: int = 0
-
-    def read_new(self) -> list[GenerationOutput]:
-        """Complete lines the worker has written since the last read."""
-        path = self.folder / "outputs.jsonl"
-        if not path.exists():
-            return []
-        with path.open("rb") as handle:
-            handle.seek(self.offset)
-            data = handle.read()
-        end = data.rfind(b"\n") + 1  # a half-written last line waits for the next read
-        self.offset += end
-        return [output_from_json(line) for line in data[:end].decode().splitlines() if line.strip()]
-
-    def failure(self) -> str:
-        lines = (self.folder / "worker.log").read_text(errors="replace").strip().splitlines()
-        last = lines[-1] if lines else "no output"
-        code = self.process.returncode
-        return f"data-parallel worker {self.index} (GPUs {self.gpus}) exited with code {code}: {last}"
 
 
 def _to_output(
@@ -655,27 +449,3 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
-
-
-# ---------------------------------------------------------------------------------------------------
-# Data-parallel worker entry point
-
-
-def _worker_main(folder: Path) -> int:
-    with (folder / "job.pkl").open("rb") as handle:
-        job = pickle.load(handle)
-    backend = VLLMBackend(**job["backend"])
-    with (folder / "outputs.jsonl").open("w", encoding="utf-8") as sink:
-
-        def write(outputs: list[GenerationOutput]) -> None:
-            sink.writelines(output_to_json(output) + "\n" for output in outputs)
-            sink.flush()  # the parent streams these lines while the worker runs
-
-        backend.generate(job["requests"], progress=False, on_batch=write)
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "worker":
-        sys.exit("usage: python -m obv_eval.backends.vllm worker FOLDER")
-    sys.exit(_worker_main(Path(sys.argv[2])))
