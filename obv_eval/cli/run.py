@@ -185,7 +185,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         except (ModelNotAvailable, DataSourceError, ImportError, RunConflict) as error:
             raise UsageError(str(error)) from error
     print(render_summary(result.results))
-    print(f"\nwrote {result.run_dir / 'results.json'} and {result.run_dir / 'samples.jsonl'}")
+    print(f"\nwrote results.json and samples.jsonl into {result.run_dir}")
     return error_budget(result.results, result.records, args.max_unscored, args.max_failed)
 
 
