@@ -140,7 +140,7 @@ def cmd_leaderboard(argv: Sequence[str]) -> int:
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from error
     print(paths["text"].read_text(encoding="utf-8"))  # the tables within 100 columns; notes in leaderboard.md
-    print(f"wrote into {args.out}: " + ", ".join(p.name for p in paths.values()))
+    print(f"wrote into {args.out}:\n  " + ", ".join(p.name for p in paths.values()))
     return 0
 
 
