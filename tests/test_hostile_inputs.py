@@ -819,3 +819,71 @@ def test_sigterm_during_a_real_run_exits_143_with_terminated(tmp_path: Path) -> 
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 143, rest
     assert rest.strip().splitlines()[-1] == "obv-eval: terminated" and "Traceback" not in rest, rest
+
+
+# -- issue 24 point 7: names in the leaderboard cannot inject formulas, markup or terminal escapes ------
+
+_HOSTILE_MODEL_NAMES = [
+    '=HYPERLINK("http://evil.example","click")',  # a spreadsheet formula
+    "+1+1",
+    "-2+3",
+    "@SUM(A1:A2)",
+    "\t=1+1",  # a tab or CR first: spreadsheets drop it and read the formula
+    "\r=1+1",  # and a lone CR would start a new CSV row
+    "a|b",  # splits a Markdown cell
+    "a\\|b",
+    "<script>alert(1)</script>",  # markup in Markdown and HTML
+    "$\\frac{1}{0}$",  # mathtext for matplotlib
+    "x\x1b[2Jy",  # a terminal escape (clears the screen)
+]
+
+
+def _markdown_cells(line: str) -> list[str]:
+    """A GFM table row's cells: split on every | that no backslash escapes."""
+    cells, cell, escaped = [], "", False
+    for ch in line.strip().strip("|"):
+        if ch == "|" and not escaped:
+            cells.append(cell)
+            cell = ""
+        else:
+            cell += ch
+        escaped = ch == "\\" and not escaped
+    return [*cells, cell]
+
+
+def test_a_hostile_model_name_stays_a_name_in_every_leaderboard_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+    import html
+
+    for i, name in enumerate(_HOSTILE_MODEL_NAMES):
+        run = _run_copy(tmp_path, f"run{i}")
+        results = json.loads((run / "results.json").read_text())
+        results["model"] = name
+        (run / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "board"
+    runs = [str(tmp_path / f"run{i}") for i in range(len(_HOSTILE_MODEL_NAMES))]
+    assert main(["leaderboard", *runs, "--out", str(out), "--no-reference"]) == 0  # the chart too
+    printed = capsys.readouterr().out
+    assert not any(ch in printed for ch in "\x1b\r\t"), "a control character reached the terminal"
+    assert max(map(len, printed.splitlines()[:-1])) <= 100
+
+    with (out / "leaderboard.csv").open(newline="", encoding="utf-8") as handle:
+        cells = [row[0] for row in csv.reader(handle)]
+    assert len(cells) == 1 + len(_HOSTILE_MODEL_NAMES)  # one row each: no CR started another
+    lines = (out / "leaderboard.md").read_text(encoding="utf-8").splitlines()
+    header = next(line for line in lines if line.startswith("| model"))
+    rows = [line for line in lines if line.startswith("| ") and "20.0 [" in line]
+    assert len(rows) == len(_HOSTILE_MODEL_NAMES)
+    page = (out / "leaderboard.html").read_text(encoding="utf-8")
+    assert "<script" not in page
+    for name in _HOSTILE_MODEL_NAMES:
+        # CSV: a cell a spreadsheet would run as a formula starts with a quote (OWASP), the rest as written
+        expected = "'" + name if name[0] in "=+-@\t\r" else name
+        assert "".join(" " if ord(ch) < 32 else ch for ch in expected) in cells, name
+        # HTML: escaped, never markup
+        assert html.escape(name.strip()) in page, name
+    assert all(not c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells)
+    # Markdown: every row keeps as many cells as the header (the names' | escaped)
+    assert all(len(_markdown_cells(row)) == len(_markdown_cells(header)) for row in rows)
