@@ -19,7 +19,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,8 @@ class GenerationLog:
         self.identity = identity  # the run's model and settings; None: no checks (a bare log)
         self.reused = 0  # outputs this process took from the log
         self.generated = 0  # outputs this process appended
+        # The request digest of each item this process asks for: every appended output carries its own.
+        self.digests: dict[Key, str] = {}
 
     def load(self, digests: Mapping[Key, str] | None = None) -> dict[Key, GenerationOutput]:
         """Outputs of every complete batch in the log (a torn last line or batch is ignored).
@@ -91,14 +92,14 @@ class GenerationLog:
                 os.fsync(handle.fileno())
         return size - keep
 
-    def append_batch(self, outputs: list[GenerationOutput], digests: Mapping[Key, str] | None = None) -> None:
+    def append_batch(self, outputs: list[GenerationOutput]) -> None:
         if not outputs:
             return
         with stage("writing"):  # called from inside generation: counted as writing, not as model time
-            self._append(outputs, digests or {})
+            self._append(outputs)
         self.generated += len(outputs)
 
-    def _append(self, outputs: list[GenerationOutput], digests: Mapping[Key, str]) -> None:
+    def _append(self, outputs: list[GenerationOutput]) -> None:
         batch = uuid.uuid4().hex  # any unique id: only grouping matters, never written to results
         secrets = configured_secrets()
         lines = [
@@ -106,7 +107,7 @@ class GenerationLog:
                 {
                     "batch": batch,
                     "batch_size": len(outputs),
-                    "request": digests.get(o.key),
+                    "request": self.digests.get(o.key),
                     "output": redact_value(asdict(o), secrets),
                 },
                 ensure_ascii=False,
@@ -128,13 +129,12 @@ def generate_resumable(
     digest, generated otherwise. A run whose identity.json names another model or other settings is
     refused here (RunConflict), before anything is generated."""
     done: dict[Key, GenerationOutput] = {}
-    digests: dict[Key, str] = {}
     if log is not None:
         if log.identity is not None:
             log.identity.begin(output_settings(backend))
             context = log.identity.context()
-            digests = {r.key: request_digest(r.key, r.text, r.visuals, context) for r in requests}
-        done = log.load(digests) if log.identity is not None else log.load()
+            log.digests.update({r.key: request_digest(r.key, r.text, r.visuals, context) for r in requests})
+        done = log.load(log.digests) if log.identity is not None else log.load()
         log.reused += sum(r.key in done for r in requests)
     todo = [request for request in requests if request.key not in done]
     if todo:
@@ -143,7 +143,6 @@ def generate_resumable(
         if log is not None and log.identity is not None:
             log.identity.record_session(backend.describe())
 
-        on_batch = partial(log.append_batch, digests=digests) if log is not None else None
-        produced = generate_per_task(backend, todo, progress, on_batch)
+        produced = generate_per_task(backend, todo, progress, log.append_batch if log else None)
         done.update({output.key: output for output in produced})
     return done
