@@ -46,12 +46,14 @@ class RunConflict(Exception):
 def run_folder_name(model: str) -> str:
     """The model's folder under the output directory: a plain registry name as it is; a path or any
     name that needs escaping keeps its full identity in a short hash (``a/x`` and ``b/x`` differ)."""
+    from obv_eval.registry import MODELS
+
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
-    if safe == model and safe.strip(".") and not os.path.isdir(model):
+    if safe == model and safe.strip(".") and (model in MODELS or not os.path.isdir(model)):
         return safe
     full = os.path.abspath(os.path.expanduser(model)) if os.path.isdir(os.path.expanduser(model)) else model
     base = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(full).name).strip(".") or "model"
-    return f"{base}-{hashlib.sha256(full.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
+    return f"{base}-{hashlib.sha256(full.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
 
 
 def _canonical(value: Any) -> str:
@@ -88,7 +90,7 @@ def request_digest(
     """The identity of one item's request: what the backend is given, under which model and settings."""
     digest = hashlib.sha256()
     for part in (_canonical(list(key)), text, *(_visual_digest(v) for v in visuals), _canonical(context)):
-        digest.update(part.encode("utf-8", "surrogateescape"))
+        digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
     return digest.hexdigest()[:32]
 

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from obv_eval.cli import main
-from obv_eval.run_identity import run_folder_name
-from obv_eval.sources import SAMPLES_DIR
+from obv_eval.run_identity import request_digest, run_folder_name
+from obv_eval.sources import SAMPLES_DIR, MediaRef
 
 
 def _run(
@@ -74,8 +75,38 @@ def test_run_folders_keep_the_model_identity(tmp_path: Path) -> None:
     os.chdir(tmp_path)
     try:  # one folder however it is spelt
         assert run_folder_name("a/x") == run_folder_name(str(a)) == run_folder_name("./a/x/")
+        (tmp_path / "tiny-qwen2vl").mkdir()  # a folder named like a registry model: the registry's wins
+        assert run_folder_name("tiny-qwen2vl") == "tiny-qwen2vl"
     finally:
         os.chdir(cwd)
+
+
+def test_a_request_digest_follows_the_prompt_the_media_bytes_and_the_settings(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    for folder in ("one", "two"):
+        Image.new("RGB", (4, 4), (10, 20, 30)).save(tmp_path / folder / "a.png")
+    Image.new("RGB", (4, 4), (10, 20, 31)).save(tmp_path / "two" / "b.png")
+    settings = {"settings": {"generation": {"max_new_tokens": 32}}}
+
+    def digest(text: str, *visuals: object, context: dict[str, Any] = settings) -> str:
+        return request_digest(("obv_vqarad", 0), text, visuals, context)
+
+    here, moved = (
+        MediaRef("image", "a.png", str(tmp_path / "one")),
+        MediaRef("image", "a.png", str(tmp_path / "two")),
+    )
+    assert digest("Q?", here) == digest("Q?", moved)  # the same bytes under another root: the same request
+    assert digest("Q?", here) != digest("Q?", MediaRef("image", "b.png", str(tmp_path / "two")))
+    assert digest("Q?", here) != digest("Q!", here)
+    assert digest("Q?", here) != digest(
+        "Q?", here, context={"settings": {"generation": {"max_new_tokens": 8}}}
+    )
+    pixels = Image.open(tmp_path / "one" / "a.png")
+    assert digest("Q?", pixels) == digest("Q?", Image.open(tmp_path / "two" / "a.png"))
+    missing = MediaRef("image", "gone.png", str(tmp_path))
+    assert digest("Q?", missing) != digest("Q?", here)  # an unreadable file is a request too, never an error
+    assert digest("\ud800 lone surrogate") != digest("Q?")
 
 
 def test_resume_under_other_generation_settings_is_refused_and_restart_regenerates(
