@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -11,10 +12,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_ships_everything_a_plain_install_needs(tmp_path: Path) -> None:
+    # setuptools builds in the source tree (build/, *.egg-info) unless told otherwise: the extra config
+    # puts both under tmp_path, so the test writes nothing into the work tree
+    extra = tmp_path / "setuptools.cfg"
+    extra.write_text(f"[build]\nbuild_base = {tmp_path / 'build'}\n[egg_info]\negg_base = {tmp_path}\n")
+    had_build = (ROOT / "build").exists()
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True, timeout=600,
+        check=True, capture_output=True, timeout=600, env={**os.environ, "DIST_EXTRA_CONFIG": str(extra)},
     )  # fmt: skip
+    assert had_build or not (ROOT / "build").exists()
+    assert (tmp_path / "build").is_dir()  # the setting took effect
     (wheel,) = tmp_path.glob("obv_eval-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     repo_files = [
