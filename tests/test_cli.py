@@ -173,3 +173,22 @@ def test_model_path_folder_runs_under_its_own_name(
     ]
     assert main([*args, "--output-dir", str(out), "--run-id", "r", "--no-progress", "--limit", "2"]) == 0
     assert (out / "my-model" / "r" / "results.json").exists()
+
+
+def test_data_check_on_an_unavailable_hub_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # the tests' hub is off (conftest); the cache is empty
+    assert main(["data", "check", "medqa", "--data", "hub", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load medqa (GBaker/MedQA-USMLE-4-options): the hub is off" in err[0], err
+
+
+def test_data_commands_parsed_elsewhere_take_verbose(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `data prepare mimicechoqa` and `data overlap` have their own parsers: --verbose is taken before them
+    missing = tmp_path / "no-dicoms"
+    assert main(["data", "prepare", "mimicechoqa", "--source", str(missing), "--verbose"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"obv-eval: error: --source {missing}: not a folder"]
