@@ -49,6 +49,7 @@ class ObvOpenAI(ObvModel):
         frames: str = "default",
         max_visual_tokens: int | str | None = None,
         processor: str | None = None,
+        data_parallel_ranks: int | str = 0,  # vllm serve --data-parallel-size N: a clip to one rank
         progress: bool = True,
         batch_size: int | str | None = None,  # lmms-eval always passes these; concurrency bounds the calls
         device: str | None = None,
@@ -78,4 +79,5 @@ class ObvOpenAI(ObvModel):
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),
             media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens),
             templater=templater,
+            data_parallel_ranks=int(data_parallel_ranks or 0),
         )

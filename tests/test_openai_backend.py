@@ -404,3 +404,36 @@ def test_payload_bytes_counts_the_data_urls() -> None:
     assert payload_bytes({"messages": [{"role": "user", "content": "text only"}]}) == 0
     with pytest.raises(ValueError, match="max_payload_bytes"):
         OpenAICompatBackend("m", base_url="http://127.0.0.1:1/v1", max_payload_bytes=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Behind `vllm serve --data-parallel-size N`: a clip's questions go to one rank
+
+
+def test_each_clips_questions_carry_one_data_parallel_rank(tmp_path: Path) -> None:
+    from obv_eval.data.synth import write_video
+
+    requests = []
+    for clip in range(6):
+        write_video(tmp_path / f"clip{clip}.mp4", num_frames=4, fps=2, width=56, height=56, seed=clip)
+        ref = MediaRef("video", f"clip{clip}.mp4", str(tmp_path))
+        for q in range(3):
+            requests.append(GenerationRequest(("v", len(requests)), f"Q{q} on clip {clip}?", (ref,)))
+    requests += _text_requests(4)
+    with FakeChatServer(reply=lambda body: "ok") as server:
+        outputs = _backend(server, data_parallel_ranks=2).generate(requests, progress=False)
+        sent = [(r.body["messages"][0]["content"][-1], r.headers) for r in server.chat_requests]
+    assert all(o.error is None for o in outputs)
+    ranks: dict[str, set[str]] = {}
+    for content, headers in sent:
+        text = content["text"] if isinstance(content, dict) else str(content)
+        clip = text.rsplit(" ", 1)[-1].rstrip("?") if "clip" in text else text
+        ranks.setdefault(clip, set()).add(headers["x-data-parallel-rank"])
+    clips = {name: got for name, got in ranks.items() if name.isdigit()}
+    assert len(clips) == 6 and all(len(got) == 1 for got in clips.values())  # one rank per clip
+    assert set().union(*clips.values()) == {"0", "1"}  # both ranks serve clips
+    assert set().union(*ranks.values()) <= {"0", "1"}
+    # Without the option no header is sent (a server without data parallelism may refuse it).
+    with FakeChatServer(reply=lambda body: "ok") as server:
+        _backend(server).generate(requests[:2], progress=False)
+        assert all("x-data-parallel-rank" not in r.headers for r in server.chat_requests)

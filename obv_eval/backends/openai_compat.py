@@ -14,6 +14,10 @@ the bytes of their encoded media (``max_payload_bytes``, the base64 data URLs: a
 are megabytes, and a server holds each body until it answers). A request over the byte bound is sent
 alone. The API key is read from the environment when a run starts and never appears in describe(),
 outputs or error text.
+
+Behind ``vllm serve --data-parallel-size N`` (``data_parallel_ranks=N``), every question on one clip
+carries vLLM's ``X-data-parallel-rank`` header with the same rank (a sha256 of the clip's files, mod N),
+so the rank whose prefix cache holds the clip answers them all.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import asyncio
 import base64
 import concurrent.futures
 import contextvars
+import hashlib
 import io
 import json
 import logging
@@ -272,6 +277,7 @@ class OpenAICompatBackend:
         templater: ChatTemplater | None = None,
         jpeg_quality: int = JPEG_QUALITY,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        data_parallel_ranks: int = 0,
     ) -> None:
         """`server` defaults to "openai" without a base_url and "vllm" with one; `video_mode` to
         "video" for vLLM (Qwen2-VL's video input) and "frames" for OpenAI (no video input there).
@@ -293,6 +299,11 @@ class OpenAICompatBackend:
             raise ValueError(
                 "concurrency >= 1, max_retries >= 0, timeout_s > 0 and max_payload_bytes >= 1 are required"
             )
+        if data_parallel_ranks < 0:
+            raise ValueError(
+                f"data_parallel_ranks must be 0 (no pinning) or positive, got {data_parallel_ranks}"
+            )
+        self.data_parallel_ranks = int(data_parallel_ranks)
         self.concurrency = int(concurrency)
         self.max_payload_bytes = int(max_payload_bytes)
         self.peak_payload_bytes = 0  # most encoded media bytes in flight at once in the last run
@@ -319,6 +330,7 @@ class OpenAICompatBackend:
             "jpeg_quality": self.jpeg_quality,
             "concurrency": self.concurrency,
             "max_payload_bytes": self.max_payload_bytes,
+            "data_parallel_ranks": self.data_parallel_ranks,
             "timeout_s": self.timeout_s,
             "max_retries": self.max_retries,
             "openai": _version("openai"),
@@ -411,7 +423,7 @@ class OpenAICompatBackend:
             try:
                 if self.stopped is not None:  # refused while this request waited for room
                     raise _CallFailed(f"not sent: {self.stopped}")
-                text, usage = await self._call(client, body)
+                text, usage = await self._call(client, body, self.rank_headers(request))
             finally:
                 await payload.release(size)
         except _CallFailed as failure:
@@ -423,14 +435,22 @@ class OpenAICompatBackend:
             request.key, text, prompt=prompt, prompt_tokens=usage[0], output_tokens=usage[1], frames=frames
         )
 
+    def rank_headers(self, request: GenerationRequest) -> dict[str, str]:
+        """vLLM's X-data-parallel-rank for this item: one rank for every question on a clip."""
+        if not self.data_parallel_ranks:
+            return {}
+        return {"X-data-parallel-rank": str(clip_rank(request, self.data_parallel_ranks))}
+
     async def _call(
-        self, client: openai.AsyncOpenAI, body: dict[str, Any]
+        self, client: openai.AsyncOpenAI, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> tuple[str, tuple[int | None, int | None]]:
         counter = [0]
         _attempts.set(counter)  # each item runs in its own task: the value stays local to it
         messages = cast("list[ChatCompletionMessageParam]", body.pop("messages"))
         try:
-            response = await client.chat.completions.create(messages=messages, **body)
+            response = await client.chat.completions.create(
+                messages=messages, extra_headers=headers or None, **body
+            )
         except openai.APIStatusError as error:
             retries = max(counter[0] - 1, 0)
             if error.status_code in _RETRIED_STATUSES:
@@ -488,6 +508,20 @@ class _CallFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def clip_rank(request: GenerationRequest, ranks: int) -> int:
+    """A stable rank in [0, ranks) for the item's clip: sha256 of its visuals' kinds and paths as the rows
+    name them (the same on every machine and run; Python's hash() is salted per process). An item with
+    no clip (text, images) is spread by its own key."""
+    from obv_eval.backends.streaming import clip_group
+
+    group = clip_group(request)
+    if group is not None:
+        identity = "\0".join(f"{getattr(v, 'kind', '')}:{getattr(v, 'path', '')}" for v in group)
+    else:
+        identity = f"item\0{request.key[0]}\0{request.key[1]}"
+    return int.from_bytes(hashlib.sha256(identity.encode("utf-8")).digest()[:8], "big") % ranks
 
 
 def _version(package: str) -> str | None:

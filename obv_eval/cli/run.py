@@ -104,6 +104,13 @@ def _run_parser() -> argparse.ArgumentParser:
         "--max-visual-tokens", type=int, help="visual-token budget per clip, e.g. 16384 (the training budget)"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="openai backend: requests in flight")
+    parser.add_argument(
+        "--data-parallel-ranks",
+        type=int,
+        default=0,
+        help="--base-url served by `vllm serve --data-parallel-size N`: pass N, and each clip's questions "
+        "go to one rank (its prefix cache) through vLLM's X-data-parallel-rank header",
+    )
     parser.add_argument("--max-new-tokens", type=int, help="override every task's token budget")
     parser.add_argument("--limit", type=int, help="only the first N items of each task")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars, only stage lines")
@@ -170,7 +177,11 @@ def cmd_run(argv: Sequence[str]) -> int:
         max_model_len=args.max_model_len,
         max_batch_tokens=args.max_batch_tokens,
         prefix_reuse=args.prefix_reuse,
-        model_args={"frames": args.frames, "max_visual_tokens": args.max_visual_tokens},
+        model_args={
+            "frames": args.frames,
+            "max_visual_tokens": args.max_visual_tokens,
+            **({"data_parallel_ranks": args.data_parallel_ranks} if args.data_parallel_ranks else {}),
+        },
         concurrency=args.concurrency,
         max_new_tokens=args.max_new_tokens,
         limit=args.limit,
@@ -229,6 +240,9 @@ def _validate_run_args(args: argparse.Namespace) -> None:
     at_least(args.max_new_tokens, 1, "--max-new-tokens")
     at_least(args.batch_size, 1, "--batch-size")
     at_least(args.concurrency, 1, "--concurrency")
+    at_least(args.data_parallel_ranks, 0, "--data-parallel-ranks")
+    if args.data_parallel_ranks and args.base_url is None:
+        raise UsageError("--data-parallel-ranks is for a served model: pass --base-url too")
     at_least(args.tensor_parallel_size, 1, "--tensor-parallel-size")
     at_least(args.data_parallel_size, 0, "--data-parallel-size")
     if args.ray_address is not None and args.data_parallel_size == 1:
