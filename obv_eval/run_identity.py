@@ -33,8 +33,9 @@ from obv_eval.files import atomic_write_text
 IDENTITY_FILE = "identity.json"
 LOCK_FILE = "run.lock"
 HOLDER_FILE = "run.lock.json"
-# The files a run writes; --restart removes them so nothing of the old settings survives.
-RUN_FILES = ("generations.jsonl", IDENTITY_FILE, "samples.jsonl", "results.json")
+# The files a run writes (and the report made from them); --restart removes them so nothing made under
+# the old settings survives in the folder.
+RUN_FILES = ("generations.jsonl", IDENTITY_FILE, "samples.jsonl", "results.json", "report.html")
 # What a backend's describe() holds that changes what the model says (the rest is how fast it runs).
 OUTPUT_FIELDS = ("backend", "dtype", "video_mode", "jpeg_quality")
 

@@ -129,7 +129,9 @@ def test_resume_under_other_generation_settings_is_refused_and_restart_regenerat
     assert "settings.frames.video" in _one_error_line(capsys.readouterr().err)
     assert (run / "samples.jsonl").read_bytes() == first  # nothing written under the refused settings
 
+    (run / "report.html").write_text("a report of the 32-token records")
     assert _run(out, "X", "--max-new-tokens", "8", "--restart") == 0
+    assert not (run / "report.html").exists()  # nothing made under the old settings stays in the folder
     records, provenance = _records(run), _provenance(run)
     assert provenance["generation"]["max_new_tokens"] == 8
     assert all(r["tokens"]["output"] <= 8 for r in records)  # every record made under what provenance says
