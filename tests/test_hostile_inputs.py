@@ -487,6 +487,33 @@ def test_a_full_disk_is_one_line_and_leaves_every_file_whole(
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing half written, nothing left
 
 
+def test_a_disk_filling_up_during_a_run_is_one_line_and_the_run_resumes(
+    tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    real_append = GenerationLog.append_batch
+    appended: list[int] = []
+
+    def fills_up(self: GenerationLog, outputs: Any) -> None:
+        if appended:  # the first batch is written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        appended.append(len(outputs))
+        real_append(self, outputs)
+
+    monkeypatch.setattr(GenerationLog, "append_batch", fills_up)
+    args = ("--tasks", "medqa", "--limit", "3", "--data", "samples", "--batch-size", "1")
+    code, run = _run(tmp_path, "full", *args)
+    assert code == 2
+    line = _one_error_line(capsys)
+    assert "generations.jsonl: No space left on device" in line and "resumes" in line
+    monkeypatch.setattr(GenerationLog, "append_batch", real_append)
+    code, run = _run(tmp_path, "full", *args)
+    assert code == 0 and sorted(r["doc_id"] for r in _records(run)) == [0, 1, 2]
+    counts = json.loads((run / "results.json").read_text())["provenance"]["run"]
+    assert (counts["outputs_reused"], counts["outputs_generated"]) == (appended[0], 3 - appended[0])
+
+
 def test_out_onto_an_existing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = _run_copy(tmp_path)
     blocker = tmp_path / "taken"
