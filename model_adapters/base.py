@@ -20,6 +20,7 @@ from obv_eval.backends.base import (
     GenerationRequest,
     MediaSettings,
 )
+from obv_eval.controls import parse_control
 from obv_eval.failures import failure_text
 from obv_eval.generation_log import GenerationLog, generate_resumable
 from obv_eval.media import ImageSettings, VideoSettings
@@ -32,6 +33,7 @@ def media_settings(
     max_frames: int,
     frames: str = "default",
     max_visual_tokens: int | str | None = None,
+    control: str | None = None,
 ) -> MediaSettings:
     """The frame sampler's settings from --model_args (strings arrive as numbers or text).
 
@@ -39,6 +41,7 @@ def media_settings(
     given. frames=train: the study's training frames (obv_eval.train.config.STUDY_TRAIN_VIDEO: 1 fps,
     at most 420 frames, 16,384 visual tokens per clip). max_visual_tokens=N: a visual-token budget per
     clip (frames are downscaled until the clip fits, down to 56x56 pixels, as training does).
+    control=NAME: a control run (obv_eval.controls: blind, blank, single-frame, shuffled, frames=N).
     """
     if frames == "train":
         from obv_eval.train.config import STUDY_TRAIN_VIDEO
@@ -55,7 +58,8 @@ def media_settings(
         video = dataclasses.replace(
             video, min_pixels=min(video.min_pixels, 2 * 28 * 2 * 28), total_pixels=budget * 28 * 28
         )
-    return MediaSettings(video=video, image=ImageSettings())
+    chosen = parse_control(control) if control not in (None, "", "None") else None
+    return MediaSettings(video=video, image=ImageSettings(), control=chosen)
 
 
 class ObvModel(lmms):

@@ -48,6 +48,7 @@ class ObvOpenAI(ObvModel):
         max_frames: int = VideoSettings.max_frames,
         frames: str = "default",
         max_visual_tokens: int | str | None = None,
+        control: str | None = None,
         processor: str | None = None,
         data_parallel_ranks: int | str = 0,  # vllm serve --data-parallel-size N: a clip to one rank
         progress: bool = True,
@@ -77,7 +78,7 @@ class ObvOpenAI(ObvModel):
             timeout_s=float(timeout_s),
             max_retries=int(max_retries),
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),
-            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens),
+            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens, control),
             templater=templater,
             data_parallel_ranks=int(data_parallel_ranks or 0),
         )

@@ -38,6 +38,7 @@ class ObvVLLM(ObvModel):
         max_frames: int = VideoSettings.max_frames,
         frames: str = "default",
         max_visual_tokens: int | str | None = None,
+        control: str | None = None,
         progress: bool = True,
         batch_size: int | str | None = None,  # lmms-eval always passes these; vLLM schedules its own batches
         device: str | None = None,
@@ -60,7 +61,7 @@ class ObvVLLM(ObvModel):
             gpu_memory_utilization=float(gpu_memory_utilization),
             limit_mm_per_prompt={"image": int(max_images), "video": int(max_videos)},
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),
-            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens),
+            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens, control),
             adapter_path=resolved.adapter_path,
             seed=int(seed),
         )

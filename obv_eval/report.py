@@ -168,15 +168,18 @@ def _jpeg_data_uri(image: Any) -> str:
 
 
 def contact_sheet(visual: Any, provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """Thumbnails of one visual as the model received it (sampled and resized with the recorded settings)."""
+    """Thumbnails of one visual as the model received it (sampled and resized with the recorded settings,
+    under the run's control: blank frames, shuffled order, ...)."""
+    from obv_eval import controls
     from obv_eval.media import ImageSettings, MediaError, VideoSettings, load_image, load_video
     from obv_eval.sources import MediaRef
 
     media = provenance.get("media") or {}
+    control = provenance.get("control")
     try:
         if isinstance(visual, MediaRef) and visual.kind == "video":
-            settings = VideoSettings(**(media.get("video") or {}))
-            video = load_video(visual.path, settings, root=visual.root)
+            settings = controls.video_settings(control, VideoSettings(**(media.get("video") or {})))
+            (video,), _ = controls.apply(control, (load_video(visual.path, settings, root=visual.root),), ())
             count = video.num_frames
             step = (count - 1) / (MAX_SHEET_FRAMES - 1)
             shown = sorted({round(i * step) for i in range(MAX_SHEET_FRAMES)})
@@ -198,6 +201,7 @@ def contact_sheet(visual: Any, provenance: Mapping[str, Any]) -> dict[str, Any]:
         else:
             image = load_image(visual, image_settings)
             name = "image from the dataset row"
+        _, (image,) = controls.apply(control, (), (image,))
         size = f"{image.width}x{image.height}"
         return {"kind": "image", "name": name, "frames": [_jpeg_data_uri(image)], "size": size}
     except (MediaError, OSError, ValueError, TypeError) as error:

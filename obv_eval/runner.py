@@ -75,6 +75,7 @@ class RunConfig:
     progress: bool = True
     model_args: dict[str, Any] = field(default_factory=dict)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    control: str | None = None  # obv_eval.controls: the run removes this from the visuals
 
 
 @dataclass
@@ -103,6 +104,8 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
     """The lmms-eval model for the chosen backend; every backend builds the same conversation."""
     pretrained = str(resolved.path) if config.model_path else config.model
     common: dict[str, Any] = {"progress": config.progress, **config.model_args}
+    if config.control is not None:  # a frame-policy setting: the backend's MediaSettings carry it
+        common["control"] = config.control
     scale_out = {
         "data_parallel_size": config.data_parallel_size,
         "ray_address": config.ray_address,
@@ -146,12 +149,22 @@ def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> A
 
 def run(config: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     """Run (or resume) one run id; its folder is locked for this process while it runs."""
-    run_id = config.run_id or default_run_id()
+    run_id = control_run_id(config.run_id or default_run_id(), config.control)
     run_dir = Path(config.output_dir) / run_folder_name(config.model) / run_id
     with run_lock(run_dir):
         if config.restart and restart(run_dir):
             log(f"obv-eval: --restart: run {run_dir} starts afresh")
         return _run_locked(config, run_id, run_dir, log)
+
+
+def control_run_id(run_id: str, control: str | None) -> str:
+    """A control run's id: the full run's id with the control's suffix (never the full run's folder)."""
+    if control is None:
+        return run_id
+    from obv_eval.controls import run_suffix
+
+    suffix = "." + run_suffix(control)
+    return run_id if run_id.endswith(suffix) else run_id + suffix
 
 
 def _run_locked(config: RunConfig, run_id: str, run_dir: Path, log: Callable[[str], None]) -> RunResult:
@@ -207,7 +220,7 @@ def _run_locked(config: RunConfig, run_id: str, run_dir: Path, log: Callable[[st
         raise RuntimeError("lmms-eval returned no results")
 
     with stage("scoring"):  # records, then (below) the judge and the per-task summaries
-        records = collect_records(benchmarks, output["samples"], adapter.outputs)
+        records = collect_records(benchmarks, output["samples"], adapter.outputs, config.control)
         from obv_eval.provenance import environment, model_files, rows_provenance
 
     with stage("provenance"):  # fingerprints of tasks, data, media and weights; the environment
@@ -223,6 +236,7 @@ def _run_locked(config: RunConfig, run_id: str, run_dir: Path, log: Callable[[st
         # Every record was made under these settings: a resume under others is refused (RunConflict).
         provenance["generation"] = adapter.backend.generation.to_dict()
         provenance["media"] = adapter.backend.media.to_dict()
+        provenance["control"] = config.control  # None: the full run
         provenance["run"] = {
             "restarted": config.restart,
             "outputs_reused": generation_log.reused,
@@ -431,8 +445,10 @@ def collect_records(
     benchmarks: Iterable[Benchmark],
     samples: dict[str, list[dict[str, Any]]],
     outputs: dict[tuple[str, int], Any],
+    control: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Per-item records from lmms-eval's logged samples plus what the backend saw and produced."""
+    """Per-item records from lmms-eval's logged samples plus what the backend saw and produced (and the
+    control it ran under; a full run's records carry no control field)."""
     records = []
     for benchmark in benchmarks:
         for sample in samples.get(benchmark.task, []):
@@ -458,6 +474,8 @@ def collect_records(
                     "scores": scored["scores"],
                 }
             )
+            if control is not None:
+                record["control"] = control
             records.append(record)
     return sorted(records, key=lambda r: (r["task"], r["doc_id"]))
 

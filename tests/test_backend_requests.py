@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import hashlib
 import importlib.util
 import io
 import json
@@ -108,9 +109,25 @@ def _summarize_vllm(request: dict[str, Any], sampling: dict[str, Any]) -> dict[s
     }
 
 
-def _golden(name: str, processor: Any) -> dict[str, Any]:
+def _frame_digests(request: dict[str, Any]) -> list[list[str]]:
+    """Each sent video's frames by a short digest of their pixels (order, repeats and blanks show)."""
+    videos = request.get("multi_modal_data", {}).get("video", [])
+    return [[hashlib.sha1(frame.tobytes()).hexdigest()[:12] for frame in video] for video in videos]
+
+
+def _golden(name: str, processor: Any, media: MediaSettings = MEDIA) -> dict[str, Any]:
     request = ITEMS[name]
     eos = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    golden = _golden_requests(request, processor, media, eos)
+    if media.control is not None:  # control goldens also pin which frames go, in which order
+        golden["control"] = media.control
+        golden["vllm_offline_frames"] = _frame_digests(build_vllm_request(request, processor, media))
+    return golden
+
+
+def _golden_requests(
+    request: GenerationRequest, processor: Any, media: MediaSettings, eos: int
+) -> dict[str, Any]:
     return {
         "item": {
             "key": list(request.key),
@@ -118,21 +135,35 @@ def _golden(name: str, processor: Any) -> dict[str, Any]:
             "visuals": [str(v.path) for v in request.visuals],
         },
         "vllm_offline": _summarize_vllm(
-            build_vllm_request(request, processor, MEDIA), sampling_params_dict(SETTINGS, [eos])
+            build_vllm_request(request, processor, media), sampling_params_dict(SETTINGS, [eos])
         ),
         "vllm_server": _summarize_chat(
-            build_chat_request(request, MEDIA, "qwen2vl-7b", SETTINGS, "video", "vllm")
+            build_chat_request(request, media, "qwen2vl-7b", SETTINGS, "video", "vllm")
         ),
         "openai_api": _summarize_chat(
-            build_chat_request(request, MEDIA, "gpt-4o", SETTINGS, "frames", "openai")
+            build_chat_request(request, media, "gpt-4o", SETTINGS, "frames", "openai")
         ),
     }
 
 
-@pytest.mark.parametrize("name", sorted(ITEMS))
-def test_requests_match_golden_files(name: str, processor: Any) -> None:
-    actual = json.dumps(_golden(name, processor), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    path = GOLDEN_DIR / f"{name}.json"
+# Every control on the video item; the image item takes blind and blank (obv_eval.controls).
+CONTROL_CASES = [
+    *(("video", control) for control in ("blind", "blank", "single-frame", "shuffled", "frames=4")),
+    ("image", "blind"),
+    ("image", "blank"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "control"),
+    [*((name, None) for name in sorted(ITEMS)), *CONTROL_CASES],
+    ids=lambda value: str(value),
+)
+def test_requests_match_golden_files(name: str, control: str | None, processor: Any) -> None:
+    media = MediaSettings(control=control)
+    actual = json.dumps(_golden(name, processor, media), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    stem = name if control is None else f"{name}.control-{control.replace('=', '-')}"
+    path = GOLDEN_DIR / f"{stem}.json"
     if UPDATE:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(actual, encoding="utf-8")
@@ -148,7 +179,7 @@ def test_requests_match_golden_files(name: str, processor: Any) -> None:
             )
         )
         pytest.fail(
-            f"the {name} request changed; if intended, run "
+            f"the {stem} request changed; if intended, run "
             f"OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py\n{diff}"
         )
 

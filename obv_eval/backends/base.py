@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from obv_eval import controls
 from obv_eval.conversation import VisualKind
 from obv_eval.media import ImageSettings, MediaError, Video, VideoSettings, load_image, load_video
 from obv_eval.sources import MediaRef
@@ -37,9 +38,13 @@ class GenerationSettings:
 class MediaSettings:
     video: VideoSettings = field(default_factory=VideoSettings)
     image: ImageSettings = field(default_factory=ImageSettings)
+    control: str | None = None  # obv_eval.controls: blind, blank, single-frame, shuffled, frames=N
 
     def to_dict(self) -> dict[str, Any]:
-        return {"video": asdict(self.video), "image": asdict(self.image)}
+        settings: dict[str, Any] = {"video": asdict(self.video), "image": asdict(self.image)}
+        if self.control is not None:  # a full run's settings (and its identity) stay as they were
+            settings["control"] = self.control
+        return settings
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,11 @@ class LoadedVisuals:
 
 
 def load_visuals(visuals: tuple[Visual, ...], settings: MediaSettings) -> LoadedVisuals:
-    """Decode an item's visuals with THE frame sampler; raises MediaError with the reason."""
+    """Decode an item's visuals with THE frame sampler, as the run's control shows them (the one place
+    a control applies, for every backend); raises MediaError with the reason."""
+    if not controls.keeps_visuals(settings.control):
+        return LoadedVisuals((), (), ())  # blind: nothing is read, the question goes alone
+    video_settings = controls.video_settings(settings.control, settings.video)
     kinds: list[VisualKind] = []
     videos: list[Video] = []
     images: list[Image.Image] = []
@@ -124,7 +133,7 @@ def load_visuals(visuals: tuple[Visual, ...], settings: MediaSettings) -> Loaded
             images.append(load_image(visual, settings.image))
             kinds.append("image")
         elif isinstance(visual, MediaRef) and visual.kind == "video":
-            videos.append(load_video(visual.path, settings.video, root=visual.root))
+            videos.append(load_video(visual.path, video_settings, root=visual.root))
             kinds.append("video")
         elif isinstance(visual, MediaRef):
             images.append(load_image(visual.path, settings.image, root=visual.root))
@@ -135,4 +144,5 @@ def load_visuals(visuals: tuple[Visual, ...], settings: MediaSettings) -> Loaded
             )
     # Videos first, then images: the order the conversation lays them out.
     ordered: list[VisualKind] = sorted(kinds, key=lambda kind: 0 if kind == "video" else 1)
-    return LoadedVisuals(tuple(ordered), tuple(videos), tuple(images))
+    shown_videos, shown_images = controls.apply(settings.control, tuple(videos), tuple(images))
+    return LoadedVisuals(tuple(ordered), shown_videos, shown_images)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from obv_eval import controls
 from obv_eval.backends.base import GenerationRequest, LoadedVisuals, MediaSettings, Visual, load_visuals
 from obv_eval.conversation import VisualKind
 from obv_eval.media import MediaError
@@ -58,8 +59,10 @@ class StreamSettings:
         return asdict(self)
 
 
-def visual_kinds(visuals: Sequence[Visual]) -> tuple[VisualKind, ...]:
-    """The kinds load_visuals will report (videos first), known without decoding anything."""
+def visual_kinds(visuals: Sequence[Visual], media: MediaSettings | None = None) -> tuple[VisualKind, ...]:
+    """The kinds load_visuals will report (videos first) under `media`'s control, known without decoding."""
+    if media is not None and not controls.keeps_visuals(media.control):
+        return ()
     kinds: list[VisualKind] = []
     for visual in visuals:
         if isinstance(visual, MediaRef):

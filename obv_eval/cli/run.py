@@ -103,6 +103,11 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-visual-tokens", type=int, help="visual-token budget per clip, e.g. 16384 (the training budget)"
     )
+    parser.add_argument(
+        "--control",
+        help="a control run (docs/controls.md): blind (no visual), blank (black frames), single-frame, "
+        "shuffled, frames=N; its run id gets a suffix, so it never shares the full run's folder",
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="openai backend: requests in flight")
     parser.add_argument(
         "--data-parallel-ranks",
@@ -147,6 +152,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     except UnknownTaskError as error:
         raise UsageError(str(error)) from error
     _validate_run_args(args)
+    control = check_control(args.control, benchmarks)
     judge = judge_config(args)
     # Everything a run can know up front is checked here, in a second, before torch and lmms-eval load.
     _check_model(args)
@@ -188,6 +194,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         restart=args.restart,
         progress=not args.no_progress,
         judge=judge,
+        control=control,
     )
     # A run that fails before it writes a record leaves no run folder (a released lock records nothing).
     with removing_new_empty_folders(args.output_dir, ignoring=(LOCK_FILE,)):
@@ -198,6 +205,27 @@ def cmd_run(argv: Sequence[str]) -> int:
     print(render_summary(result.results))
     print(f"\nwrote results.json and samples.jsonl into {result.run_dir}")
     return error_budget(result.results, result.records, args.max_unscored, args.max_failed)
+
+
+def check_control(value: str | None, benchmarks: Sequence[str]) -> str | None:
+    """The control's one spelling; a task it cannot apply to is refused by name (one line, exit 2)."""
+    if value is None:
+        return None
+    from obv_eval.controls import ControlError, parse_control, refusal
+
+    try:
+        control = parse_control(value)
+    except ControlError as error:
+        raise UsageError(f"--control: {error}") from None
+    refused: dict[str, list[str]] = {}
+    for name in benchmarks:
+        why = refusal(control, BENCHMARKS[name].modality)
+        if why:
+            refused.setdefault(why, []).append(name)
+    if refused:
+        listed = "; ".join(f"{', '.join(names)} ({why})" for why, names in refused.items())
+        raise UsageError(f"--control {control} does not apply to {listed}: leave them out of --tasks")
+    return control
 
 
 def _check_model(args: argparse.Namespace) -> None:

@@ -65,6 +65,9 @@ def render_summary(results: dict[str, Any]) -> str:
             "left out; the lexical metrics beside it are not the study's metric."
         )
     head = f"model: {terminal_text(str(results['model']))}  run: {terminal_text(str(results['run_id']))}"
+    control = results["provenance"].get("control")
+    if control:  # a control run's scores are not the model's scores: say so on the first line
+        head += f"  control: {terminal_text(str(control))} (docs/controls.md)"
     return "\n".join([head, table, *textwrap.wrap(note.strip(), TERMINAL_WIDTH)])
 
 
