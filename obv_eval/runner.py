@@ -102,6 +102,10 @@ def choose_backend(config: RunConfig, api_model: bool) -> str:
 
 def build_adapter(config: RunConfig, backend: str, resolved: ResolvedModel) -> Any:
     """The lmms-eval model for the chosen backend; every backend builds the same conversation."""
+    if resolved.reference:  # chance / majority: lmms-eval's rows and prompts, no model
+        from obv_eval.baselines import reference_model
+
+        return reference_model(resolved.name, progress=config.progress)
     pretrained = str(resolved.path) if config.model_path else config.model
     common: dict[str, Any] = {"progress": config.progress, **config.model_args}
     if config.control is not None:  # a frame-policy setting: the backend's MediaSettings carry it
@@ -181,7 +185,7 @@ def _run_locked(config: RunConfig, run_id: str, run_dir: Path, log: Callable[[st
         if served
         else resolve_model(config.model, config.model_path)
     )
-    backend = choose_backend(config, resolved.api)
+    backend = "reference" if resolved.reference else choose_backend(config, resolved.api)
     generations = run_dir / "generations.jsonl"
     resuming = generations.exists()
     log(
@@ -221,6 +225,10 @@ def _run_locked(config: RunConfig, run_id: str, run_dir: Path, log: Callable[[st
 
     with stage("scoring"):  # records, then (below) the judge and the per-task summaries
         records = collect_records(benchmarks, output["samples"], adapter.outputs, config.control)
+        if resolved.reference:
+            from obv_eval.baselines import score_reference
+
+            records = score_reference(resolved.name, records)
         from obv_eval.provenance import environment, model_files, rows_provenance
 
     with stage("provenance"):  # fingerprints of tasks, data, media and weights; the environment
