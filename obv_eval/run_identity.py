@@ -63,10 +63,14 @@ def _canonical(value: Any) -> str:
 
 def output_settings(backend: Any) -> dict[str, Any]:
     """The settings of a backend that change its outputs: generation, frames and OUTPUT_FIELDS."""
+    from obv_eval.media import DECODE_VERSION  # here: the media stack stays out of --help paths
+
     described = backend.describe()
     settings = {name: described[name] for name in OUTPUT_FIELDS if name in described}
     settings["generation"] = backend.generation.to_dict()
     settings["frames"] = backend.media.to_dict()
+    # How frames are decoded (rotation, bit depth) changes what the model sees for the same settings.
+    settings["frames"]["decode_version"] = DECODE_VERSION
     return settings
 
 
