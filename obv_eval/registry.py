@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from obv_eval.models import UnknownFamily, family_of_checkpoint
+from obv_eval.models.qwen2_5_vl import TINY_NAME as TINY_QWEN25_NAME
+from obv_eval.models.qwen2_5_vl import tiny_dir as tiny_qwen25_dir
 from obv_eval.tiny_model import (
     RANDOM_2B_NAME,
     TINY_MODEL_NAME,
@@ -23,26 +27,91 @@ class ModelEntry:
     base: str | None = None  # for fine-tuned entries: the registry name of the base model
     api: bool = False  # served by a remote API, not loaded here
     reference: bool = False  # a reference row computed from the data (obv_eval.baselines), no model
+    family: str | None = None  # obv_eval.models family name (None: no checkpoint here)
+    # What was done with it here (`obv-eval models`, docs/models.md): "run here" (ran on CPU in the tests),
+    # "trained here" (obv-train's output, run here after training), "resolves" (hub id and architecture
+    # checked against public sources; weights never ran here), "unverified" (hub id from mirrors only).
+    checked: str = "resolves"
+    build: Callable[[Path | None], Path] | None = None  # built offline on first use
 
+
+_RUN_HERE = "run here"
 
 MODELS: dict[str, ModelEntry] = {
     e.name: e
     for e in (
-        ModelEntry(TINY_MODEL_NAME, "random-weight Qwen2-VL built offline (demo and tests)"),
         ModelEntry(
-            f"{TINY_MODEL_NAME}-obv", "the tiny model after obv-train --config tiny_cpu", base=TINY_MODEL_NAME
+            TINY_MODEL_NAME,
+            "random-weight Qwen2-VL built offline (demo and tests)",
+            family="qwen2_vl",
+            checked=_RUN_HERE,
+            build=tiny_model_dir,
+        ),
+        ModelEntry(
+            f"{TINY_MODEL_NAME}-obv",
+            "the tiny model after obv-train --config tiny_cpu",
+            base=TINY_MODEL_NAME,
+            family="qwen2_vl",
+            checked="trained here",
         ),
         ModelEntry(
             RANDOM_2B_NAME,
             "random weights, Qwen2-VL-2B's real architecture, built offline (GPU throughput checks)",
-        ),
-        ModelEntry("qwen2vl-2b", "Qwen2-VL-2B-Instruct", hub_id="Qwen/Qwen2-VL-2B-Instruct"),
-        ModelEntry("qwen2vl-7b", "Qwen2-VL-7B-Instruct", hub_id="Qwen/Qwen2-VL-7B-Instruct"),
-        ModelEntry(
-            "qwen2vl-2b-obv", "Qwen2-VL-2B fine-tuned on OpenBiomedVid (obv-train)", base="qwen2vl-2b"
+            family="qwen2_vl",
+            checked="run here (GPU)",
+            build=qwen2vl_2b_random_dir,
         ),
         ModelEntry(
-            "qwen2vl-7b-obv", "Qwen2-VL-7B fine-tuned on OpenBiomedVid (obv-train)", base="qwen2vl-7b"
+            TINY_QWEN25_NAME,
+            "random-weight Qwen2.5-VL built offline (tests)",
+            family="qwen2_5_vl",
+            checked=_RUN_HERE,
+            build=tiny_qwen25_dir,
+        ),
+        ModelEntry(
+            "qwen2vl-2b",
+            "Qwen2-VL-2B-Instruct",
+            hub_id="Qwen/Qwen2-VL-2B-Instruct",
+            family="qwen2_vl",
+        ),
+        ModelEntry(
+            "qwen2vl-7b",
+            "Qwen2-VL-7B-Instruct",
+            hub_id="Qwen/Qwen2-VL-7B-Instruct",
+            family="qwen2_vl",
+        ),
+        ModelEntry(
+            "qwen2vl-2b-obv",
+            "Qwen2-VL-2B fine-tuned on OpenBiomedVid (obv-train)",
+            base="qwen2vl-2b",
+            family="qwen2_vl",
+            checked="obv-train",
+        ),
+        ModelEntry(
+            "qwen2vl-7b-obv",
+            "Qwen2-VL-7B fine-tuned on OpenBiomedVid (obv-train)",
+            base="qwen2vl-7b",
+            family="qwen2_vl",
+            checked="obv-train",
+        ),
+        ModelEntry(
+            "qwen2.5-vl-3b",
+            "Qwen2.5-VL-3B-Instruct (Qwen Research License)",
+            hub_id="Qwen/Qwen2.5-VL-3B-Instruct",
+            family="qwen2_5_vl",
+        ),
+        ModelEntry(
+            "qwen2.5-vl-7b",
+            "Qwen2.5-VL-7B-Instruct (Apache-2.0)",
+            hub_id="Qwen/Qwen2.5-VL-7B-Instruct",
+            family="qwen2_5_vl",
+        ),
+        ModelEntry(
+            "lingshu-7b",
+            "Lingshu-7B, a medical model built on Qwen2.5-VL (MIT)",
+            hub_id="lingshu-medical-mllm/Lingshu-7B",
+            family="qwen2_5_vl",
+            checked="unverified",
         ),
         ModelEntry("gpt-4o", "OpenAI GPT-4o through the API (the study's reference row)", api=True),
         ModelEntry(
@@ -82,9 +151,10 @@ def _hub_snapshot(hub_id: str) -> Path | None:
 
 
 def default_data(model: str, model_path: str | None = None) -> str:
-    """What `--data auto` means: the embedded random model's data are the bundled samples; real models
+    """What `--data auto` means: the embedded random models' data are the bundled samples; real models
     default to the benchmarks themselves, never silently to the samples."""
-    return "samples" if model.startswith(TINY_MODEL_NAME) and model_path is None else "hub"
+    tiny = model.startswith(TINY_MODEL_NAME) or model.startswith(TINY_QWEN25_NAME)
+    return "samples" if tiny and model_path is None else "hub"
 
 
 def resolve_model(name: str, model_path: str | None = None, build: bool = True) -> ResolvedModel:
@@ -112,10 +182,8 @@ def resolve_model(name: str, model_path: str | None = None, build: bool = True) 
         return ResolvedModel(name, None, api=True)
     if entry.reference:
         return ResolvedModel(name, None, reference=True)
-    if entry.name == TINY_MODEL_NAME:
-        return ResolvedModel(name, tiny_model_dir() if build else None)
-    if entry.name == RANDOM_2B_NAME:
-        return ResolvedModel(name, qwen2vl_2b_random_dir() if build else None)
+    if entry.build is not None:
+        return ResolvedModel(name, entry.build(None) if build else None)
     if entry.hub_id is not None:
         snapshot = _hub_snapshot(entry.hub_id)
         if snapshot is None:
@@ -128,6 +196,8 @@ def resolve_model(name: str, model_path: str | None = None, build: bool = True) 
     train_command = (
         "obv-train --config tiny_cpu" if entry.base == TINY_MODEL_NAME else f"obv-train --model {entry.base}"
     )
+    if entry.base == TINY_QWEN25_NAME:
+        train_command = f"obv-train --config tiny_cpu --model {entry.base}"
     if not folder.is_dir():
         raise ModelNotAvailable(
             f"{name}: no checkpoint at {folder}; train it with `{train_command}` "
@@ -142,8 +212,19 @@ def _folder(name: str, path: Path) -> ResolvedModel:
 
         base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
         base_resolved = resolve_model(base) if base in MODELS else ResolvedModel(base, Path(base))
+        if base_resolved.path is not None and (base_resolved.path / "config.json").is_file():
+            _check_family(base_resolved.path)
         return ResolvedModel(name, base_resolved.path, adapter_path=path)
+    _check_family(path)
     return ResolvedModel(name, path)
+
+
+def _check_family(path: Path) -> None:
+    """A checkpoint folder must be of a known model family (its config.json model_type)."""
+    try:
+        family_of_checkpoint(path)
+    except UnknownFamily as error:
+        raise ModelNotAvailable(str(error)) from None
 
 
 def availability() -> list[tuple[str, str, bool, str]]:
@@ -164,3 +245,13 @@ def availability() -> list[tuple[str, str, bool, str]]:
         except ModelNotAvailable as error:
             rows.append((entry.name, entry.description, False, str(error)))
     return rows
+
+
+def family_and_check(name: str) -> tuple[str, str]:
+    """(family, what was done with it here) of a registry entry, for `obv-eval models`."""
+    entry = MODELS[name]
+    if entry.api:
+        return "api", "api"
+    if entry.family is None:
+        return "-", "-"
+    return entry.family, entry.checked

@@ -129,9 +129,12 @@ def qwen2vl_2b_random_dir(cache_root: Path | None = None) -> Path:
     return _cached_build(RANDOM_2B_NAME, build_qwen2vl_2b_random, cache_root)
 
 
-def _cached_build(name: str, build: Callable[[Path], Path], cache_root: Path | None) -> Path:
+def _cached_build(
+    name: str, build: Callable[[Path], Path], cache_root: Path | None, version: str = TINY_MODEL_VERSION
+) -> Path:
+    """The folder `build` makes, built once per (name, version) into the cache, under a lock."""
     root = cache_root or default_cache_root()
-    target = root / "models" / f"{name}-v{TINY_MODEL_VERSION}"
+    target = root / "models" / f"{name}-v{version}"
     if (target / "config.json").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -149,14 +152,22 @@ def _cached_build(name: str, build: Callable[[Path], Path], cache_root: Path | N
 
 
 def _save_random_model(out_dir: Path, config: Any, dtype: str = "float32") -> Path:
-    """Seeded random weights for `config`, the real processor and an explicit greedy generation config."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    return save_random_model(out_dir, config, Qwen2VLForConditionalGeneration, qwen2vl_processor(), dtype)
+
+
+def save_random_model(
+    out_dir: Path, config: Any, model_class: Any, processor: Any, dtype: str = "float32"
+) -> Path:
+    """Seeded random weights for `config` in `model_class`, the processor and a greedy generation config
+    (every family's tiny twin is built this way)."""
     import torch
-    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
+    from transformers import GenerationConfig
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    processor = qwen2vl_processor()
     torch.manual_seed(_SEED)
-    model = Qwen2VLForConditionalGeneration(config).to(getattr(torch, dtype)).eval()
+    model = model_class(config).to(getattr(torch, dtype)).eval()
     model.generation_config = GenerationConfig(
         do_sample=False,
         eos_token_id=processor.tokenizer.convert_tokens_to_ids("<|im_end|>"),

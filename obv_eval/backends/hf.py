@@ -1,4 +1,5 @@
-"""The transformers backend: any local Qwen2-VL checkpoint folder, batched greedy decoding on CPU or GPU."""
+"""The transformers backend: a local checkpoint of a known model family (obv_eval.models), batched greedy
+decoding on CPU or GPU."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ from obv_eval.backends.streaming import (
     work_units,
 )
 from obv_eval.conversation import build_messages, render_prompt
+from obv_eval.media import Video, release_video
 from obv_eval.media import cache_budget as frame_cache_budget
-from obv_eval.media import release_video
+from obv_eval.models import family_of_checkpoint
 from obv_eval.profiling import enabled as profiling_enabled
 from obv_eval.profiling import stage
 
@@ -143,8 +145,8 @@ class CachedVideoProcessor(_ClipCache):
         super().__init__(max_bytes)
 
     @staticmethod
-    def _size(entry: dict[str, torch.Tensor]) -> int:
-        return sum(t.element_size() * t.nelement() for t in entry.values())
+    def _size(entry: dict[str, Any]) -> int:
+        return sum(t.element_size() * t.nelement() for t in entry.values() if isinstance(t, torch.Tensor))
 
     def __getattr__(self, name: str) -> Any:  # merge_size, patch_size, ...: the real processor's
         return getattr(self.inner, name)
@@ -152,23 +154,32 @@ class CachedVideoProcessor(_ClipCache):
     def __call__(self, videos: Any, **kwargs: Any) -> Any:
         from transformers import BatchFeature
 
-        def process(frames: np.ndarray) -> dict[str, torch.Tensor]:
-            out = self.inner([frames.copy()], **{**kwargs, "return_tensors": "pt"})
-            return {name: out[name] for name in ("pixel_values_videos", "video_grid_thw")}
+        # Per-video metadata (absolute-time families: each clip's fps) goes with its own video.
+        metadata = kwargs.pop("video_metadata", None) or [None] * len(videos)
+
+        def process(frames: np.ndarray, meta: Any) -> dict[str, Any]:
+            extra = {"video_metadata": [meta]} if meta is not None else {}
+            out = self.inner([frames.copy()], **{**kwargs, **extra, "return_tensors": "pt"})
+            names = ("pixel_values_videos", "video_grid_thw", "video_metadata")
+            return {name: out[name] for name in names if name in out}
 
         options = repr(sorted((k, v) for k, v in kwargs.items() if k != "return_tensors"))
         parts = []
         local: dict[Any, Any] = {}  # repeats within this call
-        for video in videos:
+        for video, meta in zip(videos, metadata, strict=True):
             frames = np.ascontiguousarray(video)
-            key = (hashlib.sha1(frames.data, usedforsecurity=False).hexdigest(), options)
-            parts.append(self._get(key, local, functools.partial(process, frames)))
+            key = (hashlib.sha1(frames.data, usedforsecurity=False).hexdigest(), options, repr(meta))
+            parts.append(self._get(key, local, functools.partial(process, frames, meta)))
         self._recent = set(local)
+        tensors = [{k: v for k, v in part.items() if k != "video_metadata"} for part in parts]
         # One video (a clip's questions) needs no copy: its tensors are the cached ones, read-only here.
-        merged = parts[0]
+        merged = tensors[0]
         if len(parts) > 1:
-            merged = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
-        return BatchFeature(merged, tensor_type=kwargs.get("return_tensors"))
+            merged = {name: torch.cat([part[name] for part in tensors]) for name in tensors[0]}
+        feature = BatchFeature(merged, tensor_type=kwargs.get("return_tensors"))
+        if "video_metadata" in parts[0]:  # set after conversion, as the video processor does
+            feature["video_metadata"] = [m for part in parts for m in part["video_metadata"]]
+        return feature
 
 
 class HFBackend:
@@ -198,7 +209,9 @@ class HFBackend:
         self.generation = generation or GenerationSettings()
         self.media = media or MediaSettings()
         self.stream = stream or StreamSettings()
-        self.prefix_reuse = prefix_reuse
+        # The family says how frames are placed in time and whether one prefill per clip is exact for it.
+        self.family = family_of_checkpoint(self.model_path)
+        self.prefix_reuse = prefix_reuse and self.family.prefix_reuse
         self.native_context = native_context(self.model_path)
         self.processor = AutoProcessor.from_pretrained(self.model_path)
         self.processor.tokenizer.padding_side = "left"  # generation continues every row from its end
@@ -239,6 +252,7 @@ class HFBackend:
             "native_context": self.native_context,
             "stream": self.stream.to_dict(),
             "prefix_reuse": self.prefix_reuse,
+            "model_family": self.family.describe(),
             "frame_cache_bytes": frame_cache_budget(),
             "prefetch_peak_bytes": self.prefetch_peak_bytes,
         }
@@ -369,6 +383,13 @@ class HFBackend:
             if isinstance(cache, CachedVideoProcessor | CachedVideoFeatures):
                 cache.retain_recent()
 
+    def _video_kwargs(self, videos: Sequence[Video]) -> dict[str, Any]:
+        """Processor arguments a family's video positions need: for absolute time, each clip's metadata
+        (transformers takes the sampled fps from it: len(indices) / total_frames * source fps)."""
+        if self.family.video_timing != "absolute" or not videos:
+            return {}
+        return {"video_metadata": [video_metadata(video) for video in videos]}
+
     @property
     def _geometry(self) -> tuple[int, int, int]:
         video = getattr(self.processor, "video_processor", None)
@@ -389,6 +410,7 @@ class HFBackend:
                 images=images or None,
                 padding=True,
                 return_tensors="pt",
+                **self._video_kwargs([video for item in batch for video in item.visuals.videos]),
             ).to(self.device)
 
         def run() -> list[list[int]]:
@@ -442,6 +464,7 @@ class HFBackend:
                 videos=[video.frames for video in visuals.videos] or None,
                 images=list(visuals.images) or None,
                 return_tensors="pt",
+                **self._video_kwargs(visuals.videos),
             )
             if "mm_token_type_ids" not in first:
                 return None
@@ -455,6 +478,7 @@ class HFBackend:
                         videos=[video.frames for video in visuals.videos] or None,
                         images=list(visuals.images) or None,
                         return_tensors="pt",
+                        **self._video_kwargs(visuals.videos),
                     )
                     tokenized.append((again["input_ids"][0], again["mm_token_type_ids"][0]))
             else:  # the other questions need only their tokens: the pixels are the first one's
@@ -557,8 +581,27 @@ class HFBackend:
         return run()
 
 
-# The processor outputs the prefix's forward takes (the questions' batches need none: the cache has them).
-_VISION_INPUTS = ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
+# The processor outputs the prefix's forward takes (the questions' batches need none: the cache has them);
+# second_per_grid_ts places an absolute-time family's frames (Qwen2.5-VL), absent for Qwen2-VL.
+_VISION_INPUTS = (
+    "pixel_values_videos",
+    "video_grid_thw",
+    "pixel_values",
+    "image_grid_thw",
+    "second_per_grid_ts",
+)
+
+
+def video_metadata(video: Video) -> dict[str, Any]:
+    """What transformers' VideoMetadata needs to know when a clip's sampled frames were taken."""
+    return {
+        "total_num_frames": video.total_frames,
+        "fps": video.source_fps,
+        "duration": video.duration_s,
+        "frames_indices": list(video.indices),
+        "height": int(video.frames.shape[1]),
+        "width": int(video.frames.shape[2]),
+    }
 
 
 @dataclass

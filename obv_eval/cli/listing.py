@@ -11,12 +11,27 @@ from obv_eval.benchmarks import BENCHMARKS, GROUPS
 
 
 def cmd_models(argv: Sequence[str]) -> int:
-    from obv_eval.registry import availability
+    from obv_eval.registry import availability, family_and_check
 
     argparse.ArgumentParser(prog="obv-eval models", description="List registry models").parse_args(argv)
-    rows = [(name, "yes" if ok else "no", desc, where) for name, desc, ok, where in availability()]
-    print(tabulate(rows, headers=["model", "available", "description", "where / why not"]))
+    rows = []
+    for name, desc, ok, where in availability():
+        family, checked = family_and_check(name)
+        rows.append((name, family, "yes" if ok else "no", desc, checked, where))
+    print(
+        tabulate(rows, headers=["model", "family", "available", "description", "checked", "where / why not"])
+    )
+    print(
+        "\nfamilies (obv_eval/models): any checkpoint folder of one works through --model-path; "
+        + _families()
+    )
     return 0
+
+
+def _families() -> str:
+    from obv_eval.models import families
+
+    return "; ".join(f"{f.name} ({f.title}: frames {f.frame_rule.name})" for f in families().values())
 
 
 def cmd_tasks(argv: Sequence[str]) -> int:

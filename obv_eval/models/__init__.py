@@ -1,0 +1,122 @@
+"""Model families: what obv-eval must know about a kind of checkpoint, one module per family.
+
+The shape is vLLM's ``model_executor/models/`` and its architecture registry: each family says which
+transformers class and processor load it, its frame and image rule (the one of its official
+utilities), how its chat template takes a video, whether one prefill per clip (prefix KV reuse) is
+exact for it, and how to build a tiny random-weight twin offline. A checkpoint's family comes from
+its ``config.json`` ``model_type``; the conversation builder and the backends ask the family instead
+of assuming Qwen2-VL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # imported when asked for: listing commands stay free of numpy and PyAV
+    from obv_eval.media import ImageSettings, VideoSettings
+
+# How a family's position ids place a clip's frames in time:
+# "frame-index": one temporal position per frame pair, whatever the clip's frame rate (Qwen2-VL);
+# "absolute": positions in seconds, so the processor needs each clip's sampled fps (Qwen2.5-VL's
+# second_per_grid_ts = temporal_patch_size / fps, times the config's tokens_per_second).
+VideoTiming = Literal["frame-index", "absolute"]
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """A family's native frame and image rule: its settings and where they come from."""
+
+    name: str  # recorded in provenance, e.g. "qwen-vl-utils-0.0.14"
+    description: str  # one line for `obv-eval models` and docs
+    # VideoSettings / ImageSettings fields where the rule differs from their (qwen-vl-utils) defaults
+    video_fields: tuple[tuple[str, Any], ...] = ()
+    image_fields: tuple[tuple[str, Any], ...] = ()
+
+    def video(self) -> VideoSettings:
+        from obv_eval.media import VideoSettings
+
+        return VideoSettings(**dict(self.video_fields))
+
+    def image(self) -> ImageSettings:
+        from obv_eval.media import ImageSettings
+
+        return ImageSettings(**dict(self.image_fields))
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # e.g. "qwen2_vl"
+    title: str  # e.g. "Qwen2-VL"
+    model_types: tuple[str, ...]  # config.json model_type values that are this family
+    model_class: str  # transformers class that loads it (AutoModelForImageTextToText maps to it)
+    processor_class: str  # transformers processor class
+    frame_rule: FrameRule
+    video_timing: VideoTiming
+    # How the chat template takes a video: the content entry obv's conversation puts in the user turn,
+    # and what the template renders for it (the processor then expands the pad token per frame pair).
+    video_in_template: str
+    # One prefill per clip (prefix KV reuse) in the transformers backend: on only where a test shows
+    # the greedy tokens equal those of each prompt computed whole.
+    prefix_reuse: bool
+    prefix_reuse_note: str
+    eos_token: str = "<|im_end|>"
+    tiny_name: str | None = None  # registry name of its tiny twin
+    build_tiny: Callable[[Path], Path] | None = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> dict[str, Any]:
+        """What a run records about the family (results provenance)."""
+        return {
+            "family": self.name,
+            "model_class": self.model_class,
+            # "native": the family's own rule; a common policy for controlled comparisons is not built yet
+            "frame_policy": "native",
+            "frame_rule": self.frame_rule.name,
+            "video_timing": self.video_timing,
+            "prefix_reuse": self.prefix_reuse,
+        }
+
+
+class UnknownFamily(Exception):
+    """A checkpoint whose model_type no family knows; the message is one line naming the known ones."""
+
+
+def families() -> dict[str, Family]:
+    """Every known family by name (imported here, so a family module is the one place it is defined)."""
+    from obv_eval.models import qwen2_5_vl, qwen2_vl
+
+    return {f.name: f for f in (qwen2_vl.FAMILY, qwen2_5_vl.FAMILY)}
+
+
+def family_for_model_type(model_type: str) -> Family:
+    for family in families().values():
+        if model_type in family.model_types:
+            return family
+    known = ", ".join(t for f in families().values() for t in f.model_types)
+    raise UnknownFamily(f"model_type {model_type!r} is not a known family (known: {known})")
+
+
+def family_of_checkpoint(path: str | Path) -> Family:
+    """The family of a checkpoint folder, from its config.json (a LoRA adapter: its base's)."""
+    folder = Path(path)
+    config = folder / "config.json"
+    if not config.is_file():
+        adapter = folder / "adapter_config.json"
+        if adapter.is_file():
+            base = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
+            if base and (Path(base) / "config.json").is_file():
+                return family_of_checkpoint(base)
+        raise UnknownFamily(f"{folder}: no config.json, so its model family is unknown")
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as error:
+        raise UnknownFamily(f"{config}: not readable JSON ({error})") from None
+    if not isinstance(model_type, str):
+        raise UnknownFamily(f"{config}: no model_type, so its model family is unknown")
+    try:
+        return family_for_model_type(model_type)
+    except UnknownFamily as error:
+        raise UnknownFamily(f"{folder}: {error}") from None

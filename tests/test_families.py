@@ -1,0 +1,160 @@
+"""Model families (obv_eval.models): detection by config.json, Qwen2.5-VL as the second family on its tiny
+twin (absolute-time video positions, one prefill per clip exact in fp32, a whole run on the samples), the
+request golden of its video item, and one clear line for an unknown family."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from obv_eval import media
+from obv_eval.backends.base import GenerationRequest, GenerationSettings, load_visuals
+from obv_eval.backends.hf import HFBackend
+from obv_eval.cli import main
+from obv_eval.conversation import build_messages, render_prompt
+from obv_eval.data.synth import write_video
+from obv_eval.models import UnknownFamily, family_of_checkpoint, qwen2_5_vl
+from obv_eval.registry import ModelNotAvailable, resolve_model
+from obv_eval.sources import SAMPLES_DIR, MediaRef
+
+GOLDEN = Path(__file__).parent / "golden" / "requests" / "video.qwen2_5_vl.json"
+UPDATE = os.environ.get("OBV_EVAL_UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture(scope="module")
+def tiny25() -> Path:
+    return qwen2_5_vl.tiny_dir()
+
+
+def test_each_checkpoint_is_its_family_by_config(tiny_model_path: Path, tiny25: Path) -> None:
+    assert family_of_checkpoint(tiny_model_path).name == "qwen2_vl"
+    family = family_of_checkpoint(tiny25)
+    assert family.name == "qwen2_5_vl" and family.video_timing == "absolute"
+    config = json.loads((tiny25 / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2_5_VLForConditionalGeneration"]
+    assert config["vision_config"]["tokens_per_second"] == 2
+    # The real Qwen2 vocabulary and Qwen2-VL's (= Qwen2.5-VL's) added tokens and chat template.
+    ours = json.loads((tiny25 / "tokenizer.json").read_text())
+    theirs = json.loads((tiny_model_path / "tokenizer.json").read_text())
+    assert ours["model"]["vocab"] == theirs["model"]["vocab"] and len(ours["model"]["vocab"]) == 151643
+    assert ours["added_tokens"] == theirs["added_tokens"]
+    assert (tiny25 / "chat_template.jinja").read_text() == (
+        tiny_model_path / "chat_template.jinja"
+    ).read_text()
+
+
+def test_an_unknown_family_is_one_line_and_exit_2(
+    tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "llava"
+    shutil.copytree(tiny_model_path, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "llava_onevision"}))
+    with pytest.raises(UnknownFamily, match="llava_onevision"):
+        family_of_checkpoint(folder)
+    with pytest.raises(ModelNotAvailable, match="not a known family"):
+        resolve_model("x", str(folder), build=False)
+    assert main(["--model", "x", "--model-path", str(folder), "--tasks", "medqa", "--data", "samples"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model_type 'llava_onevision' is not a known family" in err[0], err
+
+
+def _scored_run(backend: HFBackend, requests: list[GenerationRequest]) -> tuple[list[str], torch.Tensor]:
+    """Texts and the scores of every generated step (greedy tokens alone hide small differences: a
+    random tiny model says the same thing whatever it is shown)."""
+    scores: list[torch.Tensor] = []
+
+    def timed(kwargs: dict[str, Any], config: Any) -> torch.Tensor:
+        out = backend.model.generate(
+            **kwargs, generation_config=config, output_scores=True, return_dict_in_generate=True
+        )
+        scores.append(torch.stack(out.scores, 1))
+        return out.sequences
+
+    backend._timed_generate = timed  # type: ignore[method-assign]
+    media.clear_cache()
+    texts = [o.text for o in backend.generate(requests, progress=False)]
+    return texts, torch.cat(scores)
+
+
+def test_qwen25_prefix_reuse_is_exact_and_video_positions_are_in_absolute_time(
+    tiny25: Path, tmp_path: Path
+) -> None:
+    # 6 frames at 6 fps: qwen-vl-utils samples its minimum of 4 frames from one second (4 fps), so
+    # second_per_grid_ts is 0.5, not the 1.0 a 2-fps sample (or a missing value) gives.
+    write_video(tmp_path / "short.mp4", num_frames=6, fps=6, width=224, height=168, seed=5)
+    ref = MediaRef("video", "short.mp4", str(tmp_path))
+    questions = ["What is shown?", "Is there bleeding?", "Describe the anatomy visible, in one sentence."]
+    requests = [GenerationRequest(("video", i), q, (ref,)) for i, q in enumerate(questions)]
+    settings = GenerationSettings(max_new_tokens=4)
+    whole = HFBackend(tiny25, batch_size=1, generation=settings, prefix_reuse=False)
+    reuse = HFBackend(tiny25, batch_size=2, generation=settings)
+    assert reuse.prefix_reuse and reuse.describe()["model_family"]["video_timing"] == "absolute"
+
+    video = load_visuals((ref,), reuse.media).videos[0]
+    inputs = whole.processor(
+        text=[render_prompt(whole.processor, build_messages("q", ("video",)))],
+        videos=[video.frames],
+        return_tensors="pt",
+        **whole._video_kwargs([video]),
+    )
+    assert inputs["second_per_grid_ts"].tolist() == [0.5]  # temporal_patch_size 2 / sampled 4 fps
+
+    texts, alone = _scored_run(whole, requests)
+    shared_texts, shared = _scored_run(reuse, requests)
+    assert shared_texts == texts
+    assert torch.allclose(shared, alone, atol=1e-5, rtol=0), (shared - alone).abs().max()
+
+    # The timing is not a no-op: without each clip's fps (transformers then assumes 24) the scores move.
+    whole._video_kwargs = lambda videos: {}  # type: ignore[method-assign]
+    _, untimed = _scored_run(whole, requests)
+    assert (untimed - alone).abs().max() > 1e-4
+
+
+def test_qwen25_video_request_golden(tiny25: Path) -> None:
+    backend = HFBackend(tiny25, generation=GenerationSettings(max_new_tokens=2))
+    request = GenerationRequest(
+        ("obv_surgeryvqa", 0),
+        "What structure is retracted to expose the gallbladder?",
+        (MediaRef("video", "Qm7_vB2xKpL_112_115.mp4", str(SAMPLES_DIR / "media" / "surgeryvqa")),),
+    )
+    (prompt,) = backend._prompts([request])
+    video = load_visuals(request.visuals, backend.media).videos[0]
+    timing = backend._video_kwargs([video])
+    inputs = backend.processor(text=[prompt], videos=[video.frames], return_tensors="pt", **timing)
+    got = {
+        "family": backend.family.describe(),
+        "prompt": prompt,
+        "frames": len(video.indices),
+        "frame_size": list(video.frames.shape[1:3]),
+        "frame_indices": list(video.indices),
+        "video_metadata": timing["video_metadata"],
+        "video_grid_thw": inputs["video_grid_thw"].tolist(),
+        "second_per_grid_ts": inputs["second_per_grid_ts"].tolist(),
+        "video_tokens": int((inputs["input_ids"] == backend.processor.video_token_id).sum()),
+    }
+    text = json.dumps(got, indent=2, sort_keys=True) + "\n"
+    if UPDATE or not GOLDEN.exists():
+        GOLDEN.write_text(text)
+    expected = GOLDEN.read_text()
+    assert text == expected, "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True)))
+    (output,) = backend.generate([request], progress=False)
+    assert output.error is None and output.prompt == prompt and output.visual_tokens == got["video_tokens"]
+
+
+def test_tiny_qwen25_runs_every_task_on_the_samples(tmp_path: Path) -> None:
+    args = ["--model", "tiny-qwen2.5-vl", "--tasks", "all", "--limit", "1", "--no-progress"]
+    assert main([*args, "--output-dir", str(tmp_path), "--run-id", "r"]) == 0
+    results = json.loads((tmp_path / "tiny-qwen2.5-vl" / "r" / "results.json").read_text())
+    assert len(results["tasks"]) == 7
+    assert results["provenance"]["backend"]["model_family"]["family"] == "qwen2_5_vl"
+    assert results["provenance"]["backend"]["model_family"]["frame_policy"] == "native"
+    records = [json.loads(line) for line in (tmp_path / "tiny-qwen2.5-vl" / "r" / "samples.jsonl").open()]
+    assert records and not [r for r in records if r.get("error")]
