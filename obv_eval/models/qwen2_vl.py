@@ -2,7 +2,7 @@
 
 * class and processor: ``Qwen2VLForConditionalGeneration``, ``Qwen2VLProcessor`` (image and video
   processors ``Qwen2VLImageProcessor`` / ``Qwen2VLVideoProcessor``);
-* frames and images: qwen-vl-utils 0.0.14 (``obv_eval.models.qwen_vl_rules``: 2 fps, 4..768 frames in
+* frames and images: qwen-vl-utils 0.0.14 (``obv_eval.models.qwen_vl_utils``: 2 fps, 4..768 frames in
   pairs, 28-pixel factor, per-frame and per-video pixel budgets), decoded and cached by obv_eval.media;
 * video positions: one temporal position id per frame pair (no absolute time);
 * chat template: a ``{"type": "video"}`` entry renders ``<|vision_start|><|video_pad|><|vision_end|>``,
