@@ -16,10 +16,13 @@ the same --run-id resumes from the log.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -29,14 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from obv_eval.backends.base import GenerationOutput, GenerationRequest, GenerationSettings, MediaSettings
-from obv_eval.backends.streaming import stream_order, work_units
+from obv_eval.backends.streaming import clip_group, stream_order, work_units
 
 MAX_ATTEMPTS = 3  # tries of one unit before its items fail alone
 MAX_RESTARTS = 4  # restarts of one actor (a restart reloads its model)
 VLLM_UNIT_ITEMS = 64  # single items per work unit for vLLM (it schedules its own batches within one)
-# Set by tests only: JSON {"kill_unit": N, "marker": PATH, "sleep_s": S}. The actor running unit N
-# SIGKILLs itself after its first batch, once (the marker file records that it did); every unit
-# sleeps S seconds first (so a test can kill the driver mid-run).
+# Set by tests only: JSON {"kill": "clip", "marker": PATH, "sleep_s": S}. The actor running the first
+# unit of a clip's questions SIGKILLs itself after that unit's first batch, once in the whole run (the
+# marker file records that one did); every unit first sleeps S seconds (a test kills a node or the
+# driver meanwhile).
 FAULTS_ENV = "OBV_EVAL_RAY_FAULTS"
 
 
@@ -102,9 +106,13 @@ class Engine:
             time.sleep(float(self.faults["sleep_s"]))
         batches: list[list[GenerationOutput]] = []
 
+        crash = (
+            self.faults.get("kill") == "clip" and len(requests) > 1 and clip_group(requests[0]) is not None
+        )
+
         def collect(outputs: list[GenerationOutput]) -> None:
             batches.append(list(outputs))
-            if unit == self.faults.get("kill_unit"):
+            if crash:
                 marker = Path(self.faults["marker"])
                 if not marker.exists():
                     marker.write_text(str(os.getpid()))
@@ -112,6 +120,21 @@ class Engine:
 
         self.backend.generate(requests, progress=False, on_batch=collect)
         return batches
+
+
+_reaper: subprocess.Popen[bytes] | None = None
+
+
+def stop_reaper() -> None:
+    """Ray stopped cleanly: the watcher leaves without killing anything."""
+    global _reaper
+    if _reaper is not None and _reaper.stdin is not None:
+        with contextlib.suppress(OSError):
+            _reaper.stdin.write(b"stopped\n")
+            _reaper.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _reaper.wait(timeout=5)
+    _reaper = None
 
 
 def ray_init(address: str | None, gpus: int | None, verbose: bool) -> bool:
@@ -128,6 +151,14 @@ def ray_init(address: str | None, gpus: int | None, verbose: bool) -> bool:
         ray.init(address=address, log_to_driver=verbose, logging_level=level)
         return False
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    global _reaper
+    # Beside Ray: stops what a SIGKILLed run would leave (obv_eval.scaleout_reaper).
+    _reaper = subprocess.Popen(
+        [sys.executable, "-m", "obv_eval.scaleout_reaper", str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ray.init(
         num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=verbose, logging_level=level
     )
@@ -210,6 +241,7 @@ class RayBackend:
         if self.owns_ray:
             ray.shutdown()
             self.owns_ray = False
+            stop_reaper()
 
     def _live(self) -> list[Any]:
         return [a for a, deaths in zip(self.actors, self.deaths, strict=True) if deaths <= self.max_restarts]
@@ -223,7 +255,7 @@ class RayBackend:
     ) -> list[GenerationOutput]:
         """Every request's output, in request order; each finished unit goes to `on_batch` whole."""
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
         from tqdm import tqdm
 
         if not requests:
@@ -283,8 +315,8 @@ class RayBackend:
             unit, actor = running.pop(ref)
             try:
                 batches = ray.get(ref)
-            except RayActorError as error:  # the actor died with the unit: another try, maybe elsewhere
-                self._died(actor, waking)
+            except (RayActorError, ObjectLostError) as error:  # the actor (or its node) died with the unit
+                self._died(actor, waking, died=isinstance(error, RayActorError))
                 if attempts[unit] < self.max_attempts:
                     self.resubmitted += 1
                     queue.appendleft(unit)
@@ -322,12 +354,16 @@ class RayBackend:
                 continue
         raise RuntimeError("no data-parallel actor could plan the work (every actor died)")
 
-    def _died(self, actor: int, waking: dict[Any, int]) -> None:
-        """Count a death; an actor with restarts left comes back (Ray restarts it) once ready() answers."""
-        self.deaths[actor] += 1
-        self.pids.pop(actor, None)
+    def _died(self, actor: int, waking: dict[Any, int], died: bool = True) -> None:
+        """Count a death; an actor with restarts left comes back (Ray restarts it) once ready() answers.
+
+        Units go on to the other actors meanwhile: one that cannot be placed again (its node gone, no
+        room elsewhere) is never waited for while another actor is alive."""
+        if died:
+            self.deaths[actor] += 1
+            self.pids.pop(actor, None)
         if self.deaths[actor] <= self.max_restarts:
-            self.restarts += 1
+            self.restarts += died
             waking[self.actors[actor].ready.remote()] = actor
 
 

@@ -119,7 +119,8 @@ def test_streaming_gives_the_outputs_of_loading_everything_first_in_input_order(
 def test_batches_stay_within_the_token_budget_and_a_long_item_runs_alone(
     backend: HFBackend, tmp_path: Path
 ) -> None:
-    requests = _requests(tmp_path)
+    # Two text items: single items of one kind share batches (a batch never mixes kinds: work units)
+    requests = [*_requests(tmp_path), GenerationRequest(("text", 1), "Name a bone of the foot.")]
     lengths = {}
     for request in requests:
         try:
