@@ -38,7 +38,7 @@ from typing import Any
 from tabulate import tabulate
 
 from obv_eval.results import index_records, paired_scores
-from obv_eval.stats import clustered_pvalue, holm, paired_difference
+from obv_eval.stats import PairedTest, clustered_pvalue, holm, paired_difference, paired_test
 
 OK = "ok"
 FAIL = "FAIL"
@@ -401,3 +401,22 @@ def paired_metric_scores(
         ]
 
     return paired_scores(closed(base_records), closed(run_records), task, str(primary))
+
+
+def paired_task_tests(
+    base: Mapping[str, Any],
+    base_records: Sequence[Mapping[str, Any]],
+    other: Mapping[str, Any],
+    other_records: Sequence[Mapping[str, Any]],
+) -> dict[str, tuple[str, int, PairedTest | None]]:
+    """Per task of both runs: (metric, paired n, the paired test of other - base), as `compare` prints
+    and `controls` reuses. A primary metric "not scored" in either run (open items not judged) is
+    compared on what both scored, the closed items, under its own name (accuracy_closed)."""
+    tests: dict[str, tuple[str, int, PairedTest | None]] = {}
+    for task in [t for t in base["tasks"] if t in other["tasks"]]:
+        primary = base["tasks"][task]["primary_metric"]
+        unjudged = any(primary in (r["tasks"][task].get("not_scored") or {}) for r in (base, other))
+        metric = f"{primary}_closed" if unjudged else primary
+        a, b, clusters = paired_metric_scores(base_records, other_records, task, metric, base["tasks"][task])
+        tests[task] = (metric, len(a), paired_test(a, b, clusters) if a else None)
+    return tests

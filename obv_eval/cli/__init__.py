@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from obv_eval.cli.controls import cmd_controls
 from obv_eval.cli.data import cmd_data
 from obv_eval.cli.listing import cmd_models, cmd_tasks, cmd_tasks_dir
 from obv_eval.cli.results import (
@@ -40,6 +41,7 @@ HANDLERS: dict[str, Callable[[Sequence[str]], int]] = {
     "leaderboard": cmd_leaderboard,
     "regress": cmd_regress,
     "compare": cmd_compare,
+    "controls": cmd_controls,
     "report": cmd_report,
 }
 

@@ -150,21 +150,13 @@ def cmd_compare(argv: Sequence[str]) -> int:
     parser.add_argument("base", type=Path, help="run folder of the reference model (e.g. the base model)")
     parser.add_argument("other", type=Path, help="run folder of the model compared with it (e.g. fine-tuned)")
     args = parser.parse_args(argv)
-    from obv_eval.regress import paired_metric_scores
+    from obv_eval.regress import paired_task_tests
     from obv_eval.results import read_results, read_samples
-    from obv_eval.stats import holm, paired_test
+    from obv_eval.stats import holm
 
     base, base_records = read_run(args.base, read_results, read_samples)
     other, other_records = read_run(args.other, read_results, read_samples)
-    tests = {}
-    for task in [t for t in base["tasks"] if t in other["tasks"]]:
-        # a primary "not scored" in either run (open items not judged) is compared on what is scored in
-        # both, the closed items, under their own name (accuracy_closed)
-        primary = base["tasks"][task]["primary_metric"]
-        unjudged = any(primary in (r["tasks"][task].get("not_scored") or {}) for r in (base, other))
-        metric = f"{primary}_closed" if unjudged else primary
-        a, b, clusters = paired_metric_scores(base_records, other_records, task, metric, base["tasks"][task])
-        tests[task] = (metric, len(a), paired_test(a, b, clusters) if a else None)
+    tests = paired_task_tests(base, base_records, other, other_records)
     # Holm over the benchmarks compared: the family-wise error rate stays at 5% however many there are.
     adjusted = holm({task: test.pvalue for task, (_, _, test) in tests.items() if test is not None})
     rows = []

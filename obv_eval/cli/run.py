@@ -21,7 +21,7 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="obv-eval",
         description="Evaluate a vision-language model on the OpenBiomedVid benchmarks (lmms-eval tasks).",
         epilog="Other commands: obv-eval models | tasks | tasks-dir | rescore | judge-agreement | "
-        "leaderboard | compare | regress | report | data (each with --help)",
+        "leaderboard | compare | controls | regress | report | data (each with --help)",
     )
     parser.add_argument("--model", default="tiny-qwen2vl", help="registry name or checkpoint folder")
     parser.add_argument("--model-path", help="checkpoint folder (full weights or LoRA adapter) for --model")
