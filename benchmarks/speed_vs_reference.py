@@ -36,9 +36,13 @@ Defaults: 2 SurgeryVideoQA-shaped clips (12 items) and 2 MIMICEchoQA-shaped clip
 cores shared with other work (load average 6-8) the default run took about 25 minutes, 18 of them
 SurgeryVideoQA (a reference item costs about 10-12 s there); fewer clips or runs make it shorter.
 
-Target (issue 14): obv-eval >= 3x the reference on the SurgeryVideoQA-shaped items (median ratio of
-the whole-process wall times), identical answers. The exit code is 0 when answers are identical
-(the ratio is printed, never tuned).
+Both sides decode with PyAV's frame/slice threading (`thread_type = "AUTO"`), as obv_eval.media does.
+
+Target (issue 14): obv-eval >= 3x the reference on the SurgeryVideoQA-shaped items: each pair of runs
+(reference i, obv-eval i) gives a ratio of whole-process wall times; the spread of the pairs is
+printed, and the target is called met only when the median of at least three pairs meets it.
+Identical answers are required. The exit code is 0 when answers are identical (the ratio is printed,
+never tuned).
 """
 
 from __future__ import annotations
@@ -342,6 +346,7 @@ def reference_main(data: Path, task: str, out: Path, max_new_tokens: int) -> Non
         started = time.perf_counter()
         with av.open(str(media / row["video"])) as container:  # every frame decoded, for every item
             stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # the decoder threading obv-eval uses: a fair comparison
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             decoded = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
         indices = sample_frame_indices(len(decoded), fps, settings)
@@ -530,12 +535,18 @@ def benchmark_task(shape: Shape, data: Path, work: Path, runs: int, max_new_toke
         return statistics.median(getattr(r, attribute) for r in timed[side])
 
     wall_ratio = median("reference", "wall_s") / median("obv", "wall_s")
+    pairs = [r.wall_s / o.wall_s for r, o in zip(timed["reference"], timed["obv"], strict=True)]
+    pair_median = statistics.median(pairs)
     gen_ratio = median("reference", "generation_s") / median("obv", "generation_s")
     ref_wall, obv_wall = median("reference", "wall_s"), median("obv", "wall_s")
     ref_gen, obv_gen = median("reference", "generation_s"), median("obv", "generation_s")
     print(
         f"  median wall: reference {ref_wall:.2f} s, obv-eval {obv_wall:.2f} s -> {wall_ratio:.2f}x; "
         f"after model load: reference {ref_gen:.2f} s, obv-eval {obv_gen:.2f} s -> {gen_ratio:.2f}x"
+    )
+    print(
+        f"  wall ratio per pair (reference i / obv-eval i): {', '.join(f'{p:.2f}x' for p in pairs)}; "
+        f"median {pair_median:.2f}x, spread {min(pairs):.2f}x to {max(pairs):.2f}x"
     )
     print(
         f"  identical answers and prompts, item by item, every run: {'yes' if identical else 'NO'} "
@@ -592,6 +603,8 @@ def benchmark_task(shape: Shape, data: Path, work: Path, runs: int, max_new_toke
         "reference_after_load_s": [round(r.generation_s, 2) for r in timed["reference"]],
         "obv_after_load_s": [round(r.generation_s, 2) for r in timed["obv"]],
         "median_wall_ratio": round(wall_ratio, 2),
+        "pair_wall_ratios": [round(p, 2) for p in pairs],
+        "median_pair_ratio": round(pair_median, 2),
         "median_after_load_ratio": round(gen_ratio, 2),
         "reference_per_item_s": {name: round(seconds, 3) for name, seconds in per_item.items()},
         "identical": identical,
@@ -668,8 +681,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     for result in results:
         if result["task"] == "surgeryvqa":
-            verdict = "meets" if result["median_wall_ratio"] >= TARGET_RATIO else "below"
-            print(f"surgeryvqa: {result['median_wall_ratio']:.2f}x, {verdict} the {TARGET_RATIO:g}x target")
+            pairs, ratio = result["pair_wall_ratios"], result["median_pair_ratio"]
+            if len(pairs) < 3:
+                verdict = f"not judged against the {TARGET_RATIO:g}x target ({len(pairs)} pair(s); 3 needed)"
+            elif ratio >= TARGET_RATIO:
+                verdict = f"meets the {TARGET_RATIO:g}x target (median of {len(pairs)} pairs)"
+            else:
+                verdict = f"below the {TARGET_RATIO:g}x target (median of {len(pairs)} pairs)"
+            print(f"surgeryvqa: {ratio:.2f}x (pairs {min(pairs):.2f}x to {max(pairs):.2f}x), {verdict}")
     return 0 if all(r["identical"] and r["stub_answers_identical"] for r in results) else 1
 
 
