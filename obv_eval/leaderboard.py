@@ -57,6 +57,13 @@ LABELS: dict[str, str] = {
 FIELDS: tuple[str, ...] = ("mean", "ci_low", "ci_high", "n", "p_vs_base", "not_scored")
 TUNED_SUFFIX = "-obv"
 STUDY_PREFIX = "study: "
+REFERENCE_PREFIX = "reference: "  # chance / majority (obv_eval.baselines): rows computed from the data
+DEPENDENCE_TITLE = "Visual dependence (full - blind on paired items, points, 95% interval)"
+DEPENDENCE_LEGEND = (
+    "Visual dependence: the model's score minus its score with no visual at all (--control blind), on "
+    "the items both scored; * marks p < 0.05 (the paired test of `obv-eval compare`). Near 0: the "
+    "score does not need the image or video (docs/controls.md)."
+)
 # The words of a cell without a number, the same in every table (Markdown, CSV notes, HTML, terminal).
 NOT_SCORED = "not scored"  # run, but its primary metric has no score (e.g. open items without a judge)
 NOT_RUN = "-"  # the model was not run on it (or the study's figure has no number for it)
@@ -140,6 +147,27 @@ def latest_per_model(runs: Iterable[Run]) -> tuple[list[Run], list[Run]]:
             newest[run.model] = run
     kept = list(newest.values())
     return kept, [run for run in runs if all(run is not k for k in kept)]
+
+
+def is_control_run(run: Run) -> bool:
+    """A run under --control (blind, shuffled, ...): never a model's row (its blind runs give the visual
+    dependence table)."""
+    return bool((run.results.get("provenance") or {}).get("control"))
+
+
+def is_reference_run(run: Run) -> bool:
+    """A reference row computed from the data (--model chance | majority), not a model."""
+    return ((run.results.get("provenance") or {}).get("backend") or {}).get("backend") == "reference"
+
+
+def row_label(run: Run) -> str:
+    return REFERENCE_PREFIX + run.model if is_reference_run(run) else run.model
+
+
+def split_controls(runs: Iterable[Run]) -> tuple[list[Run], list[Run]]:
+    """(the full runs, the control runs)."""
+    runs = list(runs)
+    return [r for r in runs if not is_control_run(r)], [r for r in runs if is_control_run(r)]
 
 
 def _as_runs(runs: Iterable[RunLike]) -> list[Run]:
@@ -259,7 +287,7 @@ def build_table(
     run_list = _as_runs(runs)
     by_model = {r.model: r for r in run_list}
     cells: dict[str, dict[str, dict[str, float]]] = {}
-    for run in run_list:
+    for run in sorted(run_list, key=is_reference_run):  # reference rows last, beside the study's rows
         estimates = _run_estimates(run)
         row: dict[str, dict[str, float]] = {}
         for bench, est in estimates.items():
@@ -278,7 +306,7 @@ def build_table(
         if base_name is not None and base_name in by_model:
             for bench, p in significance(by_model[base_name], run).items():
                 row[bench]["p_vs_base"] = p
-        cells[run.model] = row
+        cells[row_label(run)] = row
     if reference:
         ref = load_reference(reference_path)
         for name, scores in ref["rows"].items():
@@ -496,6 +524,60 @@ def display_table(table: pd.DataFrame, interval_sep: str = " ") -> pd.DataFrame:
     return pd.DataFrame(out, index=table.index)
 
 
+def visual_dependence(runs: Iterable[RunLike], controls: Iterable[Run]) -> pd.DataFrame:
+    """Per model with a blind control run beside it (run id RUN_ID.control-blind) and per benchmark: full -
+    blind on the items both scored, x 100, with its 95% interval (clustered), p and paired n; the test is
+    the one `obv-eval compare` and `obv-eval controls` print (regress.paired_task_tests)."""
+    from obv_eval.controls import BLIND, run_suffix
+    from obv_eval.regress import paired_task_tests
+
+    blind = {(c.model, c.run_id): c for c in controls if c.results["provenance"].get("control") == BLIND}
+    cells: dict[str, dict[str, dict[str, float]]] = {}
+    for run in _as_runs(runs):
+        control = blind.get((run.model, f"{run.run_id}.{run_suffix(BLIND)}"))
+        full_samples = run.samples()
+        blind_samples = control.samples() if control is not None else None
+        if control is None or full_samples is None or blind_samples is None:
+            continue
+        row = {}
+        for task, (_, n, test) in paired_task_tests(
+            run.results, full_samples, control.results, blind_samples
+        ).items():
+            if test is not None:  # blind - full, turned round
+                est = test.estimate
+                row[benchmark_of(task)] = {
+                    "mean": -100 * est.mean,
+                    "ci_low": -100 * est.ci_high,
+                    "ci_high": -100 * est.ci_low,
+                    "p": test.pvalue,
+                    "n": float(n),
+                }
+        cells[row_label(run)] = row
+    columns = _columns({c for row in cells.values() for c in row})
+    index = pd.MultiIndex.from_product([columns, ("mean", "ci_low", "ci_high", "p", "n")])
+    data = [[row.get(c, {}).get(f, math.nan) for c, f in index] for row in cells.values()]
+    return pd.DataFrame(data, index=pd.Index(list(cells), name="model"), columns=index, dtype=float)
+
+
+def _display_dependence(dependence: pd.DataFrame, interval_sep: str = " ") -> pd.DataFrame:
+    """Text cells, e.g. "+12.5 [+3.1, +21.9] *"; "-" where the model has no blind run on the benchmark."""
+    columns = list(dict.fromkeys(dependence.columns.get_level_values(0)))
+    out: dict[str, list[str]] = {}
+    for col in columns:
+        cells = []
+        for _, row in dependence.iterrows():
+            mean, low, high, p = (row[(col, f)] for f in ("mean", "ci_low", "ci_high", "p"))
+            if not math.isfinite(mean):
+                cells.append(NOT_RUN)
+                continue
+            mark = " *" if math.isfinite(p) and p < ALPHA else ""
+            finite = math.isfinite(low) and math.isfinite(high)
+            interval = f"[{low + 0.0:+.1f}, {high + 0.0:+.1f}]" if finite else ""
+            cells.append(f"{mean + 0.0:+.1f}{mark}{interval_sep}{interval}".rstrip())
+        out[LABELS.get(col, col)] = cells
+    return pd.DataFrame(out, index=dependence.index)
+
+
 def _display_gains(gains: pd.DataFrame) -> pd.DataFrame:
     blank: Mapping[tuple[str, str], str] = gains.attrs.get("blank", {})
     out = pd.DataFrame(
@@ -517,7 +599,12 @@ def _markdown_table(shown: pd.DataFrame, index_name: str) -> str:
     return text
 
 
-def render_markdown(table: pd.DataFrame, gains: pd.DataFrame | None = None, note: str | None = None) -> str:
+def render_markdown(
+    table: pd.DataFrame,
+    gains: pd.DataFrame | None = None,
+    note: str | None = None,
+    dependence: pd.DataFrame | None = None,
+) -> str:
     parts = [
         "## Scores (primary metric x 100, 95% interval)",
         "",
@@ -525,6 +612,9 @@ def render_markdown(table: pd.DataFrame, gains: pd.DataFrame | None = None, note
         "",
         SIGNIFICANCE_LEGEND,
     ]
+    if dependence is not None and not dependence.empty:
+        parts += ["", f"## {DEPENDENCE_TITLE}", "", _markdown_table(_display_dependence(dependence), "model")]
+        parts += ["", DEPENDENCE_LEGEND]
     if gains is not None and not gains.empty:
         parts += [
             "",
@@ -595,11 +685,17 @@ def render_terminal(
     gains: pd.DataFrame | None = None,
     note: str | None = None,
     width: int = TERMINAL_WIDTH,
+    dependence: pd.DataFrame | None = None,
 ) -> str:
     """The scores, gains and notes for a terminal: no line longer than width (labels wrapped at 30)."""
     parts = ["Scores (primary metric x 100, 95% interval)", ""]
     parts += "\n\n".join(_fit_width(display_table(table, interval_sep="\n"), "model", width)).splitlines()
     parts += ["", *textwrap.wrap(SIGNIFICANCE_LEGEND, width)]
+    if dependence is not None and not dependence.empty:
+        shown = _display_dependence(dependence, interval_sep="\n")
+        parts += ["", *textwrap.wrap(DEPENDENCE_TITLE, width), ""]
+        parts += "\n\n".join(_fit_width(shown, "model", width)).splitlines()
+        parts += ["", *textwrap.wrap(DEPENDENCE_LEGEND, width)]
     if gains is not None and not gains.empty:
         parts += ["", "Relative gain of fine-tuned over base (%)", ""]
         parts += "\n\n".join(_fit_width(_display_gains(gains), "pair", width)).splitlines()
@@ -641,7 +737,7 @@ def unscored_counts(runs: Iterable[RunLike]) -> dict[str, dict[str, int]]:
     for run in _as_runs(runs):
         for task, summary in run.results["tasks"].items():
             if int(summary.get("unscored", 0)) > 0:
-                out.setdefault(run.model, {})[benchmark_of(task)] = int(summary["unscored"])
+                out.setdefault(row_label(run), {})[benchmark_of(task)] = int(summary["unscored"])
     return out
 
 
@@ -660,8 +756,9 @@ def chart_series(
         yerr = None
         if has_ci.any() and not study:
             yerr = (
-                [float(v) for v in np.where(has_ci, means - low, 0.0)],
-                [float(v) for v in np.where(has_ci, high - means, 0.0)],
+                # at 0 or 100 a Wilson bound can miss the mean by a rounding error (5e-17): no bar below 0
+                [float(v) for v in np.where(has_ci, np.maximum(means - low, 0.0), 0.0)],
+                [float(v) for v in np.where(has_ci, np.maximum(high - means, 0.0), 0.0)],
             )
         counts = (unscored or {}).get(str(model), {})
         series.append(
@@ -899,6 +996,7 @@ def render_html(
     note: str | None = None,
     png: bytes | str | os.PathLike[str] | None = None,
     title: str = "obv-eval leaderboard",
+    dependence: pd.DataFrame | None = None,
 ) -> str:
     """A self-contained page: inline style, the chart embedded as a base64 data URI, no external assets."""
     body = [
@@ -907,6 +1005,12 @@ def render_html(
         _html_table(display_table(table, interval_sep="\n"), "model"),
         f"<p>{html.escape(SIGNIFICANCE_LEGEND)}</p>",
     ]
+    if dependence is not None and not dependence.empty:
+        body += [
+            f"<h2>{html.escape(DEPENDENCE_TITLE)}</h2>",
+            _html_table(_display_dependence(dependence, interval_sep="\n"), "model"),
+            f"<p>{html.escape(DEPENDENCE_LEGEND)}</p>",
+        ]
     if png is not None:
         data = png if isinstance(png, bytes) else Path(png).read_bytes()
         encoded = base64.b64encode(data).decode("ascii")
@@ -931,10 +1035,13 @@ def write_leaderboard(
     runs: Iterable[RunLike],
     reference: bool = True,
     reference_path: str | os.PathLike[str] | None = None,
+    controls: Iterable[Run] = (),
 ) -> dict[str, Path]:
     """Write leaderboard.{md,csv,png,html,txt} and gains.csv into out_dir; returns their paths by kind.
-    leaderboard.txt is what `obv-eval leaderboard` prints: the tables within 100 columns."""
+    leaderboard.txt is what `obv-eval leaderboard` prints: the tables within 100 columns. With control
+    runs (split_controls), also the visual dependence table, and visual_dependence.csv."""
     run_list = _as_runs(runs)
+    dependence = visual_dependence(run_list, controls)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -957,10 +1064,16 @@ def write_leaderboard(
         "text": out / "leaderboard.txt",
     }
     md_note = "\n".join([head, *judge_lines(run_list, markdown_cell)])
-    paths["markdown"].write_text(render_markdown(table, gains, md_note), encoding="utf-8")
+    paths["markdown"].write_text(render_markdown(table, gains, md_note, dependence), encoding="utf-8")
     paths["csv"].write_text(render_csv(table), encoding="utf-8")
     paths["gains_csv"].write_text(render_gains_csv(gains), encoding="utf-8")
     render_bar_chart(table, paths["png"], unscored_counts(run_list))
-    paths["html"].write_text(render_html(table, gains, note, png=paths["png"]), encoding="utf-8")
-    paths["text"].write_text(render_terminal(table, gains, note), encoding="utf-8")
+    page = render_html(table, gains, note, png=paths["png"], dependence=dependence)
+    paths["html"].write_text(page, encoding="utf-8")
+    paths["text"].write_text(render_terminal(table, gains, note, dependence=dependence), encoding="utf-8")
+    if not dependence.empty:
+        flat = dependence.copy()
+        flat.columns = [f"{bench}.{field}" for bench, field in dependence.columns]
+        paths["dependence_csv"] = out / "visual_dependence.csv"
+        paths["dependence_csv"].write_text(_neutral_csv(flat), encoding="utf-8")
     return paths

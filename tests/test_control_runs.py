@@ -62,6 +62,23 @@ def test_controls_run_beside_the_full_run_and_match_compare(
     assert main(["controls", str(blind)]) == 2  # a control of a control is refused
     assert "itself a control run" in capsys.readouterr().err
 
+    # the leaderboard: the full run is the model's row (its control runs never are), the chance row
+    # sits beside the study's rows, and visual dependence = full - blind = minus compare's difference
+    obv_eval("--model", "chance", "--data", "samples", "--tasks", "mimicechoqa", "vqarad", "--limit", "3",
+             "--output-dir", str(controlled["out"]), "--run-id", "ref", "--no-progress")  # fmt: skip
+    capsys.readouterr()
+    assert main(["leaderboard", str(controlled["out"]), "--out", str(controlled["out"] / "board")]) == 0
+    board = capsys.readouterr().out
+    labels = [line.split("  ")[0] for line in board.split("Scores", 1)[1].split("\n\n", 2)[1].splitlines()]
+    labels = [label for label in labels if label.strip() and not label.startswith(("-", " ", "model"))]
+    assert labels[:2] == ["tiny-qwen2vl", "reference: chance"] and labels[2].startswith("study: ")
+    dependence = board.split("Visual dependence", 1)[1]
+    row = next(line for line in dependence.splitlines() if line.startswith("tiny-qwen2vl"))
+    echo = next(line for line in compared.splitlines() if line.startswith("mimicechoqa"))
+    blind_minus_full = float(_difference_and_p(echo)[0])
+    assert float(row.split()[1]) == pytest.approx(-blind_minus_full, abs=0.051)
+    assert (controlled["out"] / "board" / "visual_dependence.csv").is_file()
+
 
 def _difference_and_p(line: str) -> tuple[str, str]:
     difference = re.search(r"\s([+-]\d+\.\d)\s", line)

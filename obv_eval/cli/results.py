@@ -125,10 +125,12 @@ def cmd_leaderboard(argv: Sequence[str]) -> int:
     parser.add_argument("--no-reference", action="store_true", help="leave out the study's published rows")
     args = parser.parse_args(argv)
     from obv_eval.escaping import terminal_text
-    from obv_eval.leaderboard import latest_per_model, load_runs, write_leaderboard
+    from obv_eval.leaderboard import latest_per_model, load_runs, split_controls, write_leaderboard
 
     try:
-        runs, older = latest_per_model(load_runs(args.runs))
+        # control runs (--control) are never a model's row: their blind runs give the visual dependence
+        runs, controls = split_controls(load_runs(args.runs))
+        runs, older = latest_per_model(runs)
         for run in older:
             print(
                 terminal_text(
@@ -136,7 +138,7 @@ def cmd_leaderboard(argv: Sequence[str]) -> int:
                 ),
                 file=sys.stderr,
             )
-        paths = write_leaderboard(args.out, runs, reference=not args.no_reference)
+        paths = write_leaderboard(args.out, runs, reference=not args.no_reference, controls=controls)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from error
     print(paths["text"].read_text(encoding="utf-8"))  # the tables within 100 columns; notes in leaderboard.md
