@@ -80,6 +80,12 @@ class Engine:
         described: dict[str, Any] = self.backend.describe()
         return described
 
+    def media_stats(self) -> dict[str, int]:
+        """This actor's frame-cache counters (decodes: passes over a clip file; benchmarks/scale_out.py)."""
+        from obv_eval.media import cache_stats
+
+        return cache_stats()
+
     def plan(self, requests: Sequence[GenerationRequest]) -> tuple[list[list[int]], dict[str, Any]]:
         """The work units of these requests, and the engine settings every actor must share."""
         if hasattr(self.backend, "work_units"):
@@ -228,6 +234,12 @@ class RayBackend:
                 "failed_units": self.failed_units,
             },
         }
+
+    def actor_stats(self) -> list[dict[str, int]]:
+        """Each live actor's frame-cache counters (clip decodes among them)."""
+        import ray
+
+        return [dict(ray.get(actor.media_stats.remote())) for actor in self._live()]
 
     def close(self) -> None:
         """Stop the actors, and the local Ray instance if this run started it."""
