@@ -69,6 +69,13 @@ MODELS: dict[str, ModelEntry] = {
             build=tiny_qwen25_dir,
         ),
         ModelEntry(
+            f"{TINY_QWEN25_NAME}-obv",
+            "tiny-qwen2.5-vl after obv-train --model tiny-qwen2.5-vl",
+            base=TINY_QWEN25_NAME,
+            family="qwen2_5_vl",
+            checked="trained here",
+        ),
+        ModelEntry(
             "qwen2vl-2b",
             "Qwen2-VL-2B-Instruct",
             hub_id="Qwen/Qwen2-VL-2B-Instruct",
@@ -197,7 +204,7 @@ def resolve_model(name: str, model_path: str | None = None, build: bool = True) 
         "obv-train --config tiny_cpu" if entry.base == TINY_MODEL_NAME else f"obv-train --model {entry.base}"
     )
     if entry.base == TINY_QWEN25_NAME:
-        train_command = f"obv-train --config tiny_cpu --model {entry.base}"
+        train_command = f"obv-train --model {entry.base}"
     if not folder.is_dir():
         raise ModelNotAvailable(
             f"{name}: no checkpoint at {folder}; train it with `{train_command}` "

@@ -158,3 +158,58 @@ def test_tiny_qwen25_runs_every_task_on_the_samples(tmp_path: Path) -> None:
     assert results["provenance"]["backend"]["model_family"]["frame_policy"] == "native"
     records = [json.loads(line) for line in (tmp_path / "tiny-qwen2.5-vl" / "r" / "samples.jsonl").open()]
     assert records and not [r for r in records if r.get("error")]
+
+
+def test_qwen25_packed_training_rows_keep_each_sample_and_its_time_positions(tiny25: Path) -> None:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from obv_eval.media import VideoSettings, load_video
+    from obv_eval.train.data import build_samples, encode_sample, load_train_rows
+    from obv_eval.train.packing import PackCollator, concat_samples, prepare_packed_inputs
+
+    processor = AutoProcessor.from_pretrained(tiny25)
+    model = AutoModelForImageTextToText.from_pretrained(tiny25).eval()
+    settings = VideoSettings(fps=1.0, max_frames=8, total_pixels=12845056)  # tiny_cpu's
+    root = SAMPLES_DIR / "media" / "openbiomedvid"
+    samples = build_samples(load_train_rows("samples")[0][:2]).samples
+    encoded = [encode_sample(processor, s, load_video(s.video, settings, root=root)) for s in samples]
+    # 3-second clips at 1 fps: 3 frames, raised to the minimum 4, so 4/3 fps and 2 / (4/3) = 1.5 s per pair.
+    seconds = [e.second_per_grid_ts.tolist() for e in encoded if e.second_per_grid_ts is not None]
+    assert seconds == [[1.5]] * len(encoded)
+    collate = PackCollator(processor.tokenizer.pad_token_id)
+
+    def logits(batch: dict[str, Any]) -> torch.Tensor:
+        with torch.no_grad():
+            return model(**prepare_packed_inputs(model, batch)).logits[0]
+
+    packed = logits(collate([concat_samples(encoded)]))
+    start = 0
+    for sample in encoded:
+        with torch.no_grad():  # the model's own positions for the sample alone, its time included
+            theirs = model(
+                input_ids=sample.input_ids[None],
+                mm_token_type_ids=sample.mm_token_type_ids[None],
+                pixel_values_videos=sample.pixel_values_videos,
+                video_grid_thw=sample.video_grid_thw,
+                second_per_grid_ts=sample.second_per_grid_ts,
+                use_cache=False,
+            ).logits[0]
+        torch.testing.assert_close(packed[start : start + sample.length], theirs, rtol=1e-5, atol=1e-5)
+        start += sample.length
+    # The control: positions without the clips' time (1 s per frame pair assumed) differ.
+    untimed = collate([concat_samples(encoded)])
+    untimed.pop("second_per_grid_ts")
+    assert not torch.allclose(logits(untimed), packed, atol=1e-5)
+
+
+def test_train_tiny_qwen25_then_evaluate_it_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from obv_eval.train.cli import main as train_main
+
+    monkeypatch.setenv("OBV_EVAL_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    assert train_main(["--model", "tiny-qwen2.5-vl", "--max-steps", "2", "--no-progress"]) == 0
+    trained = tmp_path / "checkpoints" / "tiny-qwen2.5-vl-obv"
+    assert family_of_checkpoint(trained).name == "qwen2_5_vl"
+    args = ["--model", "tiny-qwen2.5-vl-obv", "--tasks", "video", "--limit", "1", "--no-progress"]
+    assert main([*args, "--output-dir", str(tmp_path / "out"), "--run-id", "r"]) == 0
+    results = json.loads((tmp_path / "out" / "tiny-qwen2.5-vl-obv" / "r" / "results.json").read_text())
+    assert set(results["tasks"]) == {"surgeryvqa", "mimicechoqa"}

@@ -44,7 +44,7 @@ from obv_eval.backends.streaming import (
 from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.media import Video, release_video
 from obv_eval.media import cache_budget as frame_cache_budget
-from obv_eval.models import family_of_checkpoint
+from obv_eval.models import family_of_checkpoint, video_timing_kwargs
 from obv_eval.profiling import enabled as profiling_enabled
 from obv_eval.profiling import stage
 
@@ -384,11 +384,8 @@ class HFBackend:
                 cache.retain_recent()
 
     def _video_kwargs(self, videos: Sequence[Video]) -> dict[str, Any]:
-        """Processor arguments a family's video positions need: for absolute time, each clip's metadata
-        (transformers takes the sampled fps from it: len(indices) / total_frames * source fps)."""
-        if self.family.video_timing != "absolute" or not videos:
-            return {}
-        return {"video_metadata": [video_metadata(video) for video in videos]}
+        """Processor arguments the family's video positions need (absolute time: each clip's fps)."""
+        return video_timing_kwargs(self.family, videos)
 
     @property
     def _geometry(self) -> tuple[int, int, int]:
@@ -590,18 +587,6 @@ _VISION_INPUTS = (
     "image_grid_thw",
     "second_per_grid_ts",
 )
-
-
-def video_metadata(video: Video) -> dict[str, Any]:
-    """What transformers' VideoMetadata needs to know when a clip's sampled frames were taken."""
-    return {
-        "total_num_frames": video.total_frames,
-        "fps": video.source_fps,
-        "duration": video.duration_s,
-        "frames_indices": list(video.indices),
-        "height": int(video.frames.shape[1]),
-        "width": int(video.frames.shape[2]),
-    }
 
 
 @dataclass

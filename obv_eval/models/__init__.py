@@ -11,13 +11,13 @@ of assuming Qwen2-VL.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # imported when asked for: listing commands stay free of numpy and PyAV
-    from obv_eval.media import ImageSettings, VideoSettings
+    from obv_eval.media import ImageSettings, Video, VideoSettings
 
 # How a family's position ids place a clip's frames in time:
 # "frame-index": one temporal position per frame pair, whatever the clip's frame rate (Qwen2-VL);
@@ -120,3 +120,36 @@ def family_of_checkpoint(path: str | Path) -> Family:
         return family_for_model_type(model_type)
     except UnknownFamily as error:
         raise UnknownFamily(f"{folder}: {error}") from None
+
+
+def family_of_processor(processor: Any) -> Family:
+    """The family whose processor class this is (training has the processor, not the folder)."""
+    name = type(processor).__name__
+    for family in families().values():
+        if family.processor_class == name:
+            return family
+    raise UnknownFamily(f"processor {name} is not a known family's")
+
+
+def video_timing_kwargs(family: Family, videos: Sequence[Video]) -> dict[str, Any]:
+    """Processor arguments a family's video positions need, for frames obv_eval.media already sampled.
+
+    Absolute time (Qwen2.5-VL): each clip's metadata, from which transformers takes the sampled fps
+    (len(indices) / total_frames * source fps, qwen-vl-utils' sample_fps); without it transformers
+    assumes 24 fps. Frame-index families need nothing, and get nothing (their inputs stay as they were).
+    """
+    if family.video_timing != "absolute" or not videos:
+        return {}
+    return {
+        "video_metadata": [
+            {
+                "total_num_frames": video.total_frames,
+                "fps": video.source_fps,
+                "duration": video.duration_s,
+                "frames_indices": list(video.indices),
+                "height": int(video.frames.shape[1]),
+                "width": int(video.frames.shape[2]),
+            }
+            for video in videos
+        ]
+    }

@@ -24,12 +24,18 @@ CHECK_FAILED = 1
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="obv-train",
-        description="Fine-tune a Qwen2-VL model on OpenBiomedVid (the study's recipe by default).",
+        description="Fine-tune a Qwen2-VL or Qwen2.5-VL model on OpenBiomedVid (the study's recipe)",
         epilog="Shipped configs: study_full_ft (the study's hyperparameters), lora, tiny_cpu. "
         "Any setting: --set key=value (YAML value; nested as video.fps=2).",
     )
-    parser.add_argument("--config", default="study_full_ft", help="shipped config name or a YAML file")
-    parser.add_argument("--model", help="registry name (tiny-qwen2vl, qwen2vl-2b, qwen2vl-7b) or a folder")
+    parser.add_argument(
+        "--config",
+        help="shipped config name or a YAML file (default: tiny_cpu for a tiny twin, else study_full_ft)",
+    )
+    parser.add_argument(
+        "--model",
+        help="registry name (tiny-qwen2vl, tiny-qwen2.5-vl, qwen2vl-2b, qwen2.5-vl-7b...) or a folder",
+    )
     parser.add_argument("--data", help="hub | samples | DIR (DIR/openbiomedvid/train.jsonl) | a rows file")
     parser.add_argument("--video-root", help="folder the rows' video paths resolve under")
     parser.add_argument("--output-dir", help="checkpoint folder (default: checkpoint_dir()/<model>-obv)")
@@ -86,6 +92,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def _default_config(model: str | None) -> str:
+    """A tiny twin trains with the CPU recipe; anything else with the study's."""
+    from obv_eval.registry import MODELS
+
+    entry = MODELS.get(model or "")
+    tiny = entry is not None and entry.build is not None and entry.name.startswith("tiny-")
+    return "tiny_cpu" if tiny else "study_full_ft"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from obv_eval.registry import ModelNotAvailable
     from obv_eval.sources import DataSourceError
@@ -97,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        config = load_config(args.config, _overrides(args))
+        config = load_config(args.config or _default_config(args.model), _overrides(args))
     except (OSError, ValueError, TypeError) as error:
         print(f"obv-train: {error}", file=sys.stderr)
         return USAGE_ERROR

@@ -20,6 +20,7 @@ import torch
 
 from obv_eval.conversation import VisualKind, build_training_messages, render_prompt
 from obv_eval.media import Video
+from obv_eval.models import family_of_processor, video_timing_kwargs
 
 IGNORE_INDEX = -100
 DATASET_NAME = "openbiomedvid"
@@ -189,6 +190,7 @@ class EncodedSample:
     mm_token_type_ids: torch.Tensor  # (L,)
     pixel_values_videos: torch.Tensor | None  # (patches, dim)
     video_grid_thw: torch.Tensor | None  # (videos, 3)
+    second_per_grid_ts: torch.Tensor | None = None  # (videos,): absolute-time families (Qwen2.5-VL)
 
     @property
     def length(self) -> int:
@@ -253,8 +255,10 @@ def planned_length(processor: Any, sample: TrainSample, video: Video) -> int:
 def encode_sample(processor: Any, sample: TrainSample, video: Video) -> EncodedSample:
     """Tokens, labels and video tensors for one sample, through the processor as evaluation calls it."""
     text = render_sample(processor, sample)
-    # The same call as obv_eval.backends.hf: frames already sampled and sized by obv_eval.media.
-    inputs = processor(text=[text], videos=[video.frames], return_tensors="pt")
+    # The same call as obv_eval.backends.hf: frames already sampled and sized by obv_eval.media, and
+    # (absolute-time families) each clip's fps.
+    timing = video_timing_kwargs(family_of_processor(processor), [video])
+    inputs = processor(text=[text], videos=[video.frames], return_tensors="pt", **timing)
     input_ids = inputs["input_ids"][0]
     labels = assistant_labels(input_ids.tolist(), processor.tokenizer, expected_turns=len(sample.turns))
     return EncodedSample(
@@ -264,4 +268,5 @@ def encode_sample(processor: Any, sample: TrainSample, video: Video) -> EncodedS
         mm_token_type_ids=inputs["mm_token_type_ids"][0],
         pixel_values_videos=inputs.get("pixel_values_videos"),
         video_grid_thw=inputs.get("video_grid_thw"),
+        second_per_grid_ts=inputs.get("second_per_grid_ts"),
     )

@@ -205,12 +205,14 @@ def concat_samples(samples: Sequence[EncodedSample]) -> dict[str, Any]:
     """One packed row (no batch dimension) and the lengths of the samples in it."""
     videos = [s.pixel_values_videos for s in samples if s.pixel_values_videos is not None]
     grids = [s.video_grid_thw for s in samples if s.video_grid_thw is not None]
+    seconds = [s.second_per_grid_ts for s in samples if s.second_per_grid_ts is not None]
     return {
         "input_ids": torch.cat([s.input_ids for s in samples]),
         "labels": torch.cat([s.labels for s in samples]),
         "mm_token_type_ids": torch.cat([s.mm_token_type_ids for s in samples]),
         "pixel_values_videos": torch.cat(videos) if videos else None,
         "video_grid_thw": torch.cat(grids) if grids else None,
+        "second_per_grid_ts": torch.cat(seconds) if seconds else None,
         "seq_lens": [s.length for s in samples],
     }
 
@@ -249,6 +251,9 @@ class PackCollator:
             batch["video_grid_thw"] = torch.cat(
                 [row["video_grid_thw"] for row in rows if row["video_grid_thw"] is not None]
             )
+        seconds = [row["second_per_grid_ts"] for row in rows if row.get("second_per_grid_ts") is not None]
+        if seconds:  # absolute-time families: each video's seconds per frame pair
+            batch["second_per_grid_ts"] = torch.cat(seconds)
         return batch
 
 
@@ -280,6 +285,7 @@ def packed_position_ids(
     seq_lens: torch.Tensor,
     video_grid_thw: torch.Tensor | None = None,
     image_grid_thw: torch.Tensor | None = None,
+    second_per_grid_ts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(4, batch, length) position ids: per-sample text positions, then per-sample M-RoPE positions.
 
@@ -311,11 +317,16 @@ def packed_position_ids(
                         else None
                     )
                     used[kind] += counts[kind]
+                timing = {}
+                if second_per_grid_ts is not None and counts[2]:  # absolute time: this segment's videos
+                    first = used[2] - counts[2]
+                    timing["second_per_grid_ts"] = second_per_grid_ts[first : used[2]]
                 mrope, _ = rope.get_rope_index(
                     input_ids[r : r + 1, start:end],
                     mm_token_type_ids=types[None],
                     image_grid_thw=segment_grids[1],
                     video_grid_thw=segment_grids[2],
+                    **timing,
                 )
                 positions[1:, r, start:end] = mrope[:, 0]
             else:
@@ -337,5 +348,6 @@ def prepare_packed_inputs(model: torch.nn.Module, batch: dict[str, Any]) -> dict
         seq_lens,
         video_grid_thw=inputs.get("video_grid_thw"),
         image_grid_thw=inputs.get("image_grid_thw"),
+        second_per_grid_ts=inputs.get("second_per_grid_ts"),
     )
     return inputs
