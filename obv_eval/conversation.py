@@ -1,4 +1,8 @@
-"""The Qwen2-VL conversation every backend sends and training renders.
+"""The conversation every backend sends and training renders, for every model family.
+
+Each family in obv_eval.models says how its chat template takes a video (Family.video_in_template); the
+families so far (Qwen2-VL, Qwen2.5-VL) take typed entries ({"type": "video"}, {"type": "image"}) that
+their template renders as vision placeholders, which is what this module builds.
 
 One user turn holds the visuals first (videos, then images, in the order given) and then the
 text, as in the study's evaluation scripts; the system prompt is the chat template's default
