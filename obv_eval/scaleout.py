@@ -184,6 +184,7 @@ class RayBackend:
         generation: GenerationSettings,
         media: MediaSettings,
         gpus_per_actor: float = 0,
+        cpus_per_actor: float = 1,
         owns_ray: bool = False,
         max_restarts: int = MAX_RESTARTS,
         max_attempts: int = MAX_ATTEMPTS,
@@ -204,7 +205,7 @@ class RayBackend:
         self.failed_units = 0
         faults = json.loads(os.environ[FAULTS_ENV]) if os.environ.get(FAULTS_ENV) else None
         cls: Any = ray.remote(Engine).options(
-            num_cpus=1,
+            num_cpus=cpus_per_actor,
             num_gpus=gpus_per_actor,
             max_restarts=max_restarts,
             max_task_retries=0,  # a lost unit is resubmitted here, to whichever actor is free
@@ -407,12 +408,22 @@ def scale_out(
     if actors < 0 or (actors == 0 and not gpus_per_actor):
         raise ValueError(f"data_parallel_size must be positive (0: one engine per GPU group), got {actors}")
     owns_ray = ray_init(address, None, verbose)
-    if actors == 0:
-        import ray
+    import ray
 
-        actors = int(ray.cluster_resources().get("GPU", 0) // gpus_per_actor)
+    resources = ray.cluster_resources()
+    gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
+    if actors == 0:
+        actors = int(gpus // gpus_per_actor)
         if actors < 1:
             raise ValueError(f"data_parallel_size 0: the Ray cluster has fewer than {gpus_per_actor:g} GPUs")
+    if gpus_per_actor * actors > gpus:  # an actor that cannot be placed would wait for ever
+        if owns_ray:
+            ray.shutdown()
+            stop_reaper()
+        raise ValueError(
+            f"{actors} engines x {gpus_per_actor:g} GPU(s) need {gpus_per_actor * actors:g} GPUs; "
+            f"the Ray cluster has {gpus:g}"
+        )
     spec = BackendSpec(kind, {**kwargs, "generation": generation, "media": media})
     return RayBackend(
         spec,
@@ -420,5 +431,6 @@ def scale_out(
         generation=replace(generation),
         media=media,
         gpus_per_actor=gpus_per_actor,
+        cpus_per_actor=min(1.0, cpus / actors) if cpus else 1.0,  # more actors than CPUs: they share
         owns_ray=owns_ray,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -165,6 +166,19 @@ def test_two_actors_give_the_records_of_one_engine(
     assert scale_out["restarts"] == scale_out["resubmitted_units"] == 0
 
 
+def test_engines_that_cannot_be_placed_are_refused_not_waited_for(
+    local_ray: None, tiny_model_path: Path
+) -> None:
+    from obv_eval.scaleout import scale_out
+
+    with pytest.raises(
+        ValueError, match=re.escape("2 engines x 1 GPU(s) need 2 GPUs; the Ray cluster has 0")
+    ):
+        scale_out("hf", {"model_path": tiny_model_path, "device": "cuda"}, 2, gpus_per_actor=1)
+    with pytest.raises(ValueError, match="fewer than 2 GPUs"):
+        scale_out("vllm", {"model_path": tiny_model_path}, 0, gpus_per_actor=2)
+
+
 def test_an_actor_killed_mid_clip_is_restarted_and_its_unit_resubmitted(
     baseline: RunResult, local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -245,3 +259,22 @@ def test_a_killed_driver_leaves_no_process_and_its_rerun_resumes(baseline: RunRe
     assert len(keys) == len(set(keys)) == len(baseline.records)  # nothing generated twice
     results = json.loads((run_dir / "results.json").read_text())
     assert results["provenance"]["run"]["outputs_reused"] == logged
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ray-address", "auto"], "--ray-address needs --data-parallel-size N"),
+        (["--data-parallel-ranks", "2"], "--data-parallel-ranks is for a served model: pass --base-url too"),
+        (["--data-parallel-size", "-1"], "--data-parallel-size"),
+    ],
+)
+def test_scale_out_flags_without_their_partner_are_one_line(flags: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "obv_eval.cli", "--model", "tiny-qwen2vl", "--tasks", "medqa", *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
