@@ -44,6 +44,10 @@ VLLM_UNIT_ITEMS = 64  # single items per work unit for vLLM (it schedules its ow
 FAULTS_ENV = "OBV_EVAL_RAY_FAULTS"
 
 
+class ScaleOutError(ValueError):
+    """Engines the Ray cluster cannot hold (a bad data_parallel_size): one line at the command line."""
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     """A backend's class and keyword arguments: built inside each actor (picklable, no model held)."""
@@ -405,25 +409,29 @@ def scale_out(
     generation = kwargs.get("generation") or GenerationSettings()
     media = kwargs.get("media") or MediaSettings()
     actors = int(data_parallel_size)
-    if actors < 0 or (actors == 0 and not gpus_per_actor):
-        raise ValueError(f"data_parallel_size must be positive (0: one engine per GPU group), got {actors}")
+    if actors < 0:
+        raise ScaleOutError(f"data_parallel_size must be positive (0: an engine per GPU group), got {actors}")
+    if actors == 0 and not gpus_per_actor:
+        raise ScaleOutError("data_parallel_size 0 means one engine per GPU: give a number of engines on CPUs")
     owns_ray = ray_init(address, None, verbose)
     import ray
 
     resources = ray.cluster_resources()
     gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
+    problem = None
     if actors == 0:
         actors = int(gpus // gpus_per_actor)
         if actors < 1:
-            raise ValueError(f"data_parallel_size 0: the Ray cluster has fewer than {gpus_per_actor:g} GPUs")
-    if gpus_per_actor * actors > gpus:  # an actor that cannot be placed would wait for ever
+            problem = f"data_parallel_size 0: the Ray cluster has fewer than {gpus_per_actor:g} GPUs"
+    if problem is None and gpus_per_actor * actors > gpus:  # an unplaceable actor would wait for ever
+        need = gpus_per_actor * actors
+        problem = f"{actors} engines x {gpus_per_actor:g} GPU(s) need {need:g} GPUs; the Ray cluster has "
+        problem += f"{gpus:g}"
+    if problem is not None:
         if owns_ray:
             ray.shutdown()
             stop_reaper()
-        raise ValueError(
-            f"{actors} engines x {gpus_per_actor:g} GPU(s) need {gpus_per_actor * actors:g} GPUs; "
-            f"the Ray cluster has {gpus:g}"
-        )
+        raise ScaleOutError(problem)
     spec = BackendSpec(kind, {**kwargs, "generation": generation, "media": media})
     return RayBackend(
         spec,

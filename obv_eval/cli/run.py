@@ -145,6 +145,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     from obv_eval.gcpolicy import long_lived_objects
     from obv_eval.registry import ModelNotAvailable
     from obv_eval.run_identity import LOCK_FILE, RunConflict
+    from obv_eval.scaleout import ScaleOutError
     from obv_eval.sources import DataSourceError
 
     try:
@@ -200,7 +201,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     with removing_new_empty_folders(args.output_dir, ignoring=(LOCK_FILE,)):
         try:
             result = run(config, log=lambda line: print(redact(line), file=sys.stderr))
-        except (ModelNotAvailable, DataSourceError, ImportError, RunConflict) as error:
+        except (ModelNotAvailable, DataSourceError, ImportError, RunConflict, ScaleOutError) as error:
             raise UsageError(str(error)) from error
     print(render_summary(result.results))
     print(f"\nwrote results.json and samples.jsonl into {result.run_dir}")
