@@ -1,14 +1,37 @@
-"""Test-wide settings: no network, and everything obv-eval builds goes into a temporary home."""
+"""Test-wide settings and the shared, expensive set-ups.
+
+Settings: no network, and everything obv-eval builds goes into a temporary home.
+
+Session fixtures made once and reused by every test that asks for them (keep the suite within its
+time: a new test that needs a tiny run, a trained checkpoint or a judged pair takes one of these
+instead of making its own). Treat what they return as read-only: copy a run folder before changing it.
+
+- ``tiny_model_path``: the embedded random-weight Qwen2-VL (built once into $OBV_EVAL_HOME).
+- ``tiny_obv``: ``obv-train --config tiny_cpu`` once; the fine-tuned ``tiny-qwen2vl-obv`` in its
+  default place under a session checkpoints folder. Run it by name inside ``checkpoints(tiny_obv)``
+  or after ``monkeypatch.setenv("OBV_EVAL_CHECKPOINTS", str(tiny_obv.output_dir.parent))``.
+- ``demo_runs``: the demo twice (``--model tiny-qwen2vl --tasks all``, run ids ``first``, ``second``).
+- ``judged_pair``: tiny-qwen2vl and tiny-qwen2vl-obv on surgeryvqa and vqarad, open-ended items
+  judged by a local fake judge whose verdict hashes the whole request, so some items flip.
+- ``realdata``: the real benchmark files; tests taking it skip where they are absent.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from obv_eval.train.trainer import TrainResult
 
 # Set before any obv_eval module reads them: no test may reach a hub or write to ~/.cache.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,3 +88,85 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(NO_REALDATA)
     return REALDATA
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared runs (see the module docstring). Each is made in this process, once, on first use.
+
+
+@contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Environment variables set for the block, restored after it (for session fixtures and helpers,
+    where pytest's function-scoped monkeypatch is not available)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def checkpoints(trained: TrainResult) -> Iterator[None]:
+    """The registry finds `trained` by its name (tiny-qwen2vl-obv) inside the block."""
+    with environ(OBV_EVAL_CHECKPOINTS=str(trained.output_dir.parent)):
+        yield
+
+
+def obv_eval(*argv: str) -> None:
+    """obv-eval in this process (what a user's command line runs); the run must exit 0."""
+    from obv_eval.cli import main
+
+    assert main(list(argv)) == 0, argv
+
+
+@pytest.fixture(scope="session")
+def tiny_obv(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> TrainResult:
+    """The tiny model fine-tuned with the shipped tiny_cpu config (6 steps), written where the registry
+    looks for tiny-qwen2vl-obv by default: <OBV_EVAL_CHECKPOINTS>/tiny-qwen2vl-obv."""
+    from obv_eval.train.config import load_config
+    from obv_eval.train.trainer import train
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    with environ(OBV_EVAL_CHECKPOINTS=str(folder)):
+        result = train(load_config("tiny_cpu", {"progress": False}), echo=lambda line: None)
+    assert result.output_dir == folder / "tiny-qwen2vl-obv"
+    return result
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> tuple[Path, Path]:
+    """The demo (`obv-eval --model tiny-qwen2vl --tasks all`) run twice: run ids first and second."""
+    out = tmp_path_factory.mktemp("demo-runs")
+    for run_id in ("first", "second"):
+        obv_eval("--model", "tiny-qwen2vl", "--tasks", "all", "--output-dir", str(out), "--run-id", run_id,
+                 "--no-progress")  # fmt: skip
+    return out / "tiny-qwen2vl" / "first", out / "tiny-qwen2vl" / "second"
+
+
+def verdict_by_hash(request: dict[str, Any]) -> str:
+    """A judge whose verdict depends on the whole request (question, gold and the model's reply), so two
+    models that answer differently get different verdicts: some items flip."""
+    digest = hashlib.sha256(json.dumps(request["messages"], sort_keys=True).encode()).digest()
+    return json.dumps({"verdict": digest[0] % 2})
+
+
+@pytest.fixture(scope="session")
+def judged_pair(tmp_path_factory: pytest.TempPathFactory, tiny_obv: TrainResult) -> dict[str, Path]:
+    """{"base": tiny-qwen2vl's run, "tuned": tiny-qwen2vl-obv's run (by name)} on surgeryvqa and vqarad,
+    run id "judged", open-ended items judged by a fake judge (verdict_by_hash)."""
+    from fake_chat_server import FakeChatServer
+
+    root = tmp_path_factory.mktemp("judged-pair")
+    out = root / "runs"
+    with FakeChatServer(verdict_by_hash) as server, checkpoints(tiny_obv), environ(FAKE_JUDGE_KEY="sk-fake"):
+        judge = ["--judge-base-url", server.base_url, "--judge-model", "fake-judge"]
+        judge += ["--judge-api-key-env", "FAKE_JUDGE_KEY", "--judge-cache", str(root / "judge.sqlite")]
+        for model in ("tiny-qwen2vl", "tiny-qwen2vl-obv"):
+            obv_eval("--model", model, "--run-id", "judged", "--tasks", "surgeryvqa", "vqarad",
+                     "--output-dir", str(out), "--no-progress", *judge)  # fmt: skip
+    return {"base": out / "tiny-qwen2vl" / "judged", "tuned": out / "tiny-qwen2vl-obv" / "judged"}

@@ -30,10 +30,7 @@ def _sample_rows(benchmark: str) -> list[dict[str, object]]:
     return [dict(row) for row in load_rows(BENCHMARKS[benchmark], parse_data_source("samples"))]
 
 
-@pytest.fixture(scope="module")
-def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    out = tmp_path_factory.mktemp("runs")
-    return _run(out, "first", "--tasks", "all"), _run(out, "second", "--tasks", "all")
+# demo_runs: the demo run twice, a session fixture in tests/conftest.py shared with other tests.
 
 
 def test_demo_runs_all_seven_and_counts_every_row(demo_runs: tuple[Path, Path]) -> None:

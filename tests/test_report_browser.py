@@ -9,13 +9,11 @@ OBV_EVAL_ARTIFACTS=DIR to keep them; the test prints where they are).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +21,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from fake_chat_server import FakeChatServer
 
 from obv_eval.cli import main
 
@@ -72,43 +69,11 @@ def outcome_of(record: dict[str, Any], metric: str) -> str:
     return "correct" if score >= 0.5 else "wrong"
 
 
-def verdict_by_hash(request: dict[str, Any]) -> str:
-    # A judge whose verdict depends on the whole request (question, gold and the model's reply), so two
-    # models that answer differently get different verdicts: some items flip.
-    digest = hashlib.sha256(json.dumps(request["messages"], sort_keys=True).encode()).digest()
-    return json.dumps({"verdict": digest[0] % 2})
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("report-runs")
-    checkpoints = root / "checkpoints"
-    env = {**os.environ, "OBV_EVAL_CHECKPOINTS": str(checkpoints)}
-    subprocess.run(
-        [sys.executable, "-m", "obv_eval.train.cli", "--config", "tiny_cpu"],
-        check=True, capture_output=True, env=env, timeout=600,
-    )  # fmt: skip
-    os.environ["OBV_EVAL_CHECKPOINTS"] = str(checkpoints)
-    out = root / "runs"
-    common = ["--output-dir", str(out), "--no-progress"]
-    try:
-        # the demo: every benchmark (a few items each), no judge configured
-        assert main(["--model", "tiny-qwen2vl", "--run-id", "demo", "--limit", "4", *common]) == 0
-        with FakeChatServer(verdict_by_hash) as server:
-            judge = ["--judge-base-url", server.base_url, "--judge-model", "fake-judge"]
-            judge += ["--judge-api-key-env", "FAKE_JUDGE_KEY", "--judge-cache", str(root / "judge.sqlite")]
-            os.environ["FAKE_JUDGE_KEY"] = "sk-fake"
-            tasks = ["--tasks", "surgeryvqa", "vqarad"]  # their open-ended items are judged, so they can flip
-            for model in ("tiny-qwen2vl", "tiny-qwen2vl-obv"):
-                assert main(["--model", model, "--run-id", "judged", *tasks, *common, *judge]) == 0
-    finally:
-        os.environ.pop("OBV_EVAL_CHECKPOINTS", None)
-        os.environ.pop("FAKE_JUDGE_KEY", None)
-    return {
-        "demo": out / "tiny-qwen2vl" / "demo",
-        "base": out / "tiny-qwen2vl" / "judged",
-        "tuned": out / "tiny-qwen2vl-obv" / "judged",
-    }
+def runs(demo_runs: tuple[Path, Path], judged_pair: dict[str, Path]) -> dict[str, Path]:
+    # The session's demo run (every benchmark, no judge) and its base-vs-fine-tuned pair whose open-ended
+    # items a fake judge scored by hashing the whole request (tests/conftest.py).
+    return {"demo": demo_runs[0], **judged_pair}
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,10 @@ from obv_eval.train.trainer import ObvTrainer, TrainResult, default_output_dir, 
 MEDIA = SAMPLES_DIR / "media" / "openbiomedvid"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
-    out = tmp_path_factory.mktemp("train") / "tiny-obv"
-    config = load_config("tiny_cpu", {"output_dir": str(out), "progress": False})
-    return train(config, echo=lambda line: None)
+@pytest.fixture()
+def trained(tiny_obv: TrainResult) -> TrainResult:
+    # The session's tiny_cpu training run (tests/conftest.py), shared with the tests that evaluate it.
+    return tiny_obv
 
 
 def _batch(processor: Any, config_name: str = "tiny_cpu") -> dict[str, Any]:
