@@ -280,6 +280,12 @@ def _pair_stats(
     return out
 
 
+def _run_label(results: Mapping[str, Any]) -> str:
+    """The model's name, and the control a control run removed (its scores are not the model's)."""
+    control = (results.get("provenance") or {}).get("control")
+    return f"{results['model']} [control: {control}]" if control else str(results["model"])
+
+
 def report_data(
     run_dir: Path,
     against: Path | None = None,
@@ -294,7 +300,7 @@ def report_data(
     metrics = {task: summary["primary_metric"] for task, summary in results["tasks"].items()}
     runs = [
         {
-            "model": results["model"],
+            "model": _run_label(results),
             "run_id": results["run_id"],
             "dir": str(run_dir),
             "judge": (results["provenance"].get("judge") or {}).get("note"),
@@ -309,7 +315,7 @@ def report_data(
         base_index = {item_key(r): r for r in base_records}
         runs.append(
             {
-                "model": base_results["model"],
+                "model": _run_label(base_results),
                 "run_id": base_results["run_id"],
                 "dir": str(against),
                 "judge": (base_results["provenance"].get("judge") or {}).get("note"),

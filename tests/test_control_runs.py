@@ -44,6 +44,9 @@ def test_controls_run_beside_the_full_run_and_match_compare(
     assert {r["control"] for r in records} == {"blind"} and all(r["frames"] == [] for r in records)
     assert all(r["tokens"]["visual"] == 0 for r in records)
     assert "visual_dependence" in table
+    from obv_eval.report import report_data
+
+    assert report_data(blind, media=False)["runs"][0]["model"] == "tiny-qwen2vl [control: blind]"
 
     # `compare FULL BLIND` prints the same difference and p for each task
     assert main(["compare", str(full), str(blind)]) == 0

@@ -38,6 +38,18 @@ def test_control_names_parse_to_one_spelling_and_bad_ones_are_one_line() -> None
     assert controls.run_suffix("frames=8") == "control-frames-8"
 
 
+def test_run_refuses_a_control_that_does_not_apply_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from obv_eval.cli import main
+
+    assert main(["--control", "blind", "--tasks", "medqa", "vqarad"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "medqa (text tasks have no visual to remove)" in error and "\n" not in error
+    assert main(["--control", "shuffled", "--tasks", "vqarad"]) == 2
+    assert "image tasks take only blind and blank" in capsys.readouterr().err
+    assert main(["--control", "frames=5", "--tasks", "surgeryvqa"]) == 2
+    assert "even" in capsys.readouterr().err
+
+
 def test_shuffled_order_is_seeded_and_never_the_original() -> None:
     orders = {tuple(controls.shuffle_order(6, f"clip{i}")) for i in range(20)}
     assert all(order != tuple(range(6)) and sorted(order) == list(range(6)) for order in orders)
