@@ -117,7 +117,7 @@ def checkpoints(trained: TrainResult) -> Iterator[None]:
         yield
 
 
-def obv_eval(*argv: str) -> None:
+def run_obv_eval(*argv: str) -> None:
     """obv-eval in this process (what a user's command line runs); the run must exit 0."""
     from obv_eval.cli import main
 
@@ -143,8 +143,8 @@ def demo_runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -
     """The demo (`obv-eval --model tiny-qwen2vl --tasks all`) run twice: run ids first and second."""
     out = tmp_path_factory.mktemp("demo-runs")
     for run_id in ("first", "second"):
-        obv_eval("--model", "tiny-qwen2vl", "--tasks", "all", "--output-dir", str(out), "--run-id", run_id,
-                 "--no-progress")  # fmt: skip
+        run_obv_eval("--model", "tiny-qwen2vl", "--tasks", "all", "--output-dir", str(out),
+                     "--run-id", run_id, "--no-progress")  # fmt: skip
     return out / "tiny-qwen2vl" / "first", out / "tiny-qwen2vl" / "second"
 
 
@@ -167,6 +167,6 @@ def judged_pair(tmp_path_factory: pytest.TempPathFactory, tiny_obv: TrainResult)
         judge = ["--judge-base-url", server.base_url, "--judge-model", "fake-judge"]
         judge += ["--judge-api-key-env", "FAKE_JUDGE_KEY", "--judge-cache", str(root / "judge.sqlite")]
         for model in ("tiny-qwen2vl", "tiny-qwen2vl-obv"):
-            obv_eval("--model", model, "--run-id", "judged", "--tasks", "surgeryvqa", "vqarad",
-                     "--output-dir", str(out), "--no-progress", *judge)  # fmt: skip
+            run_obv_eval("--model", model, "--run-id", "judged", "--tasks", "surgeryvqa", "vqarad",
+                         "--output-dir", str(out), "--no-progress", *judge)  # fmt: skip
     return {"base": out / "tiny-qwen2vl" / "judged", "tuned": out / "tiny-qwen2vl-obv" / "judged"}
