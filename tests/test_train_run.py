@@ -99,6 +99,7 @@ def test_default_output_is_where_the_registry_looks(monkeypatch: pytest.MonkeyPa
     assert default_output_dir(resolve_base_model("tiny-qwen2vl")) == checkpoint_dir() / "tiny-qwen2vl-obv"
     # qwen2vl-2b -> qwen2vl-2b-obv, the registry's name for the fine-tuned model.
     (tmp_path / "qwen2vl-2b-obv").mkdir()
+    (tmp_path / "qwen2vl-2b-obv" / "config.json").write_text('{"model_type": "qwen2_vl"}')  # its family
     assert resolve_model("qwen2vl-2b-obv").path == tmp_path / "qwen2vl-2b-obv"
 
 
