@@ -318,10 +318,12 @@ def test_key_never_written_or_logged(
 
 
 def test_describe_is_provenance_without_secrets_or_paths(key_env: str) -> None:
+    # A URL carrying credentials or a query is refused (issue 24), and the refusal quotes neither.
+    with pytest.raises(ValueError) as refused:
+        JudgeConfig(base_url="http://user:pw@10.0.0.5:8000/v1/?token=abc", api_key_env=key_env)
+    assert "pw" not in str(refused.value) and "abc" not in str(refused.value)
     config = JudgeConfig(
-        base_url="http://user:pw@10.0.0.5:8000/v1/?token=abc",
-        api_key_env=key_env,
-        cache_path="/home/me/c.sqlite",
+        base_url="http://10.0.0.5:8000/v1/", api_key_env=key_env, cache_path="/home/me/c.sqlite"
     )
     described = config.describe()
     assert described["endpoint_host"] == "10.0.0.5:8000"

@@ -145,7 +145,6 @@ def cmd_run(argv: Sequence[str]) -> int:
     from obv_eval.gcpolicy import long_lived_objects
     from obv_eval.registry import ModelNotAvailable
     from obv_eval.run_identity import LOCK_FILE, RunConflict
-    from obv_eval.scaleout import ScaleOutError
     from obv_eval.sources import DataSourceError
 
     try:
@@ -161,6 +160,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     with long_lived_objects():  # what a run imports (torch, transformers, lmms-eval) stays loaded
         from obv_eval.progress import quiet_libraries
         from obv_eval.runner import RunConfig, run
+        from obv_eval.scaleout import ScaleOutError  # after the up-front checks: it loads the media stack
 
         quiet_libraries(verbose=args.verbose)
     config = RunConfig(
