@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import obv_eval
+from conftest import run_obv_eval
 
 from obv_eval.sources import SAMPLES_DIR
 
@@ -34,7 +34,7 @@ def _yes_no(text: Any) -> bool:
 def reference_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     out = tmp_path_factory.mktemp("reference-runs")
     for model in ("chance", "majority"):
-        obv_eval("--model", model, "--data", "samples", "--tasks", *TASKS, "--output-dir", str(out),
+        run_obv_eval("--model", model, "--data", "samples", "--tasks", *TASKS, "--output-dir", str(out),
                  "--run-id", "ref", "--no-progress")  # fmt: skip
     return {m: json.loads((out / m / "ref" / "results.json").read_text()) for m in ("chance", "majority")}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import obv_eval
+from conftest import run_obv_eval
 
 from obv_eval.cli import main
 from obv_eval.control_runs import Run, difference_in_differences
@@ -22,7 +22,7 @@ def controlled(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) 
     """A tiny-model run on two MIMICEchoQA clips' worth of items and two VQA-RAD images, then its blind
     and shuffled controls (stdout of `obv-eval controls`)."""
     out = tmp_path_factory.mktemp("controls")
-    obv_eval("--model", "tiny-qwen2vl", "--tasks", "mimicechoqa", "vqarad", "--limit", "3",
+    run_obv_eval("--model", "tiny-qwen2vl", "--tasks", "mimicechoqa", "vqarad", "--limit", "3",
              "--output-dir", str(out), "--run-id", "full", "--no-progress")  # fmt: skip
     full = out / "tiny-qwen2vl" / "full"
     return {"full": full, "out": out}
@@ -67,7 +67,7 @@ def test_controls_run_beside_the_full_run_and_match_compare(
 
     # the leaderboard: the full run is the model's row (its control runs never are), the chance row
     # sits beside the study's rows, and visual dependence = full - blind = minus compare's difference
-    obv_eval("--model", "chance", "--data", "samples", "--tasks", "mimicechoqa", "vqarad", "--limit", "3",
+    run_obv_eval("--model", "chance", "--data", "samples", "--tasks", "mimicechoqa", "vqarad", "--limit", "3",
              "--output-dir", str(controlled["out"]), "--run-id", "ref", "--no-progress")  # fmt: skip
     capsys.readouterr()
     assert main(["leaderboard", str(controlled["out"]), "--out", str(controlled["out"] / "board")]) == 0
