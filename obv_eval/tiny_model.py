@@ -92,12 +92,12 @@ def qwen2vl_tokenizer() -> Any:
     return tokenizer
 
 
-def qwen2vl_processor() -> Any:
-    """A Qwen2VLProcessor with the real tokenizer, chat template and preprocessor_config.json."""
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
-
+def processor_options() -> dict[str, Any]:
+    """Qwen2-VL's preprocessor_config.json as image and video processor options (the Qwen2 families
+    share them; the real checkpoint has no video_preprocessor_config.json, so its video processor
+    reads these too)."""
     pre = json.loads((ASSETS / "preprocessor_config.json").read_text())
-    options = {
+    return {
         "size": {"shortest_edge": pre["min_pixels"], "longest_edge": pre["max_pixels"]},
         "patch_size": pre["patch_size"],
         "temporal_patch_size": pre["temporal_patch_size"],
@@ -105,7 +105,13 @@ def qwen2vl_processor() -> Any:
         "image_mean": pre["image_mean"],
         "image_std": pre["image_std"],
     }
-    # The real checkpoint has no video_preprocessor_config.json: its video processor reads these too.
+
+
+def qwen2vl_processor() -> Any:
+    """A Qwen2VLProcessor with the real tokenizer, chat template and preprocessor_config.json."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    options = processor_options()
     return Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(**options),
         video_processor=Qwen2VLVideoProcessor(**options),

@@ -28,7 +28,14 @@ from typing import Any
 
 from obv_eval.models import Family
 from obv_eval.models.qwen2_vl import QWEN_VL_UTILS, VIDEO_IN_TEMPLATE
-from obv_eval.tiny_model import ASSETS, _cached_build, chat_template, qwen2vl_tokenizer, save_random_model
+from obv_eval.tiny_model import (
+    ASSETS,
+    _cached_build,
+    chat_template,
+    processor_options,
+    qwen2vl_tokenizer,
+    save_random_model,
+)
 
 TINY_NAME = "tiny-qwen2.5-vl"
 # Bump when anything below changes what gets built: the cache folder is keyed on it.
@@ -39,15 +46,7 @@ def processor() -> Any:
     """A Qwen2_5_VLProcessor with the real tokenizer, chat template and preprocessor settings."""
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    pre = json.loads((ASSETS / "preprocessor_config.json").read_text())
-    options = {
-        "size": {"shortest_edge": pre["min_pixels"], "longest_edge": pre["max_pixels"]},
-        "patch_size": pre["patch_size"],
-        "temporal_patch_size": pre["temporal_patch_size"],
-        "merge_size": pre["merge_size"],
-        "image_mean": pre["image_mean"],
-        "image_std": pre["image_std"],
-    }
+    options = processor_options()
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**options),
         video_processor=Qwen2VLVideoProcessor(**options),
