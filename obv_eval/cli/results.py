@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,9 @@ def cmd_leaderboard(argv: Sequence[str]) -> int:
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from error
     print(paths["text"].read_text(encoding="utf-8"))  # the tables within 100 columns; notes in leaderboard.md
-    print(f"wrote into {args.out}:\n  " + ", ".join(p.name for p in paths.values()))
+    names = ", ".join(p.name for p in paths.values())
+    names = textwrap.fill(names, 98, initial_indent="  ", subsequent_indent="  ")
+    print(f"wrote into {args.out}:\n{names}")  # the file list wrapped within 100 columns too
     return 0
 
 
