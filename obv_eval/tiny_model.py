@@ -107,17 +107,25 @@ def processor_options() -> dict[str, Any]:
     }
 
 
-def qwen2vl_processor() -> Any:
-    """A Qwen2VLProcessor with the real tokenizer, chat template and preprocessor_config.json."""
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+def qwen_processor(processor_class: Any) -> Any:
+    """A Qwen2-family processor (`processor_class`) with the real tokenizer, chat template and
+    preprocessor_config.json: the Qwen2 families share all of these."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     options = processor_options()
-    return Qwen2VLProcessor(
+    return processor_class(
         image_processor=Qwen2VLImageProcessor(**options),
         video_processor=Qwen2VLVideoProcessor(**options),
         tokenizer=qwen2vl_tokenizer(),
         chat_template=chat_template(),
     )
+
+
+def qwen2vl_processor() -> Any:
+    """A Qwen2VLProcessor with the real tokenizer, chat template and preprocessor_config.json."""
+    from transformers import Qwen2VLProcessor
+
+    return qwen_processor(Qwen2VLProcessor)
 
 
 def default_cache_root() -> Path:

@@ -31,9 +31,7 @@ from obv_eval.models.qwen2_vl import QWEN_VL_UTILS, VIDEO_IN_TEMPLATE
 from obv_eval.tiny_model import (
     ASSETS,
     _cached_build,
-    chat_template,
-    processor_options,
-    qwen2vl_tokenizer,
+    qwen_processor,
     save_random_model,
 )
 
@@ -44,15 +42,9 @@ TINY_VERSION = "1"
 
 def processor() -> Any:
     """A Qwen2_5_VLProcessor with the real tokenizer, chat template and preprocessor settings."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from transformers import Qwen2_5_VLProcessor
 
-    options = processor_options()
-    return Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**options),
-        video_processor=Qwen2VLVideoProcessor(**options),
-        tokenizer=qwen2vl_tokenizer(),
-        chat_template=chat_template(),
-    )
+    return qwen_processor(Qwen2_5_VLProcessor)
 
 
 def build_tiny(out_dir: Path) -> Path:
