@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -49,6 +50,7 @@ from obv_eval.models.qwen_vl_utils import (
     sample_frame_indices,
     smart_resize,
     video_frame_size,
+    video_max_pixels,
 )
 from obv_eval.profiling import stage
 
@@ -95,9 +97,18 @@ class MediaError(Exception):
 
 
 def _fingerprint(kind: str, settings: VideoSettings | ImageSettings) -> str:
-    fields = dataclasses.asdict(settings)
+    fields = settings.to_dict()
     payload = json.dumps({"kind": kind, "version": _SAMPLER_VERSION, **fields}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+VIDEO_SAMPLERS = ("qwen-vl-utils", "uniform")
+
+
+def _without_defaults(settings: VideoSettings | ImageSettings, optional: tuple[str, ...]) -> dict[str, Any]:
+    fields = dataclasses.asdict(settings)
+    defaults = {f.name: f.default for f in dataclasses.fields(settings)}
+    return {k: v for k, v in fields.items() if k not in optional or v != defaults[k]}
 
 
 @dataclass(frozen=True)
@@ -116,23 +127,43 @@ class VideoSettings:
     min_pixels: int = VIDEO_MIN_PIXELS
     max_pixels: int = VIDEO_MAX_PIXELS
     total_pixels: int = VIDEO_TOTAL_PIXELS
+    # The fields below let other model families' rules (obv_eval.models) use the same decoder and caches;
+    # at their defaults (Qwen2-VL's rule) they are left out of to_dict(), so records and cache keys made
+    # before they existed stay the same.
+    factor: int = IMAGE_FACTOR  # frame sides are multiples of this (Qwen3-VL: 32 = patch 16 x merge 2)
+    # "qwen-vl-utils": fps sampling, frame counts in pairs (smart_nframes); "uniform": exactly `nframes`
+    # frames at transformers' default_sample_indices_fn positions (i * total // nframes).
+    sampler: str = "qwen-vl-utils"
+    resize: bool = True  # False: frames kept at their decoded size, the model's processor resizes them
 
     def __post_init__(self) -> None:
+        if self.sampler not in VIDEO_SAMPLERS:
+            known = ", ".join(VIDEO_SAMPLERS)
+            raise ValueError(f"VideoSettings.sampler must be one of {known}, got {self.sampler!r}")
+        if self.sampler == "uniform" and (self.nframes is None or self.nframes < 1):
+            raise ValueError("VideoSettings.sampler 'uniform' needs nframes >= 1")
+        if self.factor < 1:
+            raise ValueError(f"VideoSettings.factor must be positive, got {self.factor}")
         if not (math.isfinite(self.fps) and self.fps > 0):
             raise ValueError(f"VideoSettings.fps must be a positive number, got {self.fps}")
         if not 1 <= self.min_frames <= self.max_frames:
             raise ValueError(
                 f"VideoSettings needs 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}"
             )
-        if self.nframes is not None and self.nframes < FRAME_FACTOR:
+        if self.sampler != "uniform" and self.nframes is not None and self.nframes < FRAME_FACTOR:
             raise ValueError(f"VideoSettings.nframes must be at least {FRAME_FACTOR}, got {self.nframes}")
-        if not 1 <= self.min_pixels <= self.max_pixels <= VIDEO_MAX_PIXELS:
+        cap = video_max_pixels(self.factor)
+        if not 1 <= self.min_pixels <= self.max_pixels <= cap:
             raise ValueError(
-                f"VideoSettings needs 1 <= min_pixels <= max_pixels <= {VIDEO_MAX_PIXELS} (Qwen2-VL's "
+                f"VideoSettings needs 1 <= min_pixels <= max_pixels <= {cap} (qwen-vl-utils' "
                 f"per-frame cap), got min_pixels={self.min_pixels}, max_pixels={self.max_pixels}"
             )
         if self.total_pixels < 1:
             raise ValueError(f"VideoSettings.total_pixels must be positive, got {self.total_pixels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as recorded: the family fields only where they differ from Qwen2-VL's rule."""
+        return _without_defaults(self, ("factor", "sampler", "resize"))
 
     def fingerprint(self) -> str:
         """Stable short hash of the settings (and of the sampler version), for cache keys and records."""
@@ -145,12 +176,19 @@ class ImageSettings:
 
     min_pixels: int = IMAGE_MIN_PIXELS
     max_pixels: int = IMAGE_MAX_PIXELS
+    factor: int = IMAGE_FACTOR  # as VideoSettings.factor
+    resize: bool = True  # False: the image as decoded (upright, 8-bit RGB); the model's processor resizes it
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_pixels <= self.max_pixels:
             raise ValueError(
                 f"ImageSettings needs 1 <= min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}"
             )
+        if self.factor < 1:
+            raise ValueError(f"ImageSettings.factor must be positive, got {self.factor}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_defaults(self, ("factor", "resize"))
 
     def fingerprint(self) -> str:
         return _fingerprint("image", self)
@@ -785,9 +823,11 @@ def load_image_with_adjustments(
         source, value_range = _to_8bit(source)
         adjustments = dataclasses.replace(adjustments, value_range=value_range)
     rgb = _to_rgb(source)
+    if not settings.resize:
+        return rgb, adjustments
     try:
         height, width = smart_resize(
-            rgb.height, rgb.width, IMAGE_FACTOR, settings.min_pixels, settings.max_pixels
+            rgb.height, rgb.width, settings.factor, settings.min_pixels, settings.max_pixels
         )
     except ValueError as exc:
         raise MediaError(f"{name}: {exc}") from None

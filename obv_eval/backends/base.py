@@ -41,7 +41,7 @@ class MediaSettings:
     control: str | None = None  # obv_eval.controls: blind, blank, single-frame, shuffled, frames=N
 
     def to_dict(self) -> dict[str, Any]:
-        settings: dict[str, Any] = {"video": asdict(self.video), "image": asdict(self.image)}
+        settings: dict[str, Any] = {"video": self.video.to_dict(), "image": self.image.to_dict()}
         if self.control is not None:  # a full run's settings (and its identity) stay as they were
             settings["control"] = self.control
         return settings

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # imported when asked for: listing commands stay free of nump
 # "absolute": positions in seconds, so the processor needs each clip's sampled fps (Qwen2.5-VL's
 # second_per_grid_ts = temporal_patch_size / fps, times the config's tokens_per_second).
 VideoTiming = Literal["frame-index", "absolute"]
+VideoInput = Literal["video", "frames-as-images"]
+TokenCount = Literal["qwen-grid", "processor"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,21 @@ class Family:
     eos_token: str = "<|im_end|>"
     tiny_name: str | None = None  # registry name of its tiny twin
     build_tiny: Callable[[Path], Path] | None = field(default=None, repr=False, compare=False)
+    # How the processor takes a clip: "video" (the family's video processor), or "frames-as-images"
+    # (Gemma 3 has no video input: each sampled frame becomes an image entry of the user turn).
+    video_input: VideoInput = "video"
+    # How the transformers backend counts a prompt's visual tokens before running the processor (for
+    # batch budgets): "qwen-grid" from the frame sizes (patch 14 or 16, merge 2, temporal pairs), or
+    # "processor": the processor's own output on that item, counted (families with tiles or pooling).
+    token_count: TokenCount = "qwen-grid"
+    # obv's per-clip vision-feature cache wraps the model's get_video_features(pixel_values_videos,
+    # video_grid_thw) (the Qwen families' signature); off where the family's signature differs.
+    feature_cache: bool = True
+    # Extra processor arguments for these already-sampled clips (e.g. their metadata and
+    # do_sample_frames=False so the processor keeps obv's frames); None: video_timing_kwargs' rule.
+    video_kwargs: Callable[[Sequence[Video]], dict[str, Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def describe(self) -> dict[str, Any]:
         """What a run records about the family (results provenance)."""
@@ -138,6 +155,8 @@ def video_timing_kwargs(family: Family, videos: Sequence[Video]) -> dict[str, An
     (len(indices) / total_frames * source fps, qwen-vl-utils' sample_fps); without it transformers
     assumes 24 fps. Frame-index families need nothing, and get nothing (their inputs stay as they were).
     """
+    if family.video_kwargs is not None:
+        return family.video_kwargs(videos) if videos else {}
     if family.video_timing != "absolute" or not videos:
         return {}
     return {

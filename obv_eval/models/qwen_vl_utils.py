@@ -30,6 +30,12 @@ VIDEO_MIN_PIXELS = 128 * IMAGE_FACTOR**2  # VIDEO_MIN_TOKEN_NUM * 28^2 = 100,352
 VIDEO_MAX_PIXELS = 768 * IMAGE_FACTOR**2  # VIDEO_MAX_TOKEN_NUM * 28^2 = 602,112 per frame
 # MODEL_SEQ_LEN (128,000 unless the environment overrides it there) * 28^2 * 0.9 = 90,316,800 per video.
 VIDEO_TOTAL_PIXELS = 128000 * IMAGE_FACTOR**2 * 9 // 10
+VIDEO_MAX_TOKEN_NUM = 768  # per frame; VIDEO_MAX_PIXELS is it times 28^2
+
+
+def video_max_pixels(factor: int) -> int:
+    """qwen-vl-utils' per-frame pixel cap for a family's factor (fetch_video's VIDEO_FRAME_MAX_PIXELS)."""
+    return VIDEO_MAX_TOKEN_NUM * factor**2
 
 
 def _round_by_factor(number: float, factor: int) -> int:
@@ -48,6 +54,14 @@ def frame_count(total_frames: int, video_fps: float, settings: VideoSettings) ->
     """Number of frames Qwen2-VL samples from a clip (qwen-vl-utils ``smart_nframes``)."""
     from obv_eval.media import MediaError  # media imports this module: its error, imported when raised
 
+    if settings.sampler == "uniform":  # transformers' default_sample_indices_fn: any count, no pairs
+        wanted_frames = int(settings.nframes or 0)
+        if not 1 <= wanted_frames <= total_frames:
+            raise MediaError(
+                f"cannot sample {wanted_frames} frames from a {total_frames}-frame video; "
+                f"ask for at most {total_frames} frames"
+            )
+        return wanted_frames
     if total_frames < FRAME_FACTOR:
         raise MediaError(
             f"video has {total_frames} frame(s); Qwen2-VL needs at least {FRAME_FACTOR}: "
@@ -80,6 +94,8 @@ def sample_frame_indices(total_frames: int, video_fps: float, settings: VideoSet
     on the CPU) can differ from it by one frame at a few positions.
     """
     nframes = frame_count(total_frames, video_fps, settings)
+    if settings.sampler == "uniform":
+        return [int(i) for i in np.arange(nframes, dtype=np.int64) * total_frames // nframes]
     end = np.float32(total_frames - 1)
     step = np.float32(end / np.float32(nframes - 1))
     positions = np.arange(nframes)
@@ -128,12 +144,14 @@ def video_frame_size(height: int, width: int, nframes: int, settings: VideoSetti
     """(height, width) of every sampled frame (qwen-vl-utils ``fetch_video``'s resize step).
 
     The per-frame budget is the video budget shared out over the frame pairs, capped at
-    ``VIDEO_MAX_PIXELS`` but never below 1.05 x ``min_pixels``, then lowered to ``settings.max_pixels``.
+    ``video_max_pixels(factor)`` but never below 1.05 x ``min_pixels``, then lowered to
+    ``settings.max_pixels``. Settings with ``resize`` off keep the decoded size (the processor resizes).
     """
     if nframes < 1:
         raise ValueError(f"nframes must be positive, got {nframes}")
-    budget = max(
-        min(VIDEO_MAX_PIXELS, settings.total_pixels / nframes * FRAME_FACTOR), int(settings.min_pixels * 1.05)
-    )
+    if not settings.resize:
+        return height, width
+    cap = video_max_pixels(settings.factor)
+    budget = max(min(cap, settings.total_pixels / nframes * FRAME_FACTOR), int(settings.min_pixels * 1.05))
     max_pixels = min(settings.max_pixels, budget)
-    return smart_resize(height, width, IMAGE_FACTOR, settings.min_pixels, max_pixels)
+    return smart_resize(height, width, settings.factor, settings.min_pixels, max_pixels)
