@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,6 +130,32 @@ MODELS: dict[str, ModelEntry] = {
 }
 
 
+def _tiny_twins() -> list[ModelEntry]:
+    """Every family's tiny twin that has no entry above (families added later register themselves)."""
+    from obv_eval.models import families
+
+    return [
+        ModelEntry(
+            family.tiny_name,
+            f"random-weight {family.title} built offline (tests)",
+            family=family.name,
+            checked=_RUN_HERE,
+            build=functools.partial(_build_twin, family.name),
+        )
+        for family in families().values()
+        if family.tiny_name is not None and family.tiny_name not in MODELS and family.build_tiny is not None
+    ]
+
+
+def _build_twin(family_name: str, cache_root: Path | None) -> Path:
+    from obv_eval.models import families, tiny_twin_dir
+
+    return tiny_twin_dir(families()[family_name], cache_root)
+
+
+MODELS.update({entry.name: entry for entry in _tiny_twins()})
+
+
 class ModelNotAvailable(Exception):
     """A known model that cannot be used here; the message says how to make it available."""
 
@@ -160,7 +187,7 @@ def _hub_snapshot(hub_id: str) -> Path | None:
 def default_data(model: str, model_path: str | None = None) -> str:
     """What `--data auto` means: the embedded random models' data are the bundled samples; real models
     default to the benchmarks themselves, never silently to the samples."""
-    tiny = model.startswith(TINY_MODEL_NAME) or model.startswith(TINY_QWEN25_NAME)
+    tiny = model.startswith("tiny-")  # every family's tiny twin (and its obv-train output)
     return "samples" if tiny and model_path is None else "hub"
 
 

@@ -10,6 +10,8 @@ of assuming Qwen2-VL.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +70,7 @@ class Family:
     eos_token: str = "<|im_end|>"
     tiny_name: str | None = None  # registry name of its tiny twin
     build_tiny: Callable[[Path], Path] | None = field(default=None, repr=False, compare=False)
+    tiny_version: str = "1"  # bump when build_tiny's output changes: the cache folder is keyed on it
     # How the processor takes a clip: "video" (the family's video processor), or "frames-as-images"
     # (Gemma 3 has no video input: each sampled frame becomes an image entry of the user turn).
     video_input: VideoInput = "video"
@@ -101,11 +104,33 @@ class UnknownFamily(Exception):
     """A checkpoint whose model_type no family knows; the message is one line naming the known ones."""
 
 
+# One module per family under obv_eval/models/, each defining FAMILY; the order is `obv-eval models`'.
+# A family module imports nothing heavy at import time (transformers inside its functions), so listing
+# commands stay fast.
+FAMILY_MODULES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision", "internvl", "gemma3")
+
+
+@functools.cache
 def families() -> dict[str, Family]:
     """Every known family by name (imported here, so a family module is the one place it is defined)."""
-    from obv_eval.models import qwen2_5_vl, qwen2_vl
+    found: list[Family] = []
+    for module in FAMILY_MODULES:
+        name = f"obv_eval.models.{module}"
+        try:
+            found.append(importlib.import_module(name).FAMILY)
+        except ModuleNotFoundError as error:
+            if error.name != name:  # a family module that is there but imports something missing
+                raise
+    return {f.name: f for f in found}
 
-    return {f.name: f for f in (qwen2_vl.FAMILY, qwen2_5_vl.FAMILY)}
+
+def tiny_twin_dir(family: Family, cache_root: Path | None = None) -> Path:
+    """A family's tiny random-weight twin, built into the model cache on first use."""
+    from obv_eval.tiny_model import _cached_build
+
+    if family.tiny_name is None or family.build_tiny is None:
+        raise ValueError(f"{family.title} has no tiny twin")
+    return _cached_build(family.tiny_name, family.build_tiny, cache_root, version=family.tiny_version)
 
 
 def family_for_model_type(model_type: str) -> Family:
