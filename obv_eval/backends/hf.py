@@ -160,8 +160,7 @@ class CachedVideoProcessor(_ClipCache):
         def process(frames: np.ndarray, meta: Any) -> dict[str, Any]:
             extra = {"video_metadata": [meta]} if meta is not None else {}
             out = self.inner([frames.copy()], **{**kwargs, **extra, "return_tensors": "pt"})
-            names = ("pixel_values_videos", "video_grid_thw", "video_metadata")
-            return {name: out[name] for name in names if name in out}
+            return dict(out)  # Qwen: pixel_values_videos, video_grid_thw (+ video_metadata); others theirs
 
         options = repr(sorted((k, v) for k, v in kwargs.items() if k != "return_tensors"))
         parts = []
@@ -171,11 +170,14 @@ class CachedVideoProcessor(_ClipCache):
             key = (hashlib.sha1(frames.data, usedforsecurity=False).hexdigest(), options, repr(meta))
             parts.append(self._get(key, local, functools.partial(process, frames, meta)))
         self._recent = set(local)
-        tensors = [{k: v for k, v in part.items() if k != "video_metadata"} for part in parts]
+        tensors = [{k: v for k, v in part.items() if isinstance(v, torch.Tensor)} for part in parts]
         # One video (a clip's questions) needs no copy: its tensors are the cached ones, read-only here.
-        merged = tensors[0]
+        merged: dict[str, Any] = dict(tensors[0])
         if len(parts) > 1:
             merged = {name: torch.cat([part[name] for part in tensors]) for name in tensors[0]}
+        for name in parts[0]:  # per-video lists other than the metadata (e.g. a family's frame counts)
+            if name not in merged and name != "video_metadata":
+                merged[name] = [value for part in parts for value in part[name]]
         feature = BatchFeature(merged, tensor_type=kwargs.get("return_tensors"))
         if "video_metadata" in parts[0]:  # set after conversion, as the video processor does
             feature["video_metadata"] = [m for part in parts for m in part["video_metadata"]]
@@ -220,7 +222,7 @@ class HFBackend:
         video_processor = getattr(self.processor, "video_processor", None)
         if video_processor is not None and hasattr(video_processor, "cap_pixels_per_frame"):
             video_processor.cap_pixels_per_frame = True
-        if video_processor is not None:
+        if video_processor is not None and self.family.video_input == "video":
             self.processor.video_processor = CachedVideoProcessor(
                 video_processor, self.stream.processor_cache_bytes
             )
@@ -231,13 +233,15 @@ class HFBackend:
             model = PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
         self.model = model.to(device).eval()  # type: ignore[arg-type]  # transformers' wrapped .to()
         inner = getattr(self.model, "model", None)
-        if inner is not None and hasattr(inner, "get_video_features"):
+        if self.family.feature_cache and inner is not None and hasattr(inner, "get_video_features"):
             inner.get_video_features = CachedVideoFeatures(
                 inner.get_video_features, self.stream.feature_cache_bytes
             )
         self.prefetch_peak_bytes = 0
-        self.eos_token_id = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        self.pad_token_id = self.processor.tokenizer.pad_token_id
+        tokenizer = self.processor.tokenizer
+        self.eos_token_id = tokenizer.convert_tokens_to_ids(self.family.eos_token)
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else self.eos_token_id
 
     def describe(self) -> dict[str, Any]:
         import transformers
@@ -335,12 +339,12 @@ class HFBackend:
                 continue
             remaining[unit_id] = len(loaded.unit)
             unit_bytes[unit_id] = loaded.nbytes
-            tokens = visual_tokens(loaded.visuals, *self._geometry)
             pixels = visual_pixels(loaded.visuals)
+            unit_prompts = [self._item_prompt(prompts[i], requests[i], loaded.visuals) for i in loaded.unit]
+            tokens, length_of = self._visual_geometry(unit_prompts[0], loaded.visuals)
             items = []
-            for index in loaded.unit:
-                prompt = prompts[index]
-                length = prompt_length(self.processor.tokenizer, prompt, loaded.visuals, tokens)
+            for index, prompt in zip(loaded.unit, unit_prompts, strict=True):
+                length = length_of(prompt)
                 items.append(_Item(index, requests[index], loaded.visuals, prompt, unit_id, tokens, length))
             plan = self._prefix_plan(items) if self.prefix_reuse and len(items) > 1 else None
             if plan is not None:  # the clip's questions share one prefill; nothing else joins them
@@ -364,10 +368,58 @@ class HFBackend:
         return [outputs[i] for i in range(len(requests))]
 
     def _prompts(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Each request's prompt, known before decoding (for a frames-as-images family: the order key only;
+        its prompt is rendered again once the clip's frame count is known, _item_prompt)."""
         return [
             render_prompt(self.processor, build_messages(r.text, visual_kinds(r.visuals, self.media)))
             for r in requests
         ]
+
+    def _item_prompt(self, prompt: str, request: GenerationRequest, visuals: LoadedVisuals) -> str:
+        if self.family.video_input == "video" or not visuals.videos:
+            return prompt
+        kinds = ["video"] * len(visuals.videos) + ["image"] * len(visuals.images)
+        entries = self.family.template_kinds(kinds, [len(video.indices) for video in visuals.videos])
+        return render_prompt(self.processor, build_messages(request.text, entries))  # type: ignore[arg-type]
+
+    def _processor_inputs(self, visual_sets: Sequence[LoadedVisuals]) -> dict[str, Any]:
+        """The processor's visual arguments for these items' visuals, in the family's form."""
+        videos: list[Any] = []
+        images: list[Any] = []
+        for visuals in visual_sets:
+            item_videos, item_images = self.family.processor_visuals(visuals.videos, visuals.images)
+            videos += item_videos
+            images += item_images
+        inputs: dict[str, Any] = {}
+        if videos:
+            inputs["videos"] = videos
+            inputs.update(self._video_kwargs([video for v in visual_sets for video in v.videos]))
+        if images:
+            inputs["images"] = images
+        return inputs
+
+    def _visual_geometry(self, prompt: str, visuals: LoadedVisuals) -> tuple[int, Callable[[str], int]]:
+        """(the unit's visual tokens, each prompt's length once its placeholders are expanded).
+
+        Qwen-grid families: both from the frame sizes (no processor run). Others (tiles, pooling, frame
+        labels): the processor runs once on the unit's first prompt, and the other questions on the same
+        visuals differ from it only in their text.
+        """
+        tokenizer = self.processor.tokenizer
+        if self.family.token_count == "qwen-grid":
+            tokens = visual_tokens(visuals, *self._geometry)
+            return tokens, lambda text: prompt_length(tokenizer, text, visuals, tokens)
+        with stage("processor"):
+            out = self.processor(text=[prompt], return_tensors="pt", **self._processor_inputs([visuals]))
+        ids = out["input_ids"][0]
+        marks = out.get("mm_token_type_ids", out.get("token_type_ids"))
+        if marks is not None:
+            tokens = int((marks[0] != 0).sum())
+        else:
+            visual_ids = [getattr(self.processor, f"{k}_token_id", None) for k in ("image", "video")]
+            tokens = int(sum(int((ids == t).sum()) for t in visual_ids if t is not None))
+        extra = len(ids) - len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return tokens, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]) + extra
 
     def work_units(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """Request indices per work unit: generated apart (by several engines, in any order) they give
@@ -398,16 +450,12 @@ class HFBackend:
 
     @torch.inference_mode()
     def _generate_batch(self, batch: list[_Item], config: Any) -> list[GenerationOutput]:
-        videos = [video.frames for item in batch for video in item.visuals.videos]
-        images = [image for item in batch for image in item.visuals.images]
         with stage("processor"):
             inputs = self.processor(
                 text=[item.prompt for item in batch],
-                videos=videos or None,
-                images=images or None,
                 padding=True,
                 return_tensors="pt",
-                **self._video_kwargs([video for item in batch for video in item.visuals.videos]),
+                **self._processor_inputs([item.visuals for item in batch]),
             ).to(self.device)
 
         def run() -> list[list[int]]:

@@ -87,13 +87,34 @@ class Family:
         default=None, repr=False, compare=False
     )
 
-    def describe(self) -> dict[str, Any]:
-        """What a run records about the family (results provenance)."""
+    def template_kinds(self, kinds: Sequence[str], frame_counts: Sequence[int]) -> tuple[str, ...]:
+        """The user turn's visual entries for these visuals (videos first, then images): a family with
+        no video input gets one image entry per sampled frame, in order."""
+        if self.video_input == "video":
+            return tuple(kinds)
+        counts = iter(frame_counts)
+        expanded: list[str] = []
+        for kind in kinds:
+            expanded.extend(["image"] * next(counts) if kind == "video" else [kind])
+        return tuple(expanded)
+
+    def processor_visuals(
+        self, videos: Sequence[Video], images: Sequence[Any]
+    ) -> tuple[list[Any], list[Any]]:
+        """(videos, images) as the processor takes them: frames-as-images families get each clip's frames
+        as images ahead of the item's own images, matching template_kinds' order."""
+        if self.video_input == "video":
+            return [video.frames for video in videos], list(images)
+        frames = [frame for video in videos for frame in video.frames]
+        return [], frames + list(images)
+
+    def describe(self, frame_policy: str = "native") -> dict[str, Any]:
+        """What a run records about the family (results provenance); frame_policy: the run's policy
+        (obv_eval.frame_policy: "native", the family's own rule; "common"; "train")."""
         return {
             "family": self.name,
             "model_class": self.model_class,
-            # "native": the family's own rule; a common policy for controlled comparisons is not built yet
-            "frame_policy": "native",
+            "frame_policy": frame_policy,
             "frame_rule": self.frame_rule.name,
             "video_timing": self.video_timing,
             "prefix_reuse": self.prefix_reuse,
