@@ -1,7 +1,8 @@
 """lmms-eval's own models on obv tasks: the video and the image reach the model, and obv scores the reply.
 
 lmms-eval's stock `qwen2_vl` (a simple model: `doc_to_visual`) and its chat-style `huggingface` model
-(`doc_to_messages`) run the tiny Qwen2-VL on the samples; a probe on the model's `generate` counts the
+(`doc_to_messages`) run the tiny Qwen2-VL on the samples, and its stock `qwen2_5_vl` (lmms-eval picks its
+chat model for that name) runs the tiny Qwen2.5-VL twin; a probe on the model's `generate` counts the
 vision placeholder tokens in the input ids each item sends.
 """
 
@@ -24,20 +25,25 @@ pytest.importorskip("decord", reason="lmms-eval's qwen2_vl needs decord: pip ins
 KINDS = {"obv_surgeryvqa": "video", "obv_mimicechoqa": "video", "obv_vqarad": "image"}
 
 
-@pytest.fixture()
-def sent_input_ids(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
-    """Every prompt (token ids) that reaches the tiny model's generate."""
-    from transformers import Qwen2VLForConditionalGeneration
-
+def record_generate(monkeypatch: pytest.MonkeyPatch, model_class: type) -> list[list[int]]:
+    """Every prompt (token ids) that reaches `model_class.generate`, in order."""
     sent: list[list[int]] = []
-    generate = Qwen2VLForConditionalGeneration.generate
+    generate = model_class.generate
 
     def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
         sent.extend(kwargs["input_ids"].tolist())
         return generate(self, *args, **kwargs)
 
-    monkeypatch.setattr(Qwen2VLForConditionalGeneration, "generate", recording)
+    monkeypatch.setattr(model_class, "generate", recording)
     return sent
+
+
+@pytest.fixture()
+def sent_input_ids(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Every prompt (token ids) that reaches the tiny Qwen2-VL's generate."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    return record_generate(monkeypatch, Qwen2VLForConditionalGeneration)
 
 
 @pytest.fixture()
@@ -134,6 +140,24 @@ def test_chat_huggingface_model_sees_the_video_and_the_image(
     output = run_lmms_eval("huggingface", args)
     assert output["config"]["model_backend"].endswith("(chat)")  # lmms-eval's chat task path ran
     check_visuals_and_scoring(output, sent_input_ids, tiny_model_path)
+
+
+def test_stock_qwen2_5_vl_sees_the_video_and_the_image(
+    samples_source: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lmms-eval's `qwen2_5_vl` as published (no fixes), on the tiny Qwen2.5-VL twin. It reads video paths
+    with decord and frames with qwen-vl-utils (both installed with the dev extra)."""
+    pytest.importorskip("qwen_vl_utils", reason="lmms-eval's qwen2_5_vl needs qwen-vl-utils")
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from obv_eval.models import families, tiny_twin_dir
+
+    twin = tiny_twin_dir(families()["qwen2_5_vl"])
+    sent = record_generate(monkeypatch, Qwen2_5_VLForConditionalGeneration)
+    args = f"pretrained={twin},device=cpu,device_map=cpu,attn_implementation=sdpa"
+    output = run_lmms_eval("qwen2_5_vl", args)
+    assert output["config"]["model_backend"].endswith("(chat)")  # doc_to_messages, not doc_to_visual
+    check_visuals_and_scoring(output, sent, twin)
 
 
 def test_visuals_are_lmms_eval_types_and_media_refs_for_obv(samples_source: None) -> None:
