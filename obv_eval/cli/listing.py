@@ -21,11 +21,23 @@ def cmd_models(argv: Sequence[str]) -> int:
     print(
         tabulate(rows, headers=["model", "family", "available", "description", "checked", "where / why not"])
     )
+    print("\nchecked:\n" + "\n".join(f"  {word}: {meaning}" for word, meaning in CHECKED_MEANINGS.items()))
     print(
         "\nfamilies (obv_eval/models): any checkpoint folder of one works through --model-path; "
         + _families()
     )
     return 0
+
+
+# What the `checked` column says was done with a model here (the values of ModelEntry.checked).
+CHECKED_MEANINGS = {
+    "run here": "ran on this project's CPU tests (the tiny twins)",
+    "run here (GPU)": "ran on a GPU in this project's checks (random weights)",
+    "trained here": "obv-train's output, evaluated after training in the tests",
+    "obv-train": "made by obv-train from its base checkpoint; found here once trained",
+    "resolves": "hub id and architecture checked against public sources; the weights never ran here",
+    "unverified": "hub id or architecture from secondary sources only; check before relying on it",
+}
 
 
 def _families() -> str:
