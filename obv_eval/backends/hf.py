@@ -356,7 +356,8 @@ class HFBackend:
             for item in items:
                 lengths = [b.length + new_tokens for b in batch]
                 taken = sum(visual_pixels(b.visuals) for b in batch)
-                if not fits(lengths, taken, length + new_tokens, pixels, self.stream, self.batch_size):
+                fit = fits(lengths, taken, length + new_tokens, pixels, self.stream, self.batch_size)
+                if not fit or (batch and self._stack_key(batch[0]) != self._stack_key(item)):
                     flush()
                 batch.append(item)
                 if len(batch) >= self.batch_size:
@@ -374,6 +375,13 @@ class HFBackend:
             render_prompt(self.processor, build_messages(r.text, visual_kinds(r.visuals, self.media)))
             for r in requests
         ]
+
+    def _stack_key(self, item: _Item) -> tuple[int, ...] | None:
+        """Items batch together only where their videos stack: Qwen processors flatten every video's
+        patches (any frame counts mix); the others stack (frames, ...) per video, so counts must agree."""
+        if self.family.token_count == "qwen-grid":
+            return None
+        return tuple(len(video.indices) for video in item.visuals.videos)
 
     def _item_prompt(self, prompt: str, request: GenerationRequest, visuals: LoadedVisuals) -> str:
         if self.family.video_input == "video" or not visuals.videos:
