@@ -55,13 +55,11 @@ def frame_count(total_frames: int, video_fps: float, settings: VideoSettings) ->
     from obv_eval.media import MediaError  # media imports this module: its error, imported when raised
 
     if settings.sampler == "uniform":  # transformers' default_sample_indices_fn: any count, no pairs
-        wanted_frames = int(settings.nframes or 0)
-        if not 1 <= wanted_frames <= total_frames:
-            raise MediaError(
-                f"cannot sample {wanted_frames} frames from a {total_frames}-frame video; "
-                f"ask for at most {total_frames} frames"
-            )
-        return wanted_frames
+        if total_frames < 1:
+            raise MediaError("video has no frames; re-encode the file")
+        # A clip shorter than nframes gives every frame once (transformers would refuse it; lmms-eval's
+        # linspace would repeat frames).
+        return min(int(settings.nframes or 1), total_frames)
     if total_frames < FRAME_FACTOR:
         raise MediaError(
             f"video has {total_frames} frame(s); Qwen2-VL needs at least {FRAME_FACTOR}: "
