@@ -17,10 +17,12 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, InternVLVid
 from transformers.video_utils import VideoMetadata
 
 from obv_eval import media
+from obv_eval.backends.base import GenerationRequest, GenerationSettings, MediaSettings
+from obv_eval.backends.hf import HFBackend
 from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.models import families, family_of_checkpoint, internvl
 from obv_eval.models.internvl import FAMILY, IMAGE_SEQ_LENGTH, IMAGE_TOKEN_ID
-from obv_eval.sources import SAMPLES_DIR
+from obv_eval.sources import SAMPLES_DIR, MediaRef
 from obv_eval.tiny_model import _qwen_tokenizer_json
 
 CLIP = SAMPLES_DIR / "media" / "surgeryvqa" / "Qm7_vB2xKpL_112_115.mp4"
@@ -175,6 +177,32 @@ def test_the_frame_rule_is_the_processors_count_at_segment_starts() -> None:
 def test_the_frame_rule_takes_the_processors_frames() -> None:
     video = media.load_video(CLIP, FAMILY.frame_rule.video())
     assert list(video.indices) == internvl.processor_sample_indices(video.total_frames)
+
+
+def test_the_transformers_backend_runs_the_native_rule_batched_as_alone(twin: Path) -> None:
+    native = MediaSettings(FAMILY.frame_rule.video(), FAMILY.frame_rule.image())
+    clip = MediaRef("video", CLIP.name, str(CLIP.parent))
+    requests = [
+        GenerationRequest(("v", 0), "What is shown?", (clip,)),
+        GenerationRequest(("v", 1), "Which instrument is used?", (clip,)),
+        GenerationRequest(("i", 0), "What organ?", (MediaRef("image", IMAGE.name, str(IMAGE.parent)),)),
+        GenerationRequest(("t", 0), "Hello?", ()),
+    ]
+    settings = GenerationSettings(max_new_tokens=2)
+    batched = HFBackend(twin, batch_size=2, generation=settings, media=native).generate(
+        requests, progress=False
+    )
+    assert [o.error for o in batched] == [None] * 4
+    n = internvl.NUM_FRAMES
+    assert [o.frames for o in batched] == [[n], [n], [], []]
+    with Image.open(IMAGE) as original:
+        tiles = _official_tiles(*original.size)
+    per_clip = IMAGE_SEQ_LENGTH * n
+    assert [o.visual_tokens for o in batched] == [per_clip, per_clip, IMAGE_SEQ_LENGTH * tiles, 0]
+    alone = HFBackend(twin, batch_size=1, generation=settings, media=native).generate(
+        requests, progress=False
+    )
+    assert [o.text for o in alone] == [o.text for o in batched]
 
 
 def test_two_builds_are_byte_identical(twin: Path, tmp_path: Path) -> None:
