@@ -18,7 +18,7 @@ import torch
 
 from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.data.synth import write_video
-from obv_eval.media import Video, load_image, load_video
+from obv_eval.media import Video, VideoSettings, load_image, load_video
 from obv_eval.models import families, family_of_checkpoint, qwen3_vl
 from obv_eval.models.qwen3_vl import FAMILY
 from obv_eval.sources import SAMPLES_DIR
@@ -148,7 +148,8 @@ def test_processor_keeps_obvs_frames_times_each_pair_and_the_model_generates_det
 ) -> None:
     processor, model = loaded
     video = load_video(CLIP, FAMILY.frame_rule.video())
-    inputs = _video_inputs(processor, video, **FAMILY.video_kwargs([video]))  # type: ignore[misc]
+    assert FAMILY.video_kwargs is qwen3_vl.video_kwargs
+    inputs = _video_inputs(processor, video, **qwen3_vl.video_kwargs([video]))
     frames, height, width = video.frames.shape[:3]
     # Kept as sampled and sized: one temporal patch per frame pair, 16-pixel patches of obv's frame size.
     assert inputs["video_grid_thw"].tolist() == [[frames // 2, height // 16, width // 16]]
@@ -168,6 +169,18 @@ def test_processor_keeps_obvs_frames_times_each_pair_and_the_model_generates_det
         first = model.generate(**inputs, max_new_tokens=6, do_sample=False)
         second = model.generate(**inputs, max_new_tokens=6, do_sample=False)
     assert torch.equal(first, second) and first.shape[1] == inputs["input_ids"].shape[1] + 6
+
+
+def test_frames_off_the_32_pixel_grid_are_put_on_it_by_the_processor(loaded: tuple[Any, Any]) -> None:
+    processor, _ = loaded
+    native = load_video(CLIP, FAMILY.frame_rule.video())
+    other = load_video(CLIP, VideoSettings())  # Qwen2-VL's rule: sides in multiples of 28
+    assert qwen3_vl.video_kwargs([native])["do_resize"] is False
+    assert qwen3_vl.video_kwargs([other])["do_resize"] is True
+    frames, height, width = other.frames.shape[:3]
+    assert height % 32 or width % 32  # patchify would fail on these as they are
+    grid = _video_inputs(processor, other, **qwen3_vl.video_kwargs([other]))["video_grid_thw"][0].tolist()
+    assert grid[0] == frames // 2 and grid[1] % 2 == 0 and grid[2] % 2 == 0
 
 
 def test_an_image_gets_one_token_per_32_pixel_square(loaded: tuple[Any, Any]) -> None:

@@ -33,6 +33,11 @@ What was checked where (public sources, read through the search tools; transform
   replace_video_token``: the mean of the pair's ``frames_indices / fps``) and wraps every pair in its own
   vision start/end, so it needs each clip's metadata; positions then restart the temporal index per
   pair (``get_rope_index`` splits the grid), so a clip's time is in the text, not in position ids.
+  transformers 5.x (5.24 here) replaces only ``<|video_pad|>``, so the template's outer
+  ``<|vision_start|>``/``<|vision_end|>`` stay around the per-pair blocks; the processor Qwen released
+  the model with (transformers 4.57) and vLLM replace the whole ``<|vision_start|><|video_pad|>
+  <|vision_end|>`` (vllm-project/vllm issue 46817 and PR 46957 discuss which is right). The transformers
+  backend sends what the installed transformers builds; this two-token difference is not corrected here.
 
 Inferred, not seen: that the 8B Instruct checkpoint's HF chat_template.json is the GGUF's text (three
 copies agree); that 8B's processor configs equal 2B's (the model card shows one processor for the
@@ -352,12 +357,16 @@ def video_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
     """Processor arguments that keep obv's frames as sampled and sized, and time them.
 
     As Qwen3-VL's README and lmms-eval call the processor after qwen-vl-utils: no second sampling
-    (``do_sample_frames=False``), no second resize (``do_resize=False``), and each clip's metadata, from
-    which the processor writes every frame pair's ``<t seconds>`` (without it transformers assumes 24 fps).
+    (``do_sample_frames=False``), no second resize (``do_resize=False``, for frames on the 32-pixel grid),
+    and each clip's metadata, from which the processor writes every frame pair's ``<t seconds>`` (without
+    it transformers assumes 24 fps).
     """
+    # Frames sized by another rule (a common --frames policy, not this family's) are not on the model's
+    # 32-pixel grid: then the processor's own resize puts them on it, rather than patchify failing.
+    on_grid = all(v.frames.shape[1] % FACTOR == 0 and v.frames.shape[2] % FACTOR == 0 for v in videos)
     return {
         "do_sample_frames": False,
-        "do_resize": False,
+        "do_resize": not on_grid,
         "video_metadata": [
             {
                 "total_num_frames": video.total_frames,
