@@ -20,6 +20,7 @@ from obv_eval.models.gemma3 import FAMILY, FRAMES, SPECIAL_TOKENS, TOKENS_PER_IM
 from obv_eval.sources import SAMPLES_DIR
 
 CLIP = SAMPLES_DIR / "media" / "surgeryvqa" / "Qm7_vB2xKpL_112_115.mp4"  # 12 frames, 84 x 56
+CLIP_FRAMES = 12  # fewer than FRAMES: every frame, once
 IMAGE = SAMPLES_DIR / "media" / "vqarad" / "synpic40096.jpg"
 QUESTION = "  What instrument is used?  "  # the template trims text entries
 
@@ -72,8 +73,8 @@ def test_the_template_renders_obv_conversations(loaded: tuple[Any, Any]) -> None
     )
     # A clip: one image entry per frame, in order, before the question (what obv's conversation gives a
     # frames-as-images family).
-    clip = render_prompt(processor, build_messages(QUESTION, ("image",) * FRAMES))
-    assert clip == image.replace("<start_of_image>", "<start_of_image>" * FRAMES)
+    clip = render_prompt(processor, build_messages(QUESTION, ("image",) * CLIP_FRAMES))
+    assert clip == image.replace("<start_of_image>", "<start_of_image>" * CLIP_FRAMES)
     # A system prompt is folded into the first user turn (Gemma 3 has no system role).
     system = render_prompt(processor, build_messages("Hi", (), system_prompt="Be brief."))
     assert system == "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
@@ -106,9 +107,9 @@ def _greedy_twice(model: Any, inputs: Any) -> list[int]:
 def test_a_clip_is_frames_as_images_with_256_tokens_each(loaded: tuple[Any, Any]) -> None:
     processor, model = loaded
     video = media.load_video(CLIP, FAMILY.frame_rule.video())
-    assert video.num_frames == FRAMES
+    assert video.indices == tuple(range(CLIP_FRAMES))
     assert video.frames.shape[1:3] == (56, 84)  # kept at the decoded size: the processor resizes
-    prompt = render_prompt(processor, build_messages(QUESTION, ("image",) * FRAMES))
+    prompt = render_prompt(processor, build_messages(QUESTION, ("image",) * CLIP_FRAMES))
     inputs = processor(
         text=[prompt],
         images=[_frames(video)],
@@ -116,7 +117,7 @@ def test_a_clip_is_frames_as_images_with_256_tokens_each(loaded: tuple[Any, Any]
         add_special_tokens=False,  # the template wrote <bos>; the Gemma tokenizer would add another
         **FAMILY.video_kwargs([video]),  # type: ignore[misc]
     )
-    _check_inputs(inputs, FRAMES)
+    _check_inputs(inputs, CLIP_FRAMES)
     reply = _greedy_twice(model, inputs)
     assert processor.decode(reply, skip_special_tokens=True).strip()  # replies decode to text
 
@@ -134,15 +135,22 @@ def test_an_image_gets_256_tokens(loaded: tuple[Any, Any]) -> None:
     assert doubled[:2] == [SPECIAL_TOKENS["<bos>"]] * 2
 
 
-def test_the_frame_rule_is_transformers_uniform_sampler() -> None:
+def test_the_frame_rule_is_lmms_evals_count_at_transformers_positions() -> None:
+    from lmms_eval.models.model_utils.load_video import _compute_sample_count, _compute_uniform_indices
     from transformers.video_utils import VideoMetadata, default_sample_indices_fn
 
     settings = FAMILY.frame_rule.video()
-    for total in (8, 12, 16, 91, 1800):
-        metadata = VideoMetadata(total_num_frames=total, fps=30.0)
-        expected = default_sample_indices_fn(metadata, num_frames=FRAMES)
-        assert media.sample_frame_indices(total, 30.0, settings) == [int(i) for i in expected]
-    assert list(media.load_video(CLIP, settings).indices) == [0, 1, 3, 4, 6, 7, 9, 10]
+    for total in (1, 8, 12, 16, 31, 32, 33, 91, 1800):
+        ours = media.sample_frame_indices(total, 30.0, settings)
+        # lmms-eval's gemma3 (read_video, num_frm=32): the same number of frames ...
+        lmms = _compute_uniform_indices(total, _compute_sample_count(total, FRAMES, None, 30.0)).tolist()
+        assert len(ours) == len(lmms) == min(total, FRAMES)
+        if total <= FRAMES:  # ... and the same frames (all of them) on a clip of at most 32
+            assert ours == lmms == list(range(total))
+        else:  # transformers' uniform positions where the clip is longer
+            metadata = VideoMetadata(total_num_frames=total, fps=30.0)
+            assert ours == default_sample_indices_fn(metadata, num_frames=FRAMES).tolist()
+    assert media.sample_frame_indices(91, 30.0, settings) != _compute_uniform_indices(91, FRAMES).tolist()
 
 
 def test_the_build_is_deterministic(twin: Path, tmp_path: Path) -> None:

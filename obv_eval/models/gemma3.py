@@ -34,12 +34,13 @@ What was checked, and where:
 
 Video: Gemma 3 has none. Neither model card gives a video rule; the one public rule for Gemma 3 on video
 benchmarks is lmms-eval's ``gemma3`` model (0.7.3): ``read_video(path, num_frm=32)``, i.e. min(frames, 32)
-frames at ``np.linspace(0, total - 1, n).astype(int)``, each frame an image entry before the text. obv's
-media layer cannot express "at most N" nor those positions yet (its ``uniform`` sampler takes exactly
-``nframes`` at ``i * total // nframes`` and refuses a clip shorter than that), and the sample clips have
-8 to 16 frames, so the rule here is the closest that runs everywhere: exactly 8 frames at transformers'
-uniform positions (``FRAMES``), kept at their decoded size for the processor to resize (as images are).
-Each frame costs 256 soft tokens plus its start, end and blank lines: 8 frames are about 2,100 tokens.
+frames at ``np.unique(np.linspace(0, total - 1, n).astype(int))``, each frame an image entry before the
+text. The rule here is that count with obv's ``uniform`` sampler (``FRAMES``): min(frames, 32) frames at
+transformers' uniform positions ``i * total // n``. For a clip of at most 32 frames both give every frame
+(the same indices, tested); for a longer one a position can differ from lmms-eval's by a frame, since
+obv_eval.media has no linspace sampler. Frames are kept at their decoded size for the processor to resize
+(as images are). Each frame costs 256 soft tokens plus its start, end and blank lines: 32 frames are
+about 8,400 tokens (the 4B checkpoints take 128K).
 
 The tiny twin ``tiny-gemma3`` is a real ``Gemma3ForConditionalGeneration`` scaled down (2 layers: one
 sliding, one global, the real window, RoPE and token ids; SigLIP with the real patch 14 and 256 tokens per
@@ -69,7 +70,7 @@ TINY_NAME = "tiny-gemma3"
 # Bump when anything below changes what gets built: the cache folder is keyed on it.
 TINY_VERSION = "1"
 
-FRAMES = 8  # frames per clip, each an image (see the module docstring for why 8, not lmms-eval's 32)
+FRAMES = 32  # at most this many frames per clip, each an image (lmms-eval's gemma3 max_num_frames)
 IMAGE_SIZE = 896  # SigLIP input side of the real checkpoints; the processor resizes every image to it
 TINY_IMAGE_SIZE = 448  # the tiny twin's (patch 14: 32 x 32 patches pooled 2 x 2 to the same 256 tokens)
 TOKENS_PER_IMAGE = 256  # mm_tokens_per_image / image_seq_length
@@ -135,7 +136,7 @@ CHAT_TEMPLATE = """{{ bos_token }}
 FRAME_RULE = FrameRule(
     name=f"gemma3-uniform-{FRAMES}",
     description=(
-        f"no video input: {FRAMES} uniformly spaced frames, each an image resized to "
+        f"no video input: up to {FRAMES} uniformly spaced frames, each an image resized to "
         f"{IMAGE_SIZE}x{IMAGE_SIZE} by the processor ({TOKENS_PER_IMAGE} tokens each)"
     ),
     video_fields=(("sampler", "uniform"), ("nframes", FRAMES), ("resize", False)),
@@ -143,9 +144,9 @@ FRAME_RULE = FrameRule(
 )
 
 VIDEO_IN_TEMPLATE = (
-    f'no video entry: a clip is {FRAMES} {{"type": "image"}} entries in the user turn, each rendered '
-    f"<start_of_image> and expanded by the processor to \\n\\n<start_of_image> + {TOKENS_PER_IMAGE} "
-    "<image_soft_token> + <end_of_image>\\n\\n"
+    f'no video entry: a clip is one {{"type": "image"}} entry per frame (up to {FRAMES}) in the user turn, '
+    "each rendered <start_of_image> and expanded by the processor to \\n\\n<start_of_image> + "
+    f"{TOKENS_PER_IMAGE} <image_soft_token> + <end_of_image>\\n\\n"
 )
 
 
