@@ -9,6 +9,8 @@ items through obv_eval.failures so they are scored 0 and counted, never dropped.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
@@ -22,44 +24,99 @@ from obv_eval.backends.base import (
 )
 from obv_eval.controls import parse_control
 from obv_eval.failures import failure_text
+from obv_eval.frame_policy import (
+    COMMON,
+    NATIVE,
+    FramePolicyError,
+    image_settings,
+    parse_frames,
+    video_settings,
+)
 from obv_eval.generation_log import GenerationLog, generate_resumable
-from obv_eval.media import ImageSettings, VideoSettings
+from obv_eval.media import VideoSettings
+from obv_eval.models import Family, UnknownFamily, family_of_checkpoint
 from obv_eval.sources import media_refs
 
 
+@dataclass(frozen=True)
+class PolicyMediaSettings(MediaSettings):
+    """MediaSettings that also name their frame policy (obv_eval.frame_policy).
+
+    A common policy's spec is part of the recorded settings (provenance.media, identity.json); native
+    and train leave the record as it was, so existing runs keep their identity.
+    """
+
+    frame_policy: str = NATIVE  # FramePolicy.spec
+
+    def to_dict(self) -> dict[str, Any]:
+        settings = super().to_dict()
+        if self.frame_policy.partition(":")[0] == COMMON:
+            settings["frame_policy"] = self.frame_policy
+        return settings
+
+
 def media_settings(
-    fps: float,
-    min_frames: int,
-    max_frames: int,
-    frames: str = "default",
+    fps: float | None = None,
+    min_frames: int | None = None,
+    max_frames: int | None = None,
+    frames: str = NATIVE,
     max_visual_tokens: int | str | None = None,
     control: str | None = None,
-) -> MediaSettings:
+    model_path: str | Path | None = None,
+) -> PolicyMediaSettings:
     """The frame sampler's settings from --model_args (strings arrive as numbers or text).
 
-    frames=default: qwen-vl-utils' defaults (the study's evaluation scripts), fps/min/max_frames as
-    given. frames=train: the study's training frames (obv_eval.train.config.STUDY_TRAIN_VIDEO: 1 fps,
-    at most 420 frames, 16,384 visual tokens per clip). max_visual_tokens=N: a visual-token budget per
-    clip (frames are downscaled until the clip fits, down to 56x56 pixels, as training does).
-    control=NAME: a control run (obv_eval.controls: blind, blank, single-frame, shuffled, frames=N).
+    frames (obv_eval.frame_policy): native (default; `default` is the same) is the rule of the model's
+    family (model_path: the resolved checkpoint; none or an unknown one: qwen-vl-utils' defaults, the
+    study's evaluation scripts), fps/min/max_frames overriding it where given. common or
+    common:fps=F,max_frames=N,max_pixels=P: the same frames and per-frame pixel budget for every model
+    (';' separates the keys too, for lmms-eval's comma-separated model_args). train: the study's training
+    frames (obv_eval.train.config.STUDY_TRAIN_VIDEO: 1 fps, at most 420 frames, 16,384 visual tokens per
+    clip). max_visual_tokens=N: a visual-token budget per clip (frames are downscaled until the clip
+    fits, down to 2 x 2 merged patches, as training does). control=NAME: a control run
+    (obv_eval.controls: blind, blank, single-frame, shuffled, frames=N).
     """
-    if frames == "train":
-        from obv_eval.train.config import STUDY_TRAIN_VIDEO
-
-        video = STUDY_TRAIN_VIDEO
-    elif frames == "default":
-        video = VideoSettings(fps=float(fps), min_frames=int(min_frames), max_frames=int(max_frames))
-    else:
-        raise ValueError(f"frames must be 'default' or 'train', got {frames!r}")
+    policy = parse_frames(frames)
+    family = _family(model_path)
+    if policy.name == COMMON:
+        # The adapters pass VideoSettings' own defaults when nothing is given: only other values clash.
+        given = {"fps": fps, "min_frames": min_frames, "max_frames": max_frames}
+        clash = [k for k, v in given.items() if v is not None and v != getattr(VideoSettings, k)]
+        if clash:
+            raise FramePolicyError(
+                f"{', '.join(clash)} and frames=common both set the frames: put them in the spec "
+                "(frames=common:fps=F;max_frames=N;max_pixels=P)"
+            )
+        if max_visual_tokens not in (None, "", "None"):
+            raise FramePolicyError(
+                "max_visual_tokens does not combine with frames=common (its max_pixels is the budget; "
+                "a token budget would size each family differently)"
+            )
+        fps = min_frames = max_frames = None
+    video = video_settings(policy, family, fps, min_frames, max_frames)
     if max_visual_tokens not in (None, "", "None"):
         budget = int(max_visual_tokens)  # type: ignore[arg-type]
         if budget < 1:
             raise ValueError(f"max_visual_tokens must be positive, got {budget}")
+        merged = video.factor * video.factor  # pixels per visual token of a frame pair
         video = dataclasses.replace(
-            video, min_pixels=min(video.min_pixels, 2 * 28 * 2 * 28), total_pixels=budget * 28 * 28
+            video, min_pixels=min(video.min_pixels, 4 * merged), total_pixels=budget * merged
         )
     chosen = parse_control(control) if control not in (None, "", "None") else None
-    return MediaSettings(video=video, image=ImageSettings(), control=chosen)
+    return PolicyMediaSettings(
+        video=video, image=image_settings(policy, family), control=chosen, frame_policy=policy.spec
+    )
+
+
+def _family(model_path: str | Path | None) -> Family | None:
+    """The checkpoint's family; None for an API model or a folder no family knows (the backend that
+    loads it refuses the latter with its own line)."""
+    if model_path is None:
+        return None
+    try:
+        return family_of_checkpoint(model_path)
+    except UnknownFamily:
+        return None
 
 
 class ObvModel(lmms):

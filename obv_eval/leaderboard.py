@@ -29,6 +29,7 @@ from obv_eval.benchmarks import BENCHMARKS as BENCHMARK_INFO
 from obv_eval.benchmarks import GROUPS as BENCHMARK_GROUPS
 from obv_eval.benchmarks import TASK_PREFIX
 from obv_eval.escaping import TERMINAL_WIDTH, control_to_space, csv_cell, markdown_cell, terminal_text
+from obv_eval.frame_policy import policy_label, recorded_policy
 from obv_eval.results import (
     RESULTS_FILENAME,
     SAMPLES_FILENAME,
@@ -69,6 +70,7 @@ NOT_SCORED = "not scored"  # run, but its primary metric has no score (e.g. open
 NOT_RUN = "-"  # the model was not run on it (or the study's figure has no number for it)
 BASE_ZERO = "base 0"  # a relative gain over a base that scores 0 is undefined
 ALPHA = 0.05
+FRAME_POLICY_MIXED = "Frame policies differ:"  # the first words of the notes' warning
 
 
 def _default_reference() -> Path:
@@ -435,6 +437,32 @@ def judge_lines(runs: Iterable[Run], escape: Callable[[str], str] = control_to_s
         "study-rubric is its rubric in an injection-safe layout):",
         *lines,
     ]
+
+
+def frame_policy_lines(runs: Iterable[Run], escape: Callable[[str], str] = control_to_space) -> list[str]:
+    """Which frame policy each model row ran under (obv_eval.frame_policy: native, common, train); when
+    they differ the first line says so: those rows were not measured on the same frames."""
+    rows = [run for run in runs if not is_reference_run(run)]
+    if not rows:
+        return []
+    recorded = {run.model: recorded_policy(run.results.get("provenance") or {}) for run in rows}
+    # native is one policy whatever each family's rule is; common is one only with the same settings
+    kinds = {
+        json.dumps({k: v for k, v in r.items() if k != "rule"}, sort_keys=True) for r in recorded.values()
+    }
+    if len(kinds) > 1:
+        head = (
+            f"{FRAME_POLICY_MIXED} these rows ran under different frame policies, so they were not shown the "
+            "same frames and their scores are not a controlled comparison (rerun them with one --frames "
+            "policy, e.g. --frames common; docs/running.md, Frame policy). Frame policy of each row:"
+        )
+    else:
+        head = "Frame policy of each row (docs/running.md, Frame policy):"
+    lines = [
+        f"- {escape(f'{run.model} ({run.run_id})')}: {escape(policy_label(recorded[run.model]))}"
+        for run in rows
+    ]
+    return [head, *lines]
 
 
 def headline_note(reference_path: str | os.PathLike[str] | None = None) -> str:
@@ -1054,7 +1082,7 @@ def write_leaderboard(
         raise ValueError("nothing to show: no runs given and the study reference left out")
     gains = build_gains(run_list, reference=reference, reference_path=reference_path)
     head = headline_note(reference_path) if reference else DEFINITIONS
-    note = "\n".join([head, *judge_lines(run_list)])
+    note = "\n".join([head, *judge_lines(run_list), *frame_policy_lines(run_list)])
     paths = {
         "markdown": out / "leaderboard.md",
         "csv": out / "leaderboard.csv",
@@ -1063,7 +1091,9 @@ def write_leaderboard(
         "html": out / "leaderboard.html",
         "text": out / "leaderboard.txt",
     }
-    md_note = "\n".join([head, *judge_lines(run_list, markdown_cell)])
+    md_note = "\n".join(
+        [head, *judge_lines(run_list, markdown_cell), *frame_policy_lines(run_list, markdown_cell)]
+    )
     paths["markdown"].write_text(render_markdown(table, gains, md_note, dependence), encoding="utf-8")
     paths["csv"].write_text(render_csv(table), encoding="utf-8")
     paths["gains_csv"].write_text(render_gains_csv(gains), encoding="utf-8")

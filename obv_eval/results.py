@@ -16,6 +16,7 @@ from typing import Any
 
 from obv_eval.corpus_metrics import corpus_metrics
 from obv_eval.files import atomic_write_text
+from obv_eval.frame_policy import recorded_policy
 from obv_eval.stats import mean_estimate
 
 SCHEMA_VERSION = 2
@@ -289,13 +290,20 @@ def summarize_tasks(records: Iterable[dict[str, Any]], primary_metrics: Mapping[
 def build_results(
     run_id: str, model: str, tasks: Mapping[str, dict[str, Any]], provenance: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Assemble a results document and validate it."""
+    """Assemble a results document and validate it.
+
+    A run's provenance (one with its media settings) gains ``frame_policy``: which frame policy the
+    run used (obv_eval.frame_policy: native with its family's rule, common with its settings, or train).
+    """
+    provenance = dict(provenance)
+    if "media" in provenance:
+        provenance["frame_policy"] = recorded_policy(provenance)
     results = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "model": model,
         "tasks": dict(tasks),
-        "provenance": dict(provenance),
+        "provenance": provenance,
     }
     validate_results(results)
     return results

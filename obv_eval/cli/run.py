@@ -96,9 +96,12 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--frames",
-        choices=("default", "train"),
-        default="default",
-        help="default: qwen-vl-utils' frame budgets (the study's eval scripts); train: the training frames",
+        default="native",
+        metavar="POLICY",
+        help="frame policy (docs/running.md#frame-policy): native (default; also 'default'): each model "
+        "family's own rule; common or common:fps=F,max_frames=N,max_pixels=P (default 1 fps, 32 frames, "
+        "448x448 pixels): the same frames and per-frame pixel budget for every model; train: the "
+        "study's training frames",
     )
     parser.add_argument(
         "--max-visual-tokens", type=int, help="visual-token budget per clip, e.g. 16384 (the training budget)"
@@ -185,7 +188,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         max_batch_tokens=args.max_batch_tokens,
         prefix_reuse=args.prefix_reuse,
         model_args={
-            "frames": args.frames,
+            "frames": args.frames,  # the policy's one spelling (_validate_run_args)
             "max_visual_tokens": args.max_visual_tokens,
             **({"data_parallel_ranks": args.data_parallel_ranks} if args.data_parallel_ranks else {}),
         },
@@ -279,6 +282,7 @@ def _validate_run_args(args: argparse.Namespace) -> None:
     at_least(args.max_model_len, 1, "--max-model-len")
     at_least(args.max_batch_tokens, 1, "--max-batch-tokens")
     at_least(args.max_visual_tokens, 1, "--max-visual-tokens")
+    args.frames = _check_frames(args.frames, args.max_visual_tokens)
     at_least(args.judge_concurrency, 1, "--judge-concurrency")
     at_least(args.judge_retries, 0, "--judge-retries")
     if not args.judge_timeout > 0:
@@ -293,6 +297,22 @@ def _validate_run_args(args: argparse.Namespace) -> None:
     for flag, url in (("--base-url", args.base_url), ("--judge-base-url", args.judge_base_url)):
         if url is not None:
             check_url(url, flag)
+
+
+def _check_frames(value: str, max_visual_tokens: int | None) -> str:
+    """--frames as its policy's one spelling (obv_eval.frame_policy); a bad spec is one line, exit 2."""
+    from obv_eval.frame_policy import COMMON, FramePolicyError, parse_frames
+
+    try:
+        policy = parse_frames(value)
+    except FramePolicyError as error:
+        raise UsageError(f"--frames: {error}") from None
+    if policy.name == COMMON and max_visual_tokens is not None:
+        raise UsageError(
+            "--max-visual-tokens does not combine with --frames common (its max_pixels is the budget; "
+            "a token budget would size each family differently)"
+        )
+    return policy.spec
 
 
 def _check_run_id(run_id: str) -> None:
