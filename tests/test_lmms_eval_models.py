@@ -2,8 +2,10 @@
 
 lmms-eval's stock `qwen2_vl` (a simple model: `doc_to_visual`) and its chat-style `huggingface` model
 (`doc_to_messages`) run the tiny Qwen2-VL on the samples, and its stock `qwen2_5_vl` (lmms-eval picks its
-chat model for that name) runs the tiny Qwen2.5-VL twin; a probe on the model's `generate` counts the
-vision placeholder tokens in the input ids each item sends.
+chat model for that name) runs the tiny Qwen2.5-VL twin, and its `llava_hf` (the llava-hf checkpoints'
+model) the tiny LLaVA-OneVision twin; a probe on the model's `generate` counts the vision placeholder tokens
+in the input ids each item sends. lmms-eval's `llava_onevision` (LLaVA-NeXT-format checkpoints) needs the
+GitHub-only LLaVA-NeXT package and is not run here (docs/lmms-eval.md).
 """
 
 from __future__ import annotations
@@ -47,25 +49,19 @@ def sent_input_ids(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
 
 
 @pytest.fixture()
-def huggingface_on_transformers5(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """lmms-eval 0.7.3's `huggingface` chat model does not run on transformers 5 as published; these mend
-    the model's side only (the tasks' messages go through untouched), as a fixed lmms-eval would:
+def processor_on_transformers5(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """lmms-eval 0.7.3's chat models `huggingface` and `llava_hf` call the processor as transformers 4 took
+    it; these mend that call only (the tasks' messages go through untouched), as a fixed lmms-eval would:
 
-    * it picks the model class by testing `config.model_type in AutoModelFor...._model_mapping.keys()`,
-      whose keys are config classes in transformers 5, so every checkpoint loads as AutoModel (no
-      `generate`): here AutoModel is AutoModelForImageTextToText;
-    * it always passes `audios=` (transformers 5 refuses it) and empty `images=[]` / `videos=[]` lists
-      (transformers 5.24 indexes the first): here those are left out;
-    * it hands the processor a video path, which transformers 5 decodes only through torchcodec (FFmpeg's
+    * they pass empty `images=[]` / `videos=[]` lists (transformers 5.24 indexes the first), and
+      `huggingface` always passes `audios=` (transformers 5 refuses it): here those are left out;
+    * they hand the processor a video path, which transformers 5 decodes only through torchcodec (FFmpeg's
       shared libraries): here through PyAV, which obv-eval installs.
     """
-    import lmms_eval.models.chat.huggingface as chat_huggingface
-    from transformers import AutoModelForImageTextToText
     from transformers.processing_utils import ProcessorMixin
     from transformers.video_processing_utils import BaseVideoProcessor
     from transformers.video_utils import load_video
 
-    monkeypatch.setattr(chat_huggingface, "AutoModel", AutoModelForImageTextToText)
     call = ProcessorMixin.__call__
 
     def without_empty_media(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -81,6 +77,18 @@ def huggingface_on_transformers5(monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     monkeypatch.setattr(ProcessorMixin, "__call__", without_empty_media)
     monkeypatch.setattr(BaseVideoProcessor, "fetch_videos", fetch_videos)
     yield
+
+
+@pytest.fixture()
+def huggingface_on_transformers5(monkeypatch: pytest.MonkeyPatch, processor_on_transformers5: None) -> None:
+    """Besides the processor call: lmms-eval 0.7.3's `huggingface` picks the model class by testing
+    `config.model_type in AutoModelFor...._model_mapping.keys()`, whose keys are config classes in
+    transformers 5, so every checkpoint loads as AutoModel (no `generate`): here AutoModel is
+    AutoModelForImageTextToText."""
+    import lmms_eval.models.chat.huggingface as chat_huggingface
+    from transformers import AutoModelForImageTextToText
+
+    monkeypatch.setattr(chat_huggingface, "AutoModel", AutoModelForImageTextToText)
 
 
 def run_lmms_eval(model: str, model_args: str) -> dict[str, Any]:
@@ -103,11 +111,16 @@ def run_lmms_eval(model: str, model_args: str) -> dict[str, Any]:
     return output
 
 
-def check_visuals_and_scoring(output: dict[str, Any], sent: list[list[int]], model_dir: Path) -> None:
+def check_visuals_and_scoring(
+    output: dict[str, Any],
+    sent: list[list[int]],
+    model_dir: Path,
+    placeholders: tuple[str, str] = ("<|video_pad|>", "<|image_pad|>"),  # (video, image): the Qwen families'
+) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    video_pad, image_pad = tokenizer.convert_tokens_to_ids(["<|video_pad|>", "<|image_pad|>"])
+    video_pad, image_pad = tokenizer.convert_tokens_to_ids(list(placeholders))
     prompts = [(tokenizer.decode(ids), ids.count(video_pad), ids.count(image_pad)) for ids in sent]
     assert len(prompts) == len(KINDS)
     for task, kind in KINDS.items():
@@ -158,6 +171,22 @@ def test_stock_qwen2_5_vl_sees_the_video_and_the_image(
     output = run_lmms_eval("qwen2_5_vl", args)
     assert output["config"]["model_backend"].endswith("(chat)")  # doc_to_messages, not doc_to_visual
     check_visuals_and_scoring(output, sent, twin)
+
+
+def test_chat_llava_hf_on_llava_onevision_sees_the_video_and_the_image(
+    samples_source: None, monkeypatch: pytest.MonkeyPatch, processor_on_transformers5: None
+) -> None:
+    """lmms-eval's `llava_hf` (the model for llava-hf checkpoints such as llava-onevision-qwen2-7b-ov-hf;
+    lmms-eval picks its chat model) on the tiny LLaVA-OneVision twin, with the processor-call fixes only."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    from obv_eval.models import families, tiny_twin_dir
+
+    twin = tiny_twin_dir(families()["llava_onevision"])
+    sent = record_generate(monkeypatch, LlavaOnevisionForConditionalGeneration)
+    output = run_lmms_eval("llava_hf", f"pretrained={twin},device=cpu,device_map=cpu,dtype=float32")
+    assert output["config"]["model_backend"].endswith("(chat)")
+    check_visuals_and_scoring(output, sent, twin, placeholders=("<video>", "<image>"))
 
 
 def test_visuals_are_lmms_eval_types_and_media_refs_for_obv(samples_source: None) -> None:
