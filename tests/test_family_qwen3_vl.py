@@ -197,11 +197,60 @@ def test_an_image_gets_one_token_per_32_pixel_square(loaded: tuple[Any, Any]) ->
     assert torch.equal(first, second)
 
 
+def _scored_run(backend: Any, requests: list[Any]) -> tuple[list[str], list[int | None], torch.Tensor]:
+    """Texts, prefill tokens and the scores of every generated step (a random tiny model's greedy tokens
+    alone hide small differences)."""
+    from obv_eval import media
+
+    scores: list[torch.Tensor] = []
+
+    def timed(kwargs: dict[str, Any], config: Any) -> torch.Tensor:
+        out = backend.model.generate(
+            **kwargs, generation_config=config, output_scores=True, return_dict_in_generate=True
+        )
+        scores.append(torch.stack(out.scores, 1))
+        return out.sequences
+
+    backend._timed_generate = timed
+    media.clear_cache()
+    outputs = backend.generate(requests, progress=False)
+    assert not [o.error for o in outputs if o.error]
+    return [o.text for o in outputs], [o.prefill_tokens for o in outputs], torch.cat(scores)
+
+
+def test_one_prefill_per_clip_is_exact_in_fp32(twin: Path, tmp_path: Path) -> None:
+    from obv_eval.backends.base import GenerationRequest, GenerationSettings, MediaSettings
+    from obv_eval.backends.hf import HFBackend
+    from obv_eval.sources import MediaRef
+
+    # 6 frames at 6 fps: 4 sampled over one second, so the pairs sit at 0.2 s and 0.8 s.
+    write_video(tmp_path / "short.mp4", num_frames=6, fps=6, width=224, height=168, seed=5)
+    ref = MediaRef("video", "short.mp4", str(tmp_path))
+    questions = ["What is shown?", "Is there bleeding?", "Describe the anatomy visible, in one sentence."]
+    requests = [GenerationRequest(("video", i), q, (ref,)) for i, q in enumerate(questions)]
+    native = MediaSettings(video=FAMILY.frame_rule.video(), image=FAMILY.frame_rule.image())
+    settings = GenerationSettings(max_new_tokens=4)
+    whole = HFBackend(twin, batch_size=1, generation=settings, prefix_reuse=False, media=native)
+    reuse = HFBackend(twin, batch_size=2, generation=settings, media=native)
+    assert reuse.prefix_reuse and not whole.prefix_reuse
+
+    texts, whole_prefill, alone = _scored_run(whole, requests)
+    shared_texts, shared_prefill, shared = _scored_run(reuse, requests)
+    assert shared_prefill[0] == whole_prefill[0] and sum(shared_prefill) < sum(whole_prefill) / 2
+    assert shared_texts == texts
+    assert torch.allclose(shared, alone, atol=1e-5, rtol=0), (shared - alone).abs().max()
+
+    # The comparison sees small changes: without each clip's metadata (24 fps assumed) the scores move.
+    whole._video_kwargs = lambda videos: {"do_sample_frames": False, "do_resize": False}  # type: ignore[method-assign]
+    _, _, untimed = _scored_run(whole, requests)
+    assert (untimed - alone).abs().max() > 1e-4
+
+
 def test_the_family_says_what_obv_needs_to_know() -> None:
     from obv_eval.registry import MODELS
 
     assert MODELS[FAMILY.tiny_name or ""].family == "qwen3_vl"
-    assert FAMILY.video_timing == "absolute" and not FAMILY.prefix_reuse and FAMILY.prefix_reuse_note
+    assert FAMILY.video_timing == "absolute" and FAMILY.prefix_reuse
     assert FAMILY.token_count == "processor" and FAMILY.feature_cache is False
     settings = FAMILY.frame_rule.video()
     assert (settings.factor, settings.min_pixels, settings.max_pixels) == (32, 131072, 786432)

@@ -38,6 +38,8 @@ What was checked where (public sources, read through the search tools; transform
   the model with (transformers 4.57) and vLLM replace the whole ``<|vision_start|><|video_pad|>
   <|vision_end|>`` (vllm-project/vllm issue 46817 and PR 46957 discuss which is right). The transformers
   backend sends what the installed transformers builds; this two-token difference is not corrected here.
+* one prefill per clip: exact on the twin in fp32 through the transformers backend (the prefix holds the
+  timestamps and every visual token; DeepStack features only touch visual positions), so it is on.
 
 Inferred, not seen: that the 8B Instruct checkpoint's HF chat_template.json is the GGUF's text (three
 copies agree); that 8B's processor configs equal 2B's (the model card shows one processor for the
@@ -392,9 +394,9 @@ FAMILY = Family(
     # restart the temporal index at every frame pair.
     video_timing="absolute",
     video_in_template=VIDEO_IN_TEMPLATE,
-    prefix_reuse=False,
-    prefix_reuse_note="off until a test shows it exact: the shared prefix holds text timestamps and per-pair "
-    "vision blocks, and the model adds DeepStack features to the first text layers at visual positions",
+    prefix_reuse=True,
+    prefix_reuse_note="exact: greedy tokens and scores equal whole prompts in fp32 "
+    "(tests/test_family_qwen3_vl.py)",
     tiny_name=TINY_NAME,
     build_tiny=build_tiny,
     tiny_version=TINY_VERSION,
