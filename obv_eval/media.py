@@ -102,7 +102,11 @@ def _fingerprint(kind: str, settings: VideoSettings | ImageSettings) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-VIDEO_SAMPLERS = ("qwen-vl-utils", "uniform")
+# "qwen-vl-utils": fps sampling, frame counts in pairs (smart_nframes), round(linspace) positions;
+# "uniform": transformers' default_sample_indices_fn, i * total // n (LLaVA-OneVision's processor);
+# "linspace": lmms-eval's np.linspace(0, total - 1, n, dtype=int) (repeats frames of a clip shorter than n);
+# "midpoint": the middle frame of each of n equal segments, (2i + 1) * total // 2n (InternVL's processor).
+VIDEO_SAMPLERS = ("qwen-vl-utils", "uniform", "linspace", "midpoint")
 
 
 def _without_defaults(settings: VideoSettings | ImageSettings, optional: tuple[str, ...]) -> dict[str, Any]:
@@ -131,8 +135,7 @@ class VideoSettings:
     # at their defaults (Qwen2-VL's rule) they are left out of to_dict(), so records and cache keys made
     # before they existed stay the same.
     factor: int = IMAGE_FACTOR  # frame sides are multiples of this (Qwen3-VL: 32 = patch 16 x merge 2)
-    # "qwen-vl-utils": fps sampling, frame counts in pairs (smart_nframes); "uniform": exactly `nframes`
-    # frames at transformers' default_sample_indices_fn positions (i * total // nframes).
+    # How frames are chosen (VIDEO_SAMPLERS); every sampler but "qwen-vl-utils" takes `nframes` frames.
     sampler: str = "qwen-vl-utils"
     resize: bool = True  # False: frames kept at their decoded size, the model's processor resizes them
 
@@ -140,8 +143,8 @@ class VideoSettings:
         if self.sampler not in VIDEO_SAMPLERS:
             known = ", ".join(VIDEO_SAMPLERS)
             raise ValueError(f"VideoSettings.sampler must be one of {known}, got {self.sampler!r}")
-        if self.sampler == "uniform" and (self.nframes is None or self.nframes < 1):
-            raise ValueError("VideoSettings.sampler 'uniform' needs nframes >= 1")
+        if self.sampler != "qwen-vl-utils" and (self.nframes is None or self.nframes < 1):
+            raise ValueError(f"VideoSettings.sampler {self.sampler!r} needs nframes >= 1")
         if self.factor < 1:
             raise ValueError(f"VideoSettings.factor must be positive, got {self.factor}")
         if not (math.isfinite(self.fps) and self.fps > 0):
@@ -150,7 +153,7 @@ class VideoSettings:
             raise ValueError(
                 f"VideoSettings needs 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}"
             )
-        if self.sampler != "uniform" and self.nframes is not None and self.nframes < FRAME_FACTOR:
+        if self.sampler == "qwen-vl-utils" and self.nframes is not None and self.nframes < FRAME_FACTOR:
             raise ValueError(f"VideoSettings.nframes must be at least {FRAME_FACTOR}, got {self.nframes}")
         cap = video_max_pixels(self.factor)
         if not 1 <= self.min_pixels <= self.max_pixels <= cap:

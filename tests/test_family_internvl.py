@@ -155,17 +155,14 @@ def test_an_image_is_tiled_at_its_decoded_size_and_generates_deterministically(
     assert _greedy(model, inputs) == first
 
 
-def test_the_frame_rule_is_the_processors_count_at_segment_starts() -> None:
+def test_the_frame_rule_is_the_processors_sampler() -> None:
     settings = FAMILY.frame_rule.video()
-    assert (settings.sampler, settings.nframes, settings.resize) == ("uniform", internvl.NUM_FRAMES, False)
+    assert (settings.sampler, settings.nframes, settings.resize) == ("midpoint", internvl.NUM_FRAMES, False)
     sampler = InternVLVideoProcessor()
     for total in range(internvl.NUM_FRAMES, 400):
         theirs = sampler.sample_frames(VideoMetadata(total_num_frames=total, fps=25.0), num_frames=8).tolist()
         assert internvl.processor_sample_indices(total) == theirs
-        ours = media.sample_frame_indices(total, 25.0, settings)
-        # Until obv_eval.media samples segment midpoints: the same segments, half a segment earlier.
-        assert ours == [i * total // 8 for i in range(8)]
-        assert all(0 <= m - s < total / 8 for s, m in zip(ours, theirs, strict=True))
+        assert media.sample_frame_indices(total, 25.0, settings) == theirs
     # Frames at their decoded size: the video processor makes each one 448-px tile.
     with av.open(str(CLIP)) as container:
         stream = container.streams.video[0]
@@ -173,7 +170,6 @@ def test_the_frame_rule_is_the_processors_count_at_segment_starts() -> None:
     assert media.load_video(CLIP, settings).frames.shape[1:3] == size
 
 
-@pytest.mark.xfail(strict=True, reason="obv_eval.media has no segment-midpoint sampler yet (frames i*T//8)")
 def test_the_frame_rule_takes_the_processors_frames() -> None:
     video = media.load_video(CLIP, FAMILY.frame_rule.video())
     assert list(video.indices) == internvl.processor_sample_indices(video.total_frames)

@@ -209,11 +209,13 @@ class HFBackend:
         self.dtype = dtype
         self.batch_size = max(1, int(batch_size))
         self.generation = generation or GenerationSettings()
-        self.media = media or MediaSettings()
         self.stream = stream or StreamSettings()
         # The family says how frames are placed in time and whether one prefill per clip is exact for it.
         self.family = family_of_checkpoint(self.model_path)
         self.prefix_reuse = prefix_reuse and self.family.prefix_reuse
+        # Without explicit settings, the family's native frame and image rule.
+        rule = self.family.frame_rule
+        self.media = media or MediaSettings(video=rule.video(), image=rule.image())
         self.native_context = native_context(self.model_path)
         self.processor = AutoProcessor.from_pretrained(self.model_path)
         self.processor.tokenizer.padding_side = "left"  # generation continues every row from its end
@@ -393,17 +395,18 @@ class HFBackend:
     def _processor_inputs(self, visual_sets: Sequence[LoadedVisuals]) -> dict[str, Any]:
         """The processor's visual arguments for these items' visuals, in the family's form."""
         videos: list[Any] = []
-        images: list[Any] = []
+        images: list[Any] = []  # per item (Gemma 3's processor needs them so); Qwen's take them flat
         for visuals in visual_sets:
             item_videos, item_images = self.family.processor_visuals(visuals.videos, visuals.images)
             videos += item_videos
-            images += item_images
+            images.append(item_images)
         inputs: dict[str, Any] = {}
         if videos:
             inputs["videos"] = videos
             inputs.update(self._video_kwargs([video for v in visual_sets for video in v.videos]))
-        if images:
-            inputs["images"] = images
+        if any(images):
+            flat = self.family.token_count == "qwen-grid"
+            inputs["images"] = [image for item in images for image in item] if flat else images
         return inputs
 
     def _visual_geometry(self, prompt: str, visuals: LoadedVisuals) -> tuple[int, Callable[[str], int]]:

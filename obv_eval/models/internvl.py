@@ -32,10 +32,9 @@ Inferred, not read: the -hf tokenizer's ``<video>`` as added token 151674 (its a
 bytes longer than the remote-code checkpoint's, the size of that one entry); text_config values other
 than the token ids; the tiny twin's sizes are ours.
 
-The frame rule here is 8 frames, frames kept at their decoded size (the video processor makes them
-448-px tiles). obv_eval.media cannot yet sample segment midpoints, so until it can, frames are taken at
-segment starts, ``i * T // 8`` (media's "uniform" sampler): half a segment earlier than the processor's.
-Images are kept at their decoded size and tiled by the image processor.
+The frame rule here is 8 frames at the processor's segment midpoints (obv_eval.media's "midpoint"
+sampler), kept at their decoded size (the video processor makes them 448-px tiles). Images are kept at
+their decoded size and tiled by the image processor.
 """
 
 from __future__ import annotations
@@ -109,12 +108,12 @@ CHAT_TEMPLATE = (
 )
 
 INTERNVL_HF_FRAMES = FrameRule(
-    name=f"internvl3-hf-{NUM_FRAMES}f-segment-starts",
+    name=f"internvl3-hf-{NUM_FRAMES}f",
     description=(
-        f"InternVL3-hf: {NUM_FRAMES} frames, 448-px tiles by the processor; frames at segment starts "
-        "i*T//8 until obv_eval.media samples the processor's segment midpoints"
+        f"InternVL3-hf: {NUM_FRAMES} frames at segment midpoints (its processor's sampler), "
+        "448-px tiles made by the processor"
     ),
-    video_fields=(("sampler", "uniform"), ("nframes", NUM_FRAMES), ("resize", False)),
+    video_fields=(("sampler", "midpoint"), ("nframes", NUM_FRAMES), ("resize", False)),
     image_fields=(("resize", False),),
 )
 

@@ -33,11 +33,10 @@ as installed):
   grid with one newline per row), so the count depends on the image size: the processor counts them.
 * frames: the official evaluation (lmms-eval's ``llava_onevision`` and ``llava_hf`` models, as installed)
   reads 32 frames at ``np.linspace(0, total - 1, 32, dtype=int)`` and hands them to the processor, which
-  resizes each to 384 x 384. obv_eval.media cannot express that linspace rule (its "uniform" sampler is
-  transformers' ``default_sample_indices_fn``, ``i * total // n``, which refuses clips shorter than n
-  frames where lmms-eval repeats frames), so this family uses the closest rule it can: 32 frames at
-  transformers' uniform positions (the processor's own sampler, checked in tests), frames and images kept
-  at their decoded size for the processor to resize (``resize=False``).
+  resizes each to 384 x 384. This family's rule is that one: obv_eval.media's "linspace" sampler (32
+  frames, repeated for a clip shorter than 32 frames, as lmms-eval does), frames and images kept at their
+  decoded size for the processor to resize (``resize=False``). The processor's own ``sample_frames``
+  (``i * total // n``) picks frames at most one sampling step away and refuses shorter clips.
 * no timing: positions are 1-D over the flattened sequence, so frames carry only their order.
 * prefix reuse: off. A clip's <video> tokens start the user turn, so prefix KV reuse would be possible in
   principle (1-D rotary positions, no per-clip position state), but it is not shown exact here and the
@@ -110,12 +109,9 @@ CHAT_TEMPLATE = (
 )
 
 LMMS_EVAL_UNIFORM = FrameRule(
-    name="llava-onevision-uniform-32",
-    description=(
-        "32 frames at transformers' uniform positions (lmms-eval reads 32 by linspace), processor-sized "
-        "384 px; images anyres-9"
-    ),
-    video_fields=(("sampler", "uniform"), ("nframes", NATIVE_FRAMES), ("resize", False)),
+    name="llava-onevision-linspace-32",
+    description="32 frames by linspace (lmms-eval's), processor-sized 384 px; images anyres-9",
+    video_fields=(("sampler", "linspace"), ("nframes", NATIVE_FRAMES), ("resize", False)),
     image_fields=(("resize", False),),
 )
 

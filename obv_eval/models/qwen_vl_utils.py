@@ -54,11 +54,12 @@ def frame_count(total_frames: int, video_fps: float, settings: VideoSettings) ->
     """Number of frames Qwen2-VL samples from a clip (qwen-vl-utils ``smart_nframes``)."""
     from obv_eval.media import MediaError  # media imports this module: its error, imported when raised
 
-    if settings.sampler == "uniform":  # transformers' default_sample_indices_fn: any count, no pairs
+    if settings.sampler != "qwen-vl-utils":  # a fixed count, no pairs
         if total_frames < 1:
             raise MediaError("video has no frames; re-encode the file")
-        # A clip shorter than nframes gives every frame once (transformers would refuse it; lmms-eval's
-        # linspace would repeat frames).
+        if settings.sampler == "linspace":  # repeats frames of a shorter clip, as lmms-eval does
+            return int(settings.nframes or 1)
+        # A clip shorter than nframes gives every frame once (transformers' samplers would refuse it).
         return min(int(settings.nframes or 1), total_frames)
     if total_frames < FRAME_FACTOR:
         raise MediaError(
@@ -92,11 +93,15 @@ def sample_frame_indices(total_frames: int, video_fps: float, settings: VideoSet
     on the CPU) can differ from it by one frame at a few positions.
     """
     nframes = frame_count(total_frames, video_fps, settings)
+    positions = np.arange(nframes, dtype=np.int64)
     if settings.sampler == "uniform":
-        return [int(i) for i in np.arange(nframes, dtype=np.int64) * total_frames // nframes]
+        return [int(i) for i in positions * total_frames // nframes]
+    if settings.sampler == "midpoint":
+        return [int(i) for i in (2 * positions + 1) * total_frames // (2 * nframes)]
+    if settings.sampler == "linspace":
+        return [int(i) for i in np.linspace(0, total_frames - 1, nframes, dtype=int)]
     end = np.float32(total_frames - 1)
     step = np.float32(end / np.float32(nframes - 1))
-    positions = np.arange(nframes)
     half = nframes // 2
     first = np.float32(0) + step * positions[:half].astype(np.float32)
     second = end - step * (nframes - 1 - positions[half:]).astype(np.float32)
