@@ -30,6 +30,7 @@ from obv_eval.frame_policy import (
     FramePolicyError,
     image_settings,
     parse_frames,
+    policy_name,
     video_settings,
 )
 from obv_eval.generation_log import GenerationLog, generate_resumable
@@ -50,7 +51,7 @@ class PolicyMediaSettings(MediaSettings):
 
     def to_dict(self) -> dict[str, Any]:
         settings = super().to_dict()
-        if self.frame_policy.partition(":")[0] == COMMON:
+        if policy_name(self.frame_policy) == COMMON:
             settings["frame_policy"] = self.frame_policy
         return settings
 

@@ -75,6 +75,16 @@ class FramePolicy:
         return {"fps": self.fps, "max_frames": self.max_frames, "max_pixels": self.max_pixels}
 
 
+def policy_name(spec: str) -> PolicyName:
+    """native, common or train, from a policy's spelling (FramePolicy.spec), without re-validating it;
+    what Family.describe(frame_policy=...) records."""
+    name = spec.partition(":")[0]
+    name = ALIASES.get(name, name)
+    if name not in (NATIVE, COMMON, TRAIN):
+        raise FramePolicyError(f"frames {spec!r}: not a frame policy's spelling")
+    return name
+
+
 def parse_frames(value: str | None) -> FramePolicy:
     """native | default | train | common | common:fps=F,max_frames=N,max_pixels=P (any of the three keys;
     ';' also separates them, for lmms-eval's comma-separated --model_args)."""

@@ -19,6 +19,7 @@ from obv_eval.frame_policy import (
     COMMON_MAX_PIXELS,
     FramePolicyError,
     parse_frames,
+    policy_name,
     recorded_policy,
 )
 from obv_eval.media import load_video, sample_frame_indices
@@ -94,6 +95,23 @@ def test_common_gives_every_family_the_same_frames_within_the_same_budget(tmp_pa
         assert len(next(iter(indices.values()))) == expected
     native = media_settings(model_path=checkpoint(tmp_path / "qwen2_vl", families()["qwen2_vl"])).video
     assert load_video(clip, native).num_frames == 20  # Qwen2-VL's own rule: 2 fps
+
+
+def test_the_recorded_policy_is_worked_out_from_the_media_settings() -> None:
+    family = {"backend": {"model_family": {"frame_rule": "qwen-vl-utils-0.0.14"}}}
+    native = {"media": media_settings(2.0, 4, 768).to_dict(), **family}
+    assert recorded_policy(native) == {"policy": "native", "rule": "qwen-vl-utils-0.0.14"}
+    for budget in (None, 512):  # the training frames, with or without a token budget
+        train = {"media": media_settings(2.0, 4, 768, "train", budget).to_dict()}
+        assert recorded_policy(train) == {"policy": "train"}
+    common = {"media": media_settings(frames="common:max_frames=8").to_dict(), **family}
+    assert recorded_policy(common) == {"policy": "common", "fps": 1.0, "max_frames": 8, "max_pixels": 200704}
+    assert [policy_name(s) for s in ("native", "default", "train", "common:fps=2")] == [
+        "native",
+        "native",
+        "train",
+        "common",
+    ]
 
 
 @pytest.mark.parametrize(
