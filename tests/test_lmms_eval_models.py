@@ -1,11 +1,11 @@
 """lmms-eval's own models on obv tasks: the video and the image reach the model, and obv scores the reply.
 
 lmms-eval's stock `qwen2_vl` (a simple model: `doc_to_visual`) and its chat-style `huggingface` model
-(`doc_to_messages`) run the tiny Qwen2-VL on the samples, and its stock `qwen2_5_vl` (lmms-eval picks its
-chat model for that name) runs the tiny Qwen2.5-VL twin, and its `llava_hf` (the llava-hf checkpoints'
-model) the tiny LLaVA-OneVision twin; a probe on the model's `generate` counts the vision placeholder tokens
-in the input ids each item sends. lmms-eval's `llava_onevision` (LLaVA-NeXT-format checkpoints) needs the
-GitHub-only LLaVA-NeXT package and is not run here (docs/lmms-eval.md).
+(`doc_to_messages`) run the tiny Qwen2-VL on the samples; its stock `qwen2_5_vl` and `qwen3_vl` (lmms-eval
+picks their chat models) run the tiny Qwen2.5-VL and Qwen3-VL twins, and its `llava_hf` (the llava-hf
+checkpoints' model) the tiny LLaVA-OneVision twin. A probe on the model's `generate` counts the vision
+placeholder tokens in the input ids each item sends. lmms-eval's `llava_onevision` (LLaVA-NeXT-format
+checkpoints) needs the GitHub-only LLaVA-NeXT package and is not run here (docs/lmms-eval.md).
 """
 
 from __future__ import annotations
@@ -170,6 +170,27 @@ def test_stock_qwen2_5_vl_sees_the_video_and_the_image(
     args = f"pretrained={twin},device=cpu,device_map=cpu,attn_implementation=sdpa"
     output = run_lmms_eval("qwen2_5_vl", args)
     assert output["config"]["model_backend"].endswith("(chat)")  # doc_to_messages, not doc_to_visual
+    check_visuals_and_scoring(output, sent, twin)
+
+
+def test_stock_qwen3_vl_sees_the_video_and_the_image(
+    samples_source: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lmms-eval's `qwen3_vl` (its chat model) as published, on the tiny Qwen3-VL twin. `fps=2`: without it
+    the model asks qwen-vl-utils for `max_num_frames` (32) frames of every clip, which fails for a clip with
+    fewer frames (the samples' have 12) and then falls back to torchvision's removed `read_video`."""
+    from obv_eval.models import families, tiny_twin_dir
+
+    if "qwen3_vl" not in families():
+        pytest.skip("no qwen3_vl family module here")
+    from transformers import Qwen3VLForConditionalGeneration
+
+    twin = tiny_twin_dir(families()["qwen3_vl"])
+    sent = record_generate(monkeypatch, Qwen3VLForConditionalGeneration)
+    output = run_lmms_eval(
+        "qwen3_vl", f"pretrained={twin},device=cpu,device_map=cpu,attn_implementation=sdpa,fps=2"
+    )
+    assert output["config"]["model_backend"].endswith("(chat)")
     check_visuals_and_scoring(output, sent, twin)
 
 
