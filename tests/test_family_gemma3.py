@@ -71,9 +71,12 @@ def test_the_template_renders_obv_conversations(loaded: tuple[Any, Any]) -> None
         "<bos><start_of_turn>user\n<start_of_image>What instrument is used?<end_of_turn>\n"
         "<start_of_turn>model\n"
     )
-    # A clip: one image entry per frame, in order, before the question (what obv's conversation gives a
-    # frames-as-images family).
-    clip = render_prompt(processor, build_messages(QUESTION, ("image",) * CLIP_FRAMES))
+    # The template has no video entry: a {"type": "video"} would leave the clip out of the prompt ...
+    assert "<start_of_image>" not in render_prompt(processor, build_messages(QUESTION, ("video",)))
+    # ... so a clip is one image entry per frame, in order, before the question.
+    entries = FAMILY.template_kinds(["video"], [CLIP_FRAMES])
+    assert entries == ("image",) * CLIP_FRAMES
+    clip = render_prompt(processor, build_messages(QUESTION, entries))  # type: ignore[arg-type]
     assert clip == image.replace("<start_of_image>", "<start_of_image>" * CLIP_FRAMES)
     # A system prompt is folded into the first user turn (Gemma 3 has no system role).
     system = render_prompt(processor, build_messages("Hi", (), system_prompt="Be brief."))
