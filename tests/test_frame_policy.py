@@ -4,6 +4,7 @@ and the leaderboard, and a bad spec refused in one line."""
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,9 @@ def test_model_args_spelling_and_clashes() -> None:
 
     # lmms-eval splits --model_args at commas: ';' separates the spec's keys there
     args = simple_parse_args_string("pretrained=tiny-qwen2vl,frames=common:fps=2;max_frames=8")
-    assert media_settings(frames=args["frames"]).video.max_frames == 8
+    settings = media_settings(frames=args["frames"])
+    assert settings.video.max_frames == 8
+    assert pickle.loads(pickle.dumps(settings)).to_dict() == settings.to_dict()  # as scale-out actors get it
     assert parse_frames(args["frames"]).spec == "common:fps=2,max_frames=8,max_pixels=200704"
     with pytest.raises(FramePolicyError, match="fps and frames=common both set the frames"):
         media_settings(fps=3.0, frames="common")
