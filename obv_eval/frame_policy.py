@@ -12,8 +12,9 @@
   no model sees more detail than P pixels a frame. Images keep each family's rule.
 * ``train``: the study's training frames (obv_eval.train.config.STUDY_TRAIN_VIDEO), in the family's factor.
 
-This module parses and validates specs without importing the media stack (the CLI checks `--frames`
-before anything loads); the settings themselves are built by `video_settings` / `image_settings`.
+This module parses and validates specs without importing numpy or the media stack (the CLI checks
+`--frames` before anything loads); the settings themselves are built by `video_settings` /
+`image_settings`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ COMMON_KEYS = ("fps", "max_frames", "max_pixels")
 # A frame must hold one merged patch of the largest factor (32 x 32); qwen-vl-utils caps a frame at 768
 # merged patches (602,112 pixels at 28 px, the smallest cap of the families that resize).
 MIN_PIXELS = 32 * 32
+MAX_PIXELS = 768 * 28 * 28  # = obv_eval.models.qwen_vl_utils.VIDEO_MAX_PIXELS (a test keeps them equal)
 MAX_FRAMES_LIMIT = 768  # qwen-vl-utils' FPS_MAX_FRAMES
 
 
@@ -88,8 +90,6 @@ def policy_name(spec: str) -> PolicyName:
 def parse_frames(value: str | None) -> FramePolicy:
     """native | default | train | common | common:fps=F,max_frames=N,max_pixels=P (any of the three keys;
     ';' also separates them, for lmms-eval's comma-separated --model_args)."""
-    from obv_eval.models.qwen_vl_utils import VIDEO_MAX_PIXELS
-
     text = str(value if value is not None else NATIVE).strip().strip("'\"").strip()
     name, colon, rest = text.partition(":")
     name = ALIASES.get(name.strip(), name.strip())
@@ -124,9 +124,9 @@ def parse_frames(value: str | None) -> FramePolicy:
         raise FramePolicyError(
             f"frames {text!r}: max_frames must be between 2 and {MAX_FRAMES_LIMIT} (frames go in pairs)"
         )
-    if not MIN_PIXELS <= max_pixels <= VIDEO_MAX_PIXELS:
+    if not MIN_PIXELS <= max_pixels <= MAX_PIXELS:
         raise FramePolicyError(
-            f"frames {text!r}: max_pixels must be between {MIN_PIXELS} and {VIDEO_MAX_PIXELS} "
+            f"frames {text!r}: max_pixels must be between {MIN_PIXELS} and {MAX_PIXELS} "
             "(32 x 32 up to qwen-vl-utils' per-frame cap)"
         )
     return FramePolicy(COMMON, fps, max_frames, max_pixels)

@@ -52,6 +52,13 @@ def test_native_is_the_family_rule_and_explicit_arguments_override_it(tmp_path: 
     )
 
 
+def test_the_pixel_cap_is_qwen_vl_utils() -> None:
+    from obv_eval.frame_policy import MAX_PIXELS
+    from obv_eval.media import VIDEO_MAX_PIXELS
+
+    assert MAX_PIXELS == VIDEO_MAX_PIXELS  # written out there so that checking --frames imports no numpy
+
+
 def test_qwen2vl_native_settings_and_record_are_todays(tmp_path: Path) -> None:
     path = checkpoint(tmp_path / "q", families()["qwen2_vl"])
     before = json.dumps(MediaSettings().to_dict(), sort_keys=True)
