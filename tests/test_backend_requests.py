@@ -14,6 +14,7 @@ needs a GPU; scripts/vllm_parity.py checks that on one).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import difflib
 import hashlib
 import importlib.util
@@ -31,13 +32,14 @@ import pytest
 from PIL import Image
 
 from obv_eval.backends.base import GenerationOutput, GenerationRequest, GenerationSettings, MediaSettings
-from obv_eval.backends.openai_compat import build_chat_request
+from obv_eval.backends.openai_compat import OpenAICompatBackend, build_chat_request
 from obv_eval.backends.vllm import (
     VLLM_EXTRA_HINT,
     build_vllm_request,
     sampling_params_dict,
 )
 from obv_eval.conversation import render_prompt
+from obv_eval.models import Family, families, tiny_twin_dir
 from obv_eval.sources import SAMPLES_DIR, MediaRef
 
 GOLDEN_DIR = Path(__file__).parent / "golden" / "requests"
@@ -99,14 +101,26 @@ def _summarize_chat(body: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in body.items() if k != "messages"}, "messages": messages}
 
 
+def _summarize_video(video: Any) -> dict[str, Any]:
+    """A bare (T, H, W, 3) array, or vLLM's (frames, metadata) tuple with its metadata in full."""
+    frames, metadata = video if isinstance(video, tuple) else (video, None)
+    summary: dict[str, Any] = {"shape": list(frames.shape), "dtype": str(frames.dtype)}
+    if metadata is not None:
+        summary["metadata"] = metadata
+    return summary
+
+
 def _summarize_vllm(request: dict[str, Any], sampling: dict[str, Any]) -> dict[str, Any]:
     data = request.get("multi_modal_data", {})
-    return {
+    summary = {
         "prompt": request["prompt"],
-        "videos": [{"shape": list(v.shape), "dtype": str(v.dtype)} for v in data.get("video", [])],
+        "videos": [_summarize_video(v) for v in data.get("video", [])],
         "images": [{"size": list(image.size), "mode": image.mode} for image in data.get("image", [])],
         "sampling_params": sampling,
     }
+    if "mm_processor_kwargs" in request:  # absent for Qwen2-VL: its goldens stay as they were
+        summary["mm_processor_kwargs"] = request["mm_processor_kwargs"]
+    return summary
 
 
 def _frame_digests(request: dict[str, Any]) -> list[list[str]]:
@@ -204,6 +218,194 @@ def test_golden_files_pin_what_matters(processor: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# One request golden per model family: what vLLM offline and a vLLM server get for its video and image
+
+
+FAMILIES = sorted(families())
+FAMILY_ITEMS = ("video", "image")
+# The sample clips have 8 to 16 frames: a family whose native rule takes a fixed count above the clip's
+# (LLaVA-OneVision's 32) takes them all here; the golden records the settings used.
+SAMPLE_CLIP_FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def family_processors() -> dict[str, Any]:
+    """Each family's tiny twin processor (real chat template and processor settings), built once."""
+    from transformers import AutoProcessor
+
+    return {name: AutoProcessor.from_pretrained(tiny_twin_dir(families()[name])) for name in FAMILIES}
+
+
+def family_media(family: Family) -> MediaSettings:
+    """The family's native frame and image rule, as a native run samples them."""
+    video = family.frame_rule.video()
+    if video.nframes is not None and video.nframes > SAMPLE_CLIP_FRAMES:
+        video = dataclasses.replace(video, nframes=SAMPLE_CLIP_FRAMES)
+    return MediaSettings(video=video, image=family.frame_rule.image())
+
+
+def served_video_mode(family: Family) -> Any:
+    """The video mode the OpenAI-compatible backend picks for this family on a vLLM server."""
+    return OpenAICompatBackend("m", base_url="http://127.0.0.1:9/v1", family=family).video_mode
+
+
+def _family_golden(family: Family, processor: Any) -> dict[str, Any]:
+    media = family_media(family)
+    eos = processor.tokenizer.convert_tokens_to_ids(family.eos_token)
+    golden: dict[str, Any] = {"family": family.describe(), "frames": media.to_dict()}
+    for name in FAMILY_ITEMS:
+        request = ITEMS[name]
+        golden[name] = {
+            "item": {
+                "key": list(request.key),
+                "text": request.text,
+                "visuals": [v.path for v in request.visuals],
+            },
+            "vllm_offline": _summarize_vllm(
+                build_vllm_request(request, processor, media, family), sampling_params_dict(SETTINGS, [eos])
+            ),
+            "vllm_server": _summarize_chat(
+                build_chat_request(
+                    request, media, family.name, SETTINGS, served_video_mode(family), "vllm", family
+                )
+            ),
+        }
+    return golden
+
+
+def _check_golden(path: Path, actual: str) -> None:
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+        return
+    assert path.exists(), (
+        f"{path} is missing; create it with OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py"
+    )
+    expected = path.read_text(encoding="utf-8")
+    if actual != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True), actual.splitlines(keepends=True), str(path), "now"
+            )
+        )
+        pytest.fail(
+            f"the {path.stem} request changed; if intended, run "
+            f"OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py\n{diff}"
+        )
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_each_familys_requests_match_its_golden_file(name: str, family_processors: dict[str, Any]) -> None:
+    golden = _family_golden(families()[name], family_processors[name])
+    actual = json.dumps(golden, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    _check_golden(GOLDEN_DIR / f"family.{name}.json", actual)
+
+
+def test_family_goldens_pin_what_each_family_needs() -> None:
+    # Guards the per-family goldens themselves (a regenerated file that lost these would pin nothing).
+    goldens = {name: json.loads((GOLDEN_DIR / f"family.{name}.json").read_text()) for name in FAMILIES}
+    for name, golden in goldens.items():
+        family = families()[name]
+        video = golden["video"]
+        offline, server = video["vllm_offline"], video["vllm_server"]
+        assert video["vllm_offline"]["sampling_params"]["stop_token_ids"], name
+        if family.video_input == "frames-as-images":  # each frame an image, in the prompt and on the wire
+            frames = len(offline["images"])
+            assert frames > 1 and not offline["videos"], name
+            parts = server["messages"][0]["content"]
+            assert [p["type"] for p in parts] == ["image_url"] * frames + ["text"], name
+            continue
+        (sent,) = offline["videos"]
+        if family.video_timing == "frame-index":  # frames alone, as Qwen2-VL's
+            assert "metadata" not in sent and "media_io_kwargs" not in server, name
+            continue
+        # Timed families: the clip's metadata offline, and the same on the server's request.
+        meta = sent["metadata"]
+        assert meta["do_sample_frames"] is False and len(meta["frames_indices"]) == sent["shape"][0], name
+        served = server["extra_body"]["media_io_kwargs"]["video"]
+        assert served["num_frames"] == -1, name  # vLLM's server keeps 32 frames unless told
+        assert {k: served[k] for k in ("fps", "total_num_frames", "frames_indices", "duration")} == {
+            k: meta[k] for k in ("fps", "total_num_frames", "frames_indices", "duration")
+        }, name
+    # Qwen2-VL through its family is the request it always was.
+    qwen2 = goldens["qwen2_vl"]["video"]
+    before = json.loads((GOLDEN_DIR / "video.json").read_text())
+    assert qwen2["vllm_offline"] == before["vllm_offline"]
+    assert {k: v for k, v in qwen2["vllm_server"].items() if k != "model"} == {
+        k: v for k, v in before["vllm_server"].items() if k != "model"
+    }
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("item", FAMILY_ITEMS)
+def test_server_renders_each_familys_offline_prompt(
+    name: str, item: str, family_processors: dict[str, Any]
+) -> None:
+    # vLLM's server turns each video_url / image_url part into its chat template's video / image entry, in
+    # place: the same rendering must give the offline prompt, frames-as-images families included.
+    family, processor = families()[name], family_processors[name]
+    media = family_media(family)
+    body = build_chat_request(ITEMS[item], media, "m", SETTINGS, served_video_mode(family), "vllm", family)
+    placeholders = {"video_url": {"type": "video"}, "image_url": {"type": "image"}}
+    messages = [
+        {**m, "content": [placeholders.get(p["type"], p) for p in m["content"]]} for m in body["messages"]
+    ]
+    offline = build_vllm_request(ITEMS[item], processor, media, family)
+    assert render_prompt(processor, messages) == offline["prompt"]
+
+
+def test_qwen2_5_vl_gets_each_clips_fps_as_the_hf_backend_does(family_processors: dict[str, Any]) -> None:
+    # What vLLM's Qwen2.5-VL does with a (frames, metadata) item: the metadata, less do_sample_frames,
+    # becomes the processor's VideoMetadata, from which it computes second_per_grid_ts. With the real
+    # processor that must give the hf backend's value (tests/golden/requests/video.qwen2_5_vl.json).
+    from transformers.video_utils import VideoMetadata
+
+    family, processor = families()["qwen2_5_vl"], family_processors["qwen2_5_vl"]
+    request = build_vllm_request(ITEMS["video"], processor, family_media(family), family)
+    ((frames, metadata),) = request["multi_modal_data"]["video"]
+    given = VideoMetadata(**{k: v for k, v in metadata.items() if k != "do_sample_frames"})
+    out = processor(
+        text=[request["prompt"]], videos=[frames], video_metadata=[given], return_tensors="pt",
+        **request.get("mm_processor_kwargs", {}),
+    )  # fmt: skip
+    hf = json.loads((GOLDEN_DIR / "video.qwen2_5_vl.json").read_text())
+    assert list(out["second_per_grid_ts"]) == hf["second_per_grid_ts"]
+    assert given.sampled_fps == 2.0 and metadata["frames_indices"] == hf["frame_indices"]
+    # Without the metadata transformers would assume 24 fps: the timing would not be the clip's.
+    bare = processor(text=[request["prompt"]], videos=[frames], return_tensors="pt")
+    assert list(bare["second_per_grid_ts"]) != hf["second_per_grid_ts"]
+
+
+@pytest.mark.skipif("qwen3_vl" not in FAMILIES, reason="the Qwen3-VL family is not here")
+def test_qwen3_vl_gets_each_frames_timestamp_as_the_hf_backend_does(
+    family_processors: dict[str, Any],
+) -> None:
+    # vLLM's Qwen3-VL writes "<t seconds>" per frame pair from the metadata's frames_indices / fps; the
+    # real processor given the request's metadata and arguments writes the hf backend's timestamps.
+    from transformers.video_utils import VideoMetadata
+
+    from obv_eval.backends.base import load_visuals
+    from obv_eval.models import video_timing_kwargs
+
+    family, processor = families()["qwen3_vl"], family_processors["qwen3_vl"]
+    media = family_media(family)
+    request = build_vllm_request(ITEMS["video"], processor, media, family)
+    ((frames, metadata),) = request["multi_modal_data"]["video"]
+    given = VideoMetadata(**{k: v for k, v in metadata.items() if k != "do_sample_frames"})
+    kwargs = request["mm_processor_kwargs"]
+    assert kwargs["do_sample_frames"] is False and metadata["do_sample_frames"] is False
+    served = processor(text=[request["prompt"]], videos=[frames], video_metadata=[given], **kwargs)
+    videos = load_visuals(ITEMS["video"].visuals, media).videos
+    hf = processor(
+        text=[request["prompt"]], videos=[v.frames for v in videos], **video_timing_kwargs(family, videos)
+    )
+    text = processor.tokenizer.decode(served["input_ids"][0])
+    assert served["input_ids"] == hf["input_ids"] and "seconds>" in text
+    first = metadata["frames_indices"][:2]
+    assert f"<{sum(first) / 2 / metadata['fps']:.1f} seconds>" in text  # frame pair 1: mean of its times
+
+
+# ---------------------------------------------------------------------------------------------------
 # One conversation for every backend
 
 
@@ -276,9 +478,19 @@ CALLS = []
 COMPUTED = []  # prompts of earlier generate calls: the prefix cache (the same call's requests share nothing)
 
 
+# As vLLM 0.33's processors: these take a video only with its metadata (Qwen2VLMultiModalDataParser's
+# video_needs_metadata), and refuse more items per prompt than limit_mm_per_prompt allows.
+NEEDS_METADATA = {"Qwen2_5_VLForConditionalGeneration", "Qwen3VLForConditionalGeneration"}
+
+
+def _frames(video):
+    """vLLM's parser: a (frames, metadata) tuple or a bare array."""
+    return video[0] if isinstance(video, tuple) else video
+
+
 def _tokens(prompt):
     """The prompt's words, each video placeholder standing for its frames (vLLM hashes media into blocks)."""
-    videos = [v.tobytes() for v in prompt.get("multi_modal_data", {}).get("video", [])]
+    videos = [_frames(v).tobytes() for v in prompt.get("multi_modal_data", {}).get("video", [])]
     words = prompt["prompt"].split()
     return [f"video:{hash(videos[0])}" if "<|video_pad|>" in w and videos else w for w in words]
 
@@ -300,9 +512,14 @@ class SamplingParams:
 
 class LLM:
     def __init__(self, **kwargs):
+        import json
+        from pathlib import Path
+
         from transformers import AutoTokenizer
 
         self.kwargs = kwargs
+        config = json.loads((Path(kwargs["model"]) / "config.json").read_text())
+        self.needs_metadata = bool(set(config.get("architectures") or []) & NEEDS_METADATA)
         # Replies are token ids, as from the real engine: the backend decodes them itself.
         self.tokenizer = AutoTokenizer.from_pretrained(kwargs["model"])
         CALLS.append(("init", kwargs))
@@ -314,10 +531,23 @@ class LLM:
             os._exit(3)
         if any("TOO-LONG" in t for t in texts):
             raise ValueError("prompt is longer than max_model_len")
+        for prompt in prompts:
+            data = prompt.get("multi_modal_data", {})
+            for modality, items in data.items():
+                limit = self.kwargs["limit_mm_per_prompt"].get(modality, 0)
+                if len(items) > limit:
+                    raise ValueError(f"At most {limit} {modality}(s) may be provided in one prompt.")
+            if self.needs_metadata and any(not isinstance(v, tuple) for v in data.get("video", [])):
+                raise ValueError("Video metadata is required but not found in mm input.")
         results = []
         for prompt in prompts:
             videos = prompt.get("multi_modal_data", {}).get("video", [])
-            text = " gpu%s frames%s " % (os.environ.get("CUDA_VISIBLE_DEVICES"), [len(v) for v in videos])
+            counts = [len(_frames(v)) for v in videos]
+            text = " gpu%s frames%s " % (os.environ.get("CUDA_VISIBLE_DEVICES"), counts)
+            for video in videos:  # the sampled fps a processor derives from it (VideoMetadata.sampled_fps)
+                if isinstance(video, tuple):
+                    meta = video[1]
+                    text += "fps%g " % (len(meta["frames_indices"]) / meta["total_num_frames"] * meta["fps"])
             results.append(
                 SimpleNamespace(
                     prompt_token_ids=list(range(len(prompt["prompt"].split()))),
@@ -433,6 +663,111 @@ def test_vllm_backend_loads_a_lora_adapter(fake_vllm: Any, tiny_model_path: Path
     assert init["enable_lora"] is True and init["max_lora_rank"] == 64  # the smallest vLLM rank >= 48
     assert fake_vllm.CALLS[1][3].args == ("adapter", 1, str(adapter))
     assert backend.describe()["lora"] is True
+
+
+def test_vllm_backend_sends_each_familys_frames_and_timing(fake_vllm: Any) -> None:
+    from obv_eval.backends.vllm import VLLMBackend
+
+    requests = [ITEMS["video"], ITEMS["image"], ITEMS["text"]]
+    for name in FAMILIES:
+        family = families()[name]
+        fake_vllm.CALLS.clear()
+        backend = VLLMBackend(tiny_twin_dir(family), media=family_media(family))
+        video, image, text = backend.generate(requests, progress=False)
+        assert backend.family is family and backend.describe()["model_family"] == family.describe()
+        assert backend.eos_token_id == backend.processor.tokenizer.convert_tokens_to_ids(family.eos_token)
+        assert [o.error for o in (video, image, text)] == [None, None, None], name
+        (frames,) = video.frames
+        assert (
+            video.visual_tokens
+            and video.visual_tokens > 0
+            and video.prompt
+            == build_vllm_request(ITEMS["video"], backend.processor, backend.media, family)["prompt"]
+        )
+        if family.video_input == "frames-as-images":  # the frames went as images, within vLLM's limit
+            assert video.text == "gpuNone frames[]", name
+            assert fake_vllm.CALLS[0][1]["limit_mm_per_prompt"]["image"] >= frames + 1
+        elif family.video_timing == "frame-index":
+            assert video.text == f"gpuNone frames[{frames}]", name
+        else:  # placed in time: vLLM got the clip's metadata, so its sampled fps (2 from 4-fps source)
+            assert video.text == f"gpuNone frames[{frames}] fps2", name
+
+
+def test_without_metadata_vllms_qwen2_5_vl_refuses_the_clip_alone(
+    fake_vllm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the backend sent before it knew the family (a bare array), vLLM 0.33's Qwen2.5-VL refuses;
+    # the stand-in does the same, and the item fails alone with the reason.
+    from obv_eval.backends import vllm as backend_module
+    from obv_eval.backends.vllm import VLLMBackend
+
+    family = families()["qwen2_5_vl"]
+    monkeypatch.setattr(backend_module, "processor_kwargs", lambda family, videos: ([], {}))
+    backend = VLLMBackend(tiny_twin_dir(family))
+    video, text = backend.generate([ITEMS["video"], ITEMS["text"]], progress=False)
+    assert video.error is not None and "metadata is required" in video.error
+    assert text.error is None
+
+
+def test_a_vllm_server_gets_each_clips_timing_and_a_refusal_stops_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fake_chat_server
+    from fake_chat_server import FakeChatServer, Fault
+
+    from obv_eval.backends.base import load_visuals
+
+    family = families()["qwen2_5_vl"]
+    media = family_media(family)
+    with FakeChatServer(reply=lambda body: "ok") as server:
+        # The family from the registry entry named like the served model.
+        backend = OpenAICompatBackend("qwen2.5-vl-7b", base_url=server.base_url, media=media, max_retries=0)
+        assert backend.family is family and backend.video_mode == "video"
+        video, image = backend.generate([ITEMS["video"], ITEMS["image"]], progress=False)
+        bodies = {r.body["messages"][0]["content"][0]["type"]: r.body for r in server.chat_requests if r.body}
+    assert video.error is None and image.error is None
+    (clip,) = load_visuals(ITEMS["video"].visuals, media).videos
+    # vLLM's server builds the clip's metadata from these (VideoMediaIO.load_base64): its source fps and
+    # sampled indices, so second_per_grid_ts is 2 / sampled fps as offline; every frame sent is kept.
+    assert bodies["video_url"]["media_io_kwargs"] == {
+        "video": {
+            "num_frames": -1,
+            "fps": clip.source_fps,
+            "total_num_frames": clip.total_frames,
+            "duration": clip.duration_s,
+            "frames_indices": list(clip.indices),
+        }
+    }
+    assert "media_io_kwargs" not in bodies["image_url"]
+
+    # A server started without --trust-request-mm-kwargs refuses such a request (vLLM's message): the
+    # first item fails with what to do, and nothing more is sent.
+    refusal = (
+        "Per-request media_io_kwargs are disabled by default because they can change multimodal media "
+        "loading resource usage. Start the server with --trust-request-mm-kwargs only when clients "
+        "are trusted."
+    )
+    monkeypatch.setattr(
+        fake_chat_server, "_error", lambda message, kind, code: {"error": {"message": refusal, "code": code}}
+    )
+    fault = lambda index, body: Fault.BAD_REQUEST if "media_io_kwargs" in body else None  # noqa: E731
+    with FakeChatServer(reply=lambda body: "ok", fault_fn=fault) as server:
+        backend = OpenAICompatBackend(
+            "m", base_url=server.base_url, media=media, family="qwen2_5_vl", concurrency=1, max_retries=0
+        )
+        outputs = backend.generate([ITEMS["video"]] * 3, progress=False)
+        assert server.calls == 1
+    assert outputs[0].error is not None and "--trust-request-mm-kwargs" in outputs[0].error
+    assert all(o.error is not None and o.error.startswith("not sent:") for o in outputs[1:])
+
+
+def test_a_served_familys_name_must_be_known() -> None:
+    with pytest.raises(ValueError, match="family 'nope' is not one of qwen2_vl"):
+        OpenAICompatBackend("m", base_url="http://127.0.0.1:9/v1", family="nope")
+    images_only = [f for f in families().values() if f.video_input == "frames-as-images"]
+    for family in images_only:
+        with pytest.raises(ValueError, match="takes no video input"):
+            OpenAICompatBackend("m", base_url="http://127.0.0.1:9/v1", family=family, video_mode="video")
 
 
 def test_obv_vllm_adapter_runs_a_task(fake_vllm: Any, samples_source: None) -> None:

@@ -3,9 +3,18 @@
 The harness sends its own frames (obv_eval.media), so a served model sees exactly what the offline
 backends see: a video as one ``video_url`` part holding a data URL of JPEG frames
 (``data:video/jpeg;base64,<f1>,<f2>,...``, which vLLM's server turns back into a frame array without
-re-sampling), or, for APIs without video input (OpenAI), as that many ``image_url`` parts. Images go
-as lossless PNG data URLs. The content order is conversation.build_messages' (visuals, then text);
-the server renders it with the model's chat template.
+re-sampling), or, for APIs and model families without video input (OpenAI, Gemma 3), as that many
+``image_url`` parts. Images go as lossless PNG data URLs. The content order is
+conversation.build_messages' (visuals, then text); the server renders it with the model's chat template.
+
+Where the served model's family is known (obv_eval.models: an explicit family, the local processor's, the
+registry entry named like the served model, or a checkpoint folder of that name) and it places frames in
+time (Qwen2.5-VL, Qwen3-VL), a video request to a vLLM server also carries vLLM's per-request
+``media_io_kwargs`` for the clip (its source fps, total frames and sampled indices, and num_frames -1 so
+the server keeps every frame sent): vLLM builds the clip's metadata from them, and its processor places
+the frames in time as the offline backends do. The server must be started with
+``--trust-request-mm-kwargs`` for that (vLLM refuses per-request media arguments otherwise, a clear HTTP
+400 for that item). Frame-index families (Qwen2-VL) and an unknown family send nothing more.
 
 Transport faults (connection errors, timeouts, 408/409/429/5xx) are retried with backoff by the
 official ``openai`` client (``max_retries``); whatever still fails becomes that item's
@@ -51,9 +60,11 @@ from obv_eval.backends.base import (
     MediaSettings,
     load_visuals,
 )
+from obv_eval.backends.vllm import processor_kwargs
 from obv_eval.conversation import ChatTemplater, Message, build_messages, render_prompt
 from obv_eval.judge.config import OPENAI_BASE_URL, sanitize_endpoint
 from obv_eval.media import MediaError
+from obv_eval.models import Family, UnknownFamily, families, family_of_checkpoint, family_of_processor
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +79,8 @@ _RETRIED_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # Refusals that every later request would meet too (bad key, no permission, no such model): after the
 # first, the run sends nothing more, and each remaining item fails with the same reason.
 _FATAL_STATUSES = frozenset({401, 403, 404})
+# vLLM's server flag without which it refuses per-request media_io_kwargs and mm_processor_kwargs.
+TRUST_FLAG = "--trust-request-mm-kwargs"
 _MESSAGE_CHARS = 160
 MiB = 1 << 20
 # Encoded media of the requests in flight: 8 requests of 32 MiB each (a 2-minute clip at 840x476 is
@@ -174,6 +187,40 @@ def sampling_fields(settings: GenerationSettings, server: ServerKind) -> dict[st
     return fields
 
 
+def vllm_fields(family: Family | None, visuals: LoadedVisuals, video_mode: VideoMode) -> dict[str, Any]:
+    """vLLM's per-request fields for an item of this family: what the hf backend gives its processor
+    beyond the frames (obv_eval.backends.vllm.processor_kwargs), in the server's terms.
+
+    * ``media_io_kwargs.video`` (a clip sent as a video_url, where the family places frames in time):
+      vLLM's server builds a data:video/jpeg clip's metadata from these (without them: 1 fps, indices
+      0..T-1, so Qwen2.5-VL's second_per_grid_ts and Qwen3-VL's timestamps would be wrong), and with
+      num_frames -1 keeps every frame sent (its default keeps the first 32). One set per request.
+    * ``mm_processor_kwargs``: the family's other processor arguments (do_sample_frames=False, ...).
+
+    Nothing for an unknown family or for Qwen2-VL (its requests stay as they were).
+    """
+    if family is None:
+        return {}
+    metadata, kwargs = processor_kwargs(family, visuals)
+    fields: dict[str, Any] = {}
+    if metadata and video_mode == "video":
+        if len(metadata) > 1:
+            raise ValueError(f"{family.title} on a vLLM server takes one clip per request (its timing is)")
+        (clip,) = metadata
+        fields["media_io_kwargs"] = {
+            "video": {
+                "num_frames": -1,
+                "fps": float(clip["fps"]),
+                "total_num_frames": int(clip["total_num_frames"]),
+                "duration": float(clip["duration"]),
+                "frames_indices": [int(i) for i in clip["frames_indices"]],
+            }
+        }
+    if kwargs:
+        fields["mm_processor_kwargs"] = kwargs
+    return fields
+
+
 def chat_request(
     text: str,
     visuals: LoadedVisuals,
@@ -182,13 +229,18 @@ def chat_request(
     video_mode: VideoMode,
     server: ServerKind = "vllm",
     jpeg_quality: int = JPEG_QUALITY,
+    family: Family | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of client.chat.completions.create for an item's already-loaded visuals."""
-    return {
+    body = {
         "model": model,
         "messages": chat_messages(text, visuals, video_mode, jpeg_quality),
         **sampling_fields(settings, server),
     }
+    extra = vllm_fields(family, visuals, video_mode) if server == "vllm" else {}
+    if extra:
+        body["extra_body"] = {**body["extra_body"], **extra}
+    return body
 
 
 def build_chat_request(
@@ -198,11 +250,42 @@ def build_chat_request(
     settings: GenerationSettings,
     video_mode: VideoMode,
     server: ServerKind = "vllm",
+    family: Family | None = None,
 ) -> dict[str, Any]:
     """What the backend sends for one item; raises MediaError when its media cannot be loaded."""
-    return chat_request(
-        request.text, load_visuals(request.visuals, media), model, settings, video_mode, server
-    )
+    visuals = load_visuals(request.visuals, media)
+    return chat_request(request.text, visuals, model, settings, video_mode, server, family=family)
+
+
+def served_family(
+    model: str, family: Family | str | None = None, templater: ChatTemplater | None = None
+) -> Family | None:
+    """The served model's family where it is known: `family` (a Family or its name), else the local
+    processor's, else the registry entry named `model`, else a checkpoint folder at `model` (vllm serve
+    PATH names the model by its path); None when none says (requests then stay as for Qwen2-VL)."""
+    if isinstance(family, Family):
+        return family
+    if family:
+        known = families()
+        if family not in known:
+            raise ValueError(f"family {family!r} is not one of {', '.join(known)}")
+        return known[family]
+    if templater is not None:
+        try:
+            return family_of_processor(templater)
+        except UnknownFamily:
+            pass
+    from obv_eval.registry import MODELS
+
+    entry = MODELS.get(model)
+    if entry is not None and entry.family is not None:
+        return families().get(entry.family)
+    if os.path.isfile(os.path.join(os.path.expanduser(model), "config.json")):
+        try:
+            return family_of_checkpoint(os.path.expanduser(model))
+        except UnknownFamily:
+            return None
+    return None
 
 
 def payload_bytes(body: dict[str, Any]) -> int:
@@ -278,18 +361,26 @@ class OpenAICompatBackend:
         jpeg_quality: int = JPEG_QUALITY,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         data_parallel_ranks: int = 0,
+        family: Family | str | None = None,
     ) -> None:
         """`server` defaults to "openai" without a base_url and "vllm" with one; `video_mode` to
-        "video" for vLLM (Qwen2-VL's video input) and "frames" for OpenAI (no video input there).
-        `templater` (the served checkpoint's processor, when it is local) only renders the prompt
-        recorded with each output; the server renders its own."""
+        "video" for vLLM (the model's video input) and "frames" for OpenAI and for families without
+        video input (Gemma 3). `templater` (the served checkpoint's processor, when it is local) renders
+        the prompt recorded with each output (the server renders its own) and tells the family.
+        `family` (a name from obv_eval.models) says it where nothing else does (served_family)."""
         self.model = model
         self.server: ServerKind = server or ("openai" if base_url is None else "vllm")
         if self.server not in SERVER_KINDS:
             raise ValueError(f"server {self.server!r} is not one of {', '.join(SERVER_KINDS)}")
-        self.video_mode: VideoMode = video_mode or ("video" if self.server == "vllm" else "frames")
+        # What the family changes is vLLM's to read; the OpenAI API's models are no checkpoint family.
+        self.family = served_family(model, family, templater) if self.server == "vllm" else None
+        images_only = self.family is not None and self.family.video_input == "frames-as-images"
+        default_mode: VideoMode = "video" if self.server == "vllm" and not images_only else "frames"
+        self.video_mode: VideoMode = video_mode or default_mode
         if self.video_mode not in VIDEO_MODES:
             raise ValueError(f"video_mode {self.video_mode!r} is not one of {', '.join(VIDEO_MODES)}")
+        if images_only and self.video_mode == "video" and self.family is not None:
+            raise ValueError(f"{self.family.title} takes no video input: video_mode must be 'frames'")
         # Explicit even for the OpenAI API, so OPENAI_BASE_URL in the environment cannot redirect it.
         self.endpoint = sanitize_endpoint(base_url or OPENAI_BASE_URL)
         self.api_key_env = api_key_env
@@ -327,6 +418,7 @@ class OpenAICompatBackend:
             "model": self.model,
             "endpoint": self.endpoint,
             "video_mode": self.video_mode,
+            **({"model_family": self.family.describe()} if self.family is not None else {}),
             "jpeg_quality": self.jpeg_quality,
             "concurrency": self.concurrency,
             "max_payload_bytes": self.max_payload_bytes,
@@ -416,6 +508,7 @@ class OpenAICompatBackend:
                 self.video_mode,
                 self.server,
                 self.jpeg_quality,
+                self.family,
             )
             del visuals  # the frames are encoded in the body now
             size = payload_bytes(body)
@@ -457,9 +550,16 @@ class OpenAICompatBackend:
                 raise _CallFailed(f"HTTP {error.status_code} after {retries} retries") from None
             # Not retried (bad model name, bad request, bad key): the server's message says what to mend.
             message = error.body.get("message") if isinstance(error.body, dict) else None
-            detail = self._redact(" ".join(str(message or error.message).split()))[:_MESSAGE_CHARS]
+            text = " ".join(str(message or error.message).split())
+            detail = self._redact(text)[:_MESSAGE_CHARS]
+            # A server started without the flag refuses every request carrying the family's fields.
+            untrusted = error.status_code == 400 and TRUST_FLAG in text
+            if untrusted:
+                detail = (
+                    f"the server refuses this family's per-request media fields: restart it with {TRUST_FLAG}"
+                )
             reason = f"HTTP {error.status_code}: {detail}"
-            if error.status_code in _FATAL_STATUSES and self.stopped is None:
+            if (error.status_code in _FATAL_STATUSES or untrusted) and self.stopped is None:
                 self.stopped = f"the server refused an earlier request ({reason})"
                 print(f"obv-eval: {reason}; sending no further requests", file=sys.stderr)
             raise _CallFailed(reason) from None
@@ -490,7 +590,10 @@ class OpenAICompatBackend:
         return message.content.strip(), tokens
 
     def _prompt_record(self, text: str, visuals: LoadedVisuals) -> str:
-        messages = build_messages(text, visuals.kinds)
+        kinds: Sequence[Any] = visuals.kinds
+        if self.family is not None:  # a frames-as-images family: one image entry per frame, as sent
+            kinds = self.family.template_kinds(visuals.kinds, [video.num_frames for video in visuals.videos])
+        messages = build_messages(text, kinds)
         if self.templater is not None:
             return render_prompt(self.templater, messages)
         # Without the checkpoint's template, the conversation itself (visual placeholders, no payload).

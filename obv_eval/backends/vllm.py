@@ -1,9 +1,20 @@
 """The vLLM offline backend: the same items, prompts and frames as the transformers backend, on GPUs.
 
 Every item is rendered by conversation.render_prompt through the checkpoint's own processor and its
-frames come from obv_eval.media, passed to vLLM as the VIDEO input (one array per clip), so Qwen2-VL
-keeps its video position encoding and vLLM never re-samples. Sampling parameters are built by hand
-with every field explicit, so the checkpoint's generation_config cannot change results.
+frames come from obv_eval.media, passed to vLLM as its family (obv_eval.models) takes them:
+
+* frame-index families (Qwen2-VL): the VIDEO input, one ``(T, H, W, 3)`` array per clip, so Qwen2-VL keeps
+  its video position encoding and vLLM never re-samples;
+* families that place frames in time (Qwen2.5-VL's absolute-time positions, Qwen3-VL's timestamps): one
+  ``(frames, metadata)`` tuple per clip, vLLM's form for already-sampled frames (its Qwen2.5-VL and
+  Qwen3-VL refuse a video without metadata): source fps, total frames, the sampled indices and
+  ``do_sample_frames=False``, from which vLLM's processors compute the clip's ``second_per_grid_ts`` or
+  frame timestamps exactly as transformers does for the hf backend (obv_eval.models.video_timing_kwargs);
+* frames-as-images families (Gemma 3, no video input): each sampled frame as one IMAGE input, the prompt
+  holding one image entry per frame (Family.template_kinds), as the hf backend renders it.
+
+Sampling parameters are built by hand with every field explicit, so the checkpoint's generation_config
+cannot change results.
 
 Data parallelism (vLLM refuses ``LLM(data_parallel_size>1)`` offline) is obv_eval.scaleout: one such
 backend per Ray actor, each on its own GPUs, fed whole work units.
@@ -21,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from tqdm import tqdm
 
 from obv_eval.backends.base import (
@@ -43,6 +55,7 @@ from obv_eval.backends.streaming import (
 )
 from obv_eval.conversation import ChatTemplater, build_messages, render_prompt
 from obv_eval.media import MediaError
+from obv_eval.models import Family, family_of_checkpoint, family_of_processor, video_timing_kwargs
 
 VLLM_EXTRA_HINT = "the vLLM backend needs the extra: pip install 'obv-eval[vllm]'"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -92,25 +105,72 @@ def sampling_params_dict(settings: GenerationSettings, stop_token_ids: Sequence[
     }
 
 
-def vllm_inputs(text: str, visuals: LoadedVisuals, templater: ChatTemplater) -> dict[str, Any]:
-    """The prompt dict for LLM.generate from an item's already-loaded visuals."""
-    prompt = render_prompt(templater, build_messages(text, visuals.kinds))
+def processor_kwargs(family: Family, visuals: LoadedVisuals) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What the hf backend gives the family's processor for an item beyond its frames and images
+    (video_timing_kwargs, for any item with visuals), split as vLLM takes it: each clip's metadata (none
+    for frame-index families such as Qwen2-VL) and the other processor arguments (vLLM's
+    mm_processor_kwargs, e.g. do_sample_frames=False)."""
+    if not visuals.videos and not visuals.images:
+        return [], {}
+    kwargs = dict(video_timing_kwargs(family, visuals.videos))
+    metadata = kwargs.pop("video_metadata", None) or []
+    return [dict(m) for m in metadata], kwargs
+
+
+def template_entries(family: Family, visuals: LoadedVisuals) -> tuple[Any, ...]:
+    """The user turn's visual entries: a frames-as-images family gets one image entry per frame."""
+    return family.template_kinds(visuals.kinds, [video.num_frames for video in visuals.videos])
+
+
+def vllm_inputs(
+    text: str, visuals: LoadedVisuals, templater: ChatTemplater, family: Family | None = None
+) -> dict[str, Any]:
+    """The prompt dict for LLM.generate from an item's already-loaded visuals, in the family's form
+    (None: the family of `templater`, the checkpoint's processor)."""
+    family = family or family_of_processor(templater)
+    prompt = render_prompt(templater, build_messages(text, template_entries(family, visuals)))
+    metadata, kwargs = processor_kwargs(family, visuals)
     data: dict[str, Any] = {}
-    if visuals.videos:
-        data["video"] = [video.frames for video in visuals.videos]  # (T, H, W, 3) uint8, used as given
-    if visuals.images:
-        data["image"] = list(visuals.images)
+    if family.video_input == "frames-as-images":
+        # Each clip's frames as images ahead of the item's own images, the order of template_entries.
+        frames = [Image.fromarray(frame) for video in visuals.videos for frame in video.frames]
+        if frames or visuals.images:
+            data["image"] = frames + list(visuals.images)
+    else:
+        if visuals.videos:
+            # (T, H, W, 3) uint8, used as given; with its metadata where the family places frames in
+            # time, do_sample_frames=False being vLLM's mark of frames sampled before it
+            data["video"] = [
+                (video.frames, {**metadata[i], "do_sample_frames": False}) if metadata else video.frames
+                for i, video in enumerate(visuals.videos)
+            ]
+        if visuals.images:
+            data["image"] = list(visuals.images)
     request: dict[str, Any] = {"prompt": prompt}
     if data:
         request["multi_modal_data"] = data
+    if kwargs:
+        request["mm_processor_kwargs"] = kwargs
     return request
 
 
 def build_vllm_request(
-    request: GenerationRequest, templater: ChatTemplater, media: MediaSettings
+    request: GenerationRequest,
+    templater: ChatTemplater,
+    media: MediaSettings,
+    family: Family | None = None,
 ) -> dict[str, Any]:
     """What the backend sends to vLLM for one item; raises MediaError when its media cannot be loaded."""
-    return vllm_inputs(request.text, load_visuals(request.visuals, media), templater)
+    return vllm_inputs(request.text, load_visuals(request.visuals, media), templater, family)
+
+
+def mm_limits(family: Family, limits: dict[str, int], media: MediaSettings) -> dict[str, int]:
+    """vLLM's limit_mm_per_prompt for this family: a frames-as-images family's clips arrive as images,
+    up to the frame rule's most frames each."""
+    if family.video_input != "frames-as-images":
+        return dict(limits)
+    most = max(media.video.max_frames, media.video.nframes or 0)
+    return {"image": limits.get("image", 0) + limits.get("video", 0) * most}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -154,17 +214,21 @@ class VLLMBackend:
         self.native_context = native_context(self.model_path)
         self.tensor_parallel_size = int(tensor_parallel_size)
         self.gpu_memory_utilization = float(gpu_memory_utilization)
-        self.limit_mm_per_prompt = dict(limit_mm_per_prompt or {"video": 1, "image": 1})
         self.generation = generation or GenerationSettings()
         self.media = media or MediaSettings()
+        # The family says how the frames and the prompt go to vLLM (vllm_inputs) and its end-of-turn token.
+        self.family = family_of_checkpoint(self.model_path)
+        limits = limit_mm_per_prompt or {"video": 1, "image": 1}
+        self.limit_mm_per_prompt = mm_limits(self.family, limits, self.media)
         self.seed = int(seed)
         self.chunk_size = max(1, int(chunk_size))  # at most this many items' frames per chunk
         self.chunk_bytes = max(1, int(chunk_bytes))  # and at most about this many bytes of frames
         self.engine_kwargs = dict(engine_kwargs or {})
         self.prompt_tokens = self.cached_tokens = 0  # over this backend's runs, for the hit rate
+        self._processor_tokens: dict[tuple[str, int], int] = {}  # visual tokens counted by the processor
         # The same processor (and chat template) the transformers backend renders with.
         self.processor = AutoProcessor.from_pretrained(self.model_path)
-        self.eos_token_id = int(self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        self.eos_token_id = int(self.processor.tokenizer.convert_tokens_to_ids(self.family.eos_token))
         self.llm: Any = None
         self.lora_request: Any = None
         if self.max_model_len is not None:
@@ -207,11 +271,31 @@ class VLLMBackend:
             except MediaError:
                 lengths.append(0)
                 continue
-            prompt = render_prompt(self.processor, build_messages(request.text, visuals.kinds))
-            tokens = visual_tokens(visuals)
+            entries = template_entries(self.family, visuals)
+            prompt = render_prompt(self.processor, build_messages(request.text, entries))
+            tokens, length = self._visual_length(prompt, visuals)
+            if self.family.token_count != "qwen-grid":  # the processor ran: kept for the output's record
+                self._processor_tokens[request.key] = tokens
             self.longest_visual_item = max(self.longest_visual_item, tokens)
-            lengths.append(prompt_length(self.processor.tokenizer, prompt, visuals, tokens))
+            lengths.append(length)
         return lengths
+
+    def _visual_length(self, prompt: str, visuals: LoadedVisuals) -> tuple[int, int]:
+        """(visual tokens, prompt tokens) of an item: Qwen-grid families from the frame sizes, others
+        (tiles, pooling, frame labels) from the processor's own output on it."""
+        tokenizer = self.processor.tokenizer
+        if self.family.token_count == "qwen-grid":
+            tokens = visual_tokens(visuals)
+            return tokens, prompt_length(tokenizer, prompt, visuals, tokens)
+        videos, images = self.family.processor_visuals(visuals.videos, visuals.images)
+        inputs: dict[str, Any] = {"videos": videos} if videos else {}
+        if visuals.videos or visuals.images:  # as the hf backend: the family's arguments for any visual
+            inputs.update(video_timing_kwargs(self.family, visuals.videos))
+        if images:
+            inputs["images"] = [images]  # one item's images, nested as the hf backend gives these families
+        ids = self.processor(text=[prompt], return_tensors="pt", **inputs)["input_ids"][0]
+        text = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return max(0, len(ids) - text), len(ids)
 
     def fit_to(self, requests: Sequence[GenerationRequest]) -> dict[str, Any]:
         """The engine settings fit to all these items, for engines that each see a part of them
@@ -260,6 +344,7 @@ class VLLMBackend:
             "backend": self.name,
             "vllm": _version("vllm"),
             "transformers": _version("transformers"),
+            "model_family": self.family.describe(),
             "dtype": self.dtype,
             "max_model_len": self.max_model_len,
             "max_model_len_derived": self.requested_max_model_len is None,
@@ -343,10 +428,14 @@ class VLLMBackend:
             for video in visuals.videos:
                 held[id(video.frames)] = video.nbytes
             frames = [video.num_frames for video in visuals.videos]
-            tokens = visual_tokens(visuals)
-            prepared.append(
-                _Prepared(request, vllm_inputs(request.text, visuals, self.processor), frames, tokens=tokens)
-            )
+            inputs = vllm_inputs(request.text, visuals, self.processor, self.family)
+            if self.family.token_count == "qwen-grid":
+                tokens = visual_tokens(visuals)
+            elif request.key in self._processor_tokens:
+                tokens = self._processor_tokens[request.key]
+            else:
+                tokens = self._visual_length(inputs["prompt"], visuals)[0]
+            prepared.append(_Prepared(request, inputs, frames, tokens=tokens))
         return prepared, index
 
     def _generate_prepared(self, chunk: list[_Prepared]) -> list[GenerationOutput]:
