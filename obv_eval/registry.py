@@ -173,7 +173,8 @@ def _tiny_twins() -> list[ModelEntry]:
     return [
         ModelEntry(
             family.tiny_name,
-            f"random-weight {family.title} built offline (tests)",
+            f"random-weight {family.title} built offline (tests)"
+            + (f"; {family.tiny_note}" if family.tiny_note else ""),
             family=family.name,
             checked=_RUN_HERE,
             build=functools.partial(_build_twin, family.name),
@@ -189,7 +190,10 @@ def _build_twin(family_name: str, cache_root: Path | None) -> Path:
     return tiny_twin_dir(families()[family_name], cache_root)
 
 
-MODELS.update({entry.name: entry for entry in _tiny_twins()})
+# The twins go after the entries above them that are tiny ones, so `obv-eval models` lists them together.
+_entries = list(MODELS.values())
+_after_tiny = max(i for i, entry in enumerate(_entries) if entry.name.startswith("tiny-")) + 1
+MODELS = {e.name: e for e in [*_entries[:_after_tiny], *_tiny_twins(), *_entries[_after_tiny:]]}
 
 
 class ModelNotAvailable(Exception):

@@ -401,9 +401,11 @@ class HFBackend:
             videos += item_videos
             images.append(item_images)
         inputs: dict[str, Any] = {}
+        clips = [video for v in visual_sets for video in v.videos]
+        if clips or any(images):  # the family's arguments (for clips; Qwen3-VL's for images too)
+            inputs.update(self._video_kwargs(clips))
         if videos:
             inputs["videos"] = videos
-            inputs.update(self._video_kwargs([video for v in visual_sets for video in v.videos]))
         if any(images):
             flat = self.family.token_count == "qwen-grid"
             inputs["images"] = [image for item in images for image in item] if flat else images
@@ -421,7 +423,8 @@ class HFBackend:
             tokens = visual_tokens(visuals, *self._geometry)
             return tokens, lambda text: prompt_length(tokenizer, text, visuals, tokens)
         with stage("processor"):
-            out = self.processor(text=[prompt], return_tensors="pt", **self._processor_inputs([visuals]))
+            inputs = self._processor_inputs([visuals])
+            out = self.processor(text=[prompt], return_tensors="pt", add_special_tokens=False, **inputs)
         ids = out["input_ids"][0]
         marks = out.get("mm_token_type_ids", out.get("token_type_ids"))
         if marks is not None:
@@ -466,6 +469,7 @@ class HFBackend:
                 text=[item.prompt for item in batch],
                 padding=True,
                 return_tensors="pt",
+                add_special_tokens=False,  # the chat template writes any <bos> itself (Gemma 3)
                 **self._processor_inputs([item.visuals for item in batch]),
             ).to(self.device)
 
@@ -520,6 +524,7 @@ class HFBackend:
                 videos=[video.frames for video in visuals.videos] or None,
                 images=list(visuals.images) or None,
                 return_tensors="pt",
+                add_special_tokens=False,
                 **self._video_kwargs(visuals.videos),
             )
             if "mm_token_type_ids" not in first:
@@ -534,6 +539,7 @@ class HFBackend:
                         videos=[video.frames for video in visuals.videos] or None,
                         images=list(visuals.images) or None,
                         return_tensors="pt",
+                        add_special_tokens=False,
                         **self._video_kwargs(visuals.videos),
                     )
                     tokenized.append((again["input_ids"][0], again["mm_token_type_ids"][0]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Sequence
 
 from tabulate import tabulate
@@ -15,17 +16,18 @@ def cmd_models(argv: Sequence[str]) -> int:
 
     argparse.ArgumentParser(prog="obv-eval models", description="List registry models").parse_args(argv)
     rows = []
+    notes: list[str] = []  # where each model is, or why not: below the table, which fits 100 columns
     for name, desc, ok, where in availability():
         family, checked = family_and_check(name)
-        rows.append((name, family, "yes" if ok else "no", desc, checked, where))
-    print(
-        tabulate(rows, headers=["model", "family", "available", "description", "checked", "where / why not"])
-    )
+        where = where.removeprefix(f"{name}: ")
+        notes.append(textwrap.fill(f"{name}: {where}", 100, initial_indent="  ", subsequent_indent="    "))
+        rows.append((name, family, checked, "yes" if ok else "no", desc))
+    headers = ["model", "family", "checked", "here", "description"]
+    print(tabulate(rows, headers=headers, maxcolwidths=[None, None, None, None, 34]))
+    print("\nwhere / why not:\n" + "\n".join(notes))
     print("\nchecked:\n" + "\n".join(f"  {word}: {meaning}" for word, meaning in CHECKED_MEANINGS.items()))
-    print(
-        "\nfamilies (obv_eval/models): any checkpoint folder of one works through --model-path; "
-        + _families()
-    )
+    print("\nfamilies (obv_eval/models): any checkpoint folder of one works through --model-path:")
+    print("\n".join(f"  {family}" for family in _families()))
     return 0
 
 
@@ -40,10 +42,10 @@ CHECKED_MEANINGS = {
 }
 
 
-def _families() -> str:
+def _families() -> list[str]:
     from obv_eval.models import families
 
-    return "; ".join(f"{f.name} ({f.title}: frames {f.frame_rule.name})" for f in families().values())
+    return [f"{f.name} ({f.title}): frames {f.frame_rule.name}" for f in families().values()]
 
 
 def cmd_tasks(argv: Sequence[str]) -> int:

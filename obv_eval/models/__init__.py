@@ -71,6 +71,7 @@ class Family:
     tiny_name: str | None = None  # registry name of its tiny twin
     build_tiny: Callable[[Path], Path] | None = field(default=None, repr=False, compare=False)
     tiny_version: str = "1"  # bump when build_tiny's output changes: the cache folder is keyed on it
+    tiny_note: str = ""  # what the tiny twin does not share with the real checkpoints (registry listing)
     # How the processor takes a clip: "video" (the family's video processor), or "frames-as-images"
     # (Gemma 3 has no video input: each sampled frame becomes an image entry of the user turn).
     video_input: VideoInput = "video"
@@ -201,20 +202,24 @@ def video_timing_kwargs(family: Family, videos: Sequence[Video]) -> dict[str, An
     (len(indices) / total_frames * source fps, qwen-vl-utils' sample_fps); without it transformers
     assumes 24 fps. Frame-index families need nothing, and get nothing (their inputs stay as they were).
     """
-    if family.video_kwargs is not None:
-        return family.video_kwargs(videos) if videos else {}
+    if family.video_kwargs is not None:  # called for image-only items too (e.g. no second resize)
+        return family.video_kwargs(videos)
     if family.video_timing != "absolute" or not videos:
         return {}
-    return {
-        "video_metadata": [
-            {
-                "total_num_frames": video.total_frames,
-                "fps": video.source_fps,
-                "duration": video.duration_s,
-                "frames_indices": list(video.indices),
-                "height": int(video.frames.shape[1]),
-                "width": int(video.frames.shape[2]),
-            }
-            for video in videos
-        ]
-    }
+    return {"video_metadata": video_metadata(videos)}
+
+
+def video_metadata(videos: Sequence[Video]) -> list[dict[str, Any]]:
+    """Each already-sampled clip as transformers' VideoMetadata: the processor takes its sampled fps from
+    it (len(indices) / total_frames * source fps, qwen-vl-utils' sample_fps)."""
+    return [
+        {
+            "total_num_frames": video.total_frames,
+            "fps": video.source_fps,
+            "duration": video.duration_s,
+            "frames_indices": list(video.indices),
+            "height": int(video.frames.shape[1]),
+            "width": int(video.frames.shape[2]),
+        }
+        for video in videos
+    ]

@@ -356,4 +356,5 @@ FAMILY = Family(
     token_count="processor",  # 256 per image plus wrappers: the processor's own count
     feature_cache=False,  # get_image_features(pixel_values), not Qwen's get_video_features signature
     video_kwargs=video_kwargs,
+    tiny_note="stand-in tokenizer (Qwen2's BPE with Gemma 3's special tokens), 448-px images",
 )

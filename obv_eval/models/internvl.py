@@ -235,7 +235,7 @@ def tiny_dir(cache_root: Path | None = None) -> Path:
 
 def video_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
     """The processor keeps obv's sampled frames (InternVL places frames by their order: no timing)."""
-    return {"do_sample_frames": False}
+    return {"do_sample_frames": False} if videos else {}
 
 
 FAMILY = Family(

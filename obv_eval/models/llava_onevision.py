@@ -220,7 +220,7 @@ def tiny_dir(cache_root: Path | None = None) -> Path:
 def video_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
     """The processor keeps obv's sampled frames (its video processor would sample none by default, but
     say so: a checkpoint's video_preprocessor_config.json may turn sampling on)."""
-    return {"do_sample_frames": False}
+    return {"do_sample_frames": False} if videos else {}
 
 
 FAMILY = Family(

@@ -55,7 +55,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from obv_eval.models import Family, FrameRule
+from obv_eval.models import Family, FrameRule, video_metadata
 
 if TYPE_CHECKING:
     from obv_eval.media import Video
@@ -365,22 +365,12 @@ def video_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
     """
     # Frames sized by another rule (a common --frames policy, not this family's) are not on the model's
     # 32-pixel grid: then the processor's own resize puts them on it, rather than patchify failing.
+    # An item with images only: they are on the grid (the family's image rule, factor 32), and the image
+    # processor's own minimum (65,536 pixels, qwen-vl-utils' is 4,096) would enlarge small ones.
+    if not videos:
+        return {"do_resize": False}
     on_grid = all(v.frames.shape[1] % FACTOR == 0 and v.frames.shape[2] % FACTOR == 0 for v in videos)
-    return {
-        "do_sample_frames": False,
-        "do_resize": not on_grid,
-        "video_metadata": [
-            {
-                "total_num_frames": video.total_frames,
-                "fps": video.source_fps,
-                "duration": video.duration_s,
-                "frames_indices": list(video.indices),
-                "height": int(video.frames.shape[1]),
-                "width": int(video.frames.shape[2]),
-            }
-            for video in videos
-        ],
-    }
+    return {"do_sample_frames": False, "do_resize": not on_grid, "video_metadata": video_metadata(videos)}
 
 
 FAMILY = Family(
