@@ -524,8 +524,9 @@ class LLM:
         self.tokenizer = AutoTokenizer.from_pretrained(kwargs["model"])
         CALLS.append(("init", kwargs))
 
-    def generate(self, prompts, sampling_params, use_tqdm=True, lora_request=None):
+    def generate(self, prompts, sampling_params, use_tqdm=True, lora_request=None, tokenization_kwargs=None):
         CALLS.append(("generate", len(prompts), sampling_params.kwargs, lora_request))
+        self.tokenization_kwargs = tokenization_kwargs
         texts = [p["prompt"] for p in prompts]
         if any("CRASH" in t for t in texts):
             os._exit(3)
@@ -675,6 +676,8 @@ def test_vllm_backend_sends_each_familys_frames_and_timing(fake_vllm: Any) -> No
         backend = VLLMBackend(tiny_twin_dir(family), media=family_media(family))
         video, image, text = backend.generate(requests, progress=False)
         assert backend.family is family and backend.describe()["model_family"] == family.describe()
+        # The chat template's <bos> (Gemma 3) is the only one: vLLM adds none (its server does the same).
+        assert backend.llm.tokenization_kwargs == {"add_special_tokens": False}
         assert backend.eos_token_id == backend.processor.tokenizer.convert_tokens_to_ids(family.eos_token)
         assert [o.error for o in (video, image, text)] == [None, None, None], name
         (frames,) = video.frames

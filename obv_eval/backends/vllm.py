@@ -64,6 +64,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 # max_num_batched_tokens is at most 16,384 on any device; above that, the backend raises it to the
 # longest visual item so every item the transformers backend runs fits (never lowered).
 VLLM_DEFAULT_BATCHED_TOKENS_MAX = 16384
+TOKENIZATION = {"add_special_tokens": False}  # LLM.generate's tokenization_kwargs
 
 
 class VLLMUnavailable(ImportError):
@@ -488,7 +489,15 @@ class VLLMBackend:
 
     def _run(self, prompts: list[dict[str, Any]]) -> list[Any]:
         return list(
-            self.llm.generate(prompts, self._sampling_params, use_tqdm=False, lora_request=self.lora_request)
+            self.llm.generate(
+                prompts,
+                self._sampling_params,
+                use_tqdm=False,
+                lora_request=self.lora_request,
+                # The rendered prompt is the whole text, its chat template's <bos> included (Gemma 3): no
+                # second one, as vLLM's server tokenizes chat prompts (the Qwen tokenizers add none anyway).
+                tokenization_kwargs=TOKENIZATION,
+            )
         )
 
     def _run_one(self, prompt: dict[str, Any]) -> Any:
