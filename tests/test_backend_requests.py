@@ -316,14 +316,18 @@ def test_family_goldens_pin_what_each_family_needs() -> None:
             assert [p["type"] for p in parts] == ["image_url"] * frames + ["text"], name
             continue
         (sent,) = offline["videos"]
-        if family.video_timing == "frame-index":  # frames alone, as Qwen2-VL's
-            assert "metadata" not in sent and "media_io_kwargs" not in server, name
+        extra = server["extra_body"]
+        if name == "qwen2_vl":  # frames alone, as they always went
+            assert "metadata" not in sent and "media_io_kwargs" not in extra, name
+            continue
+        served = extra["media_io_kwargs"]["video"]
+        assert served["num_frames"] == -1, name  # vLLM's server keeps 32 frames unless told
+        if family.video_timing == "frame-index":  # no timing: the frames' order places them
+            assert "metadata" not in sent and served == {"num_frames": -1}, name
             continue
         # Timed families: the clip's metadata offline, and the same on the server's request.
         meta = sent["metadata"]
         assert meta["do_sample_frames"] is False and len(meta["frames_indices"]) == sent["shape"][0], name
-        served = server["extra_body"]["media_io_kwargs"]["video"]
-        assert served["num_frames"] == -1, name  # vLLM's server keeps 32 frames unless told
         assert {k: served[k] for k in ("fps", "total_num_frames", "frames_indices", "duration")} == {
             k: meta[k] for k in ("fps", "total_num_frames", "frames_indices", "duration")
         }, name

@@ -191,33 +191,30 @@ def vllm_fields(family: Family | None, visuals: LoadedVisuals, video_mode: Video
     """vLLM's per-request fields for an item of this family: what the hf backend gives its processor
     beyond the frames (obv_eval.backends.vllm.processor_kwargs), in the server's terms.
 
-    * ``media_io_kwargs.video`` (a clip sent as a video_url, where the family places frames in time):
-      vLLM's server builds a data:video/jpeg clip's metadata from these (without them: 1 fps, indices
-      0..T-1, so Qwen2.5-VL's second_per_grid_ts and Qwen3-VL's timestamps would be wrong), and with
-      num_frames -1 keeps every frame sent (its default keeps the first 32). One set per request.
-    * ``mm_processor_kwargs``: the family's other processor arguments (do_sample_frames=False, ...).
+    * ``mm_processor_kwargs``: the family's processor arguments (do_sample_frames=False, ...).
+    * ``media_io_kwargs.video``, for a clip sent as a video_url: num_frames -1, so the server keeps every
+      frame sent (its default keeps the first 32); and where the family places frames in time, the
+      clip's fps, total frames and sampled indices, from which vLLM's server builds the clip's metadata
+      (without them: 1 fps, indices 0..T-1, so Qwen2.5-VL's second_per_grid_ts and Qwen3-VL's
+      timestamps would be wrong). One set per request, so one clip per request.
 
     Nothing for an unknown family or for Qwen2-VL (its requests stay as they were).
     """
     if family is None:
         return {}
     metadata, kwargs = processor_kwargs(family, visuals)
-    fields: dict[str, Any] = {}
-    if metadata and video_mode == "video":
-        if len(metadata) > 1:
+    fields: dict[str, Any] = {"mm_processor_kwargs": kwargs} if kwargs else {}
+    if video_mode == "video" and visuals.videos and (metadata or kwargs):
+        video: dict[str, Any] = {"num_frames": -1}
+        if len(visuals.videos) > 1 and metadata:
             raise ValueError(f"{family.title} on a vLLM server takes one clip per request (its timing is)")
-        (clip,) = metadata
-        fields["media_io_kwargs"] = {
-            "video": {
-                "num_frames": -1,
-                "fps": float(clip["fps"]),
-                "total_num_frames": int(clip["total_num_frames"]),
-                "duration": float(clip["duration"]),
-                "frames_indices": [int(i) for i in clip["frames_indices"]],
-            }
-        }
-    if kwargs:
-        fields["mm_processor_kwargs"] = kwargs
+        if metadata:
+            (clip,) = metadata
+            video["fps"] = float(clip["fps"])
+            video["total_num_frames"] = int(clip["total_num_frames"])
+            video["duration"] = float(clip["duration"])
+            video["frames_indices"] = [int(i) for i in clip["frames_indices"]]
+        fields["media_io_kwargs"] = {"video": video}
     return fields
 
 
