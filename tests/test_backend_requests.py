@@ -426,6 +426,26 @@ def test_hf_backend_renders_the_vllm_prompt(tiny_model_path: Path, processor: An
         assert output.frames == [len(v) for v in videos]
 
 
+@pytest.mark.parametrize("name", FAMILIES)
+def test_hf_backend_renders_each_familys_vllm_prompt(name: str, family_processors: dict[str, Any]) -> None:
+    # The same prompt and frames through the transformers backend as in the family's vLLM request.
+    from obv_eval.backends.hf import HFBackend
+
+    family = families()[name]
+    media = family_media(family)
+    backend = HFBackend(tiny_twin_dir(family), generation=GenerationSettings(max_new_tokens=1), media=media)
+    requests = [ITEMS[item] for item in FAMILY_ITEMS]
+    for output, request in zip(backend.generate(requests, progress=False), requests, strict=True):
+        assert output.error is None, output.error
+        vllm_request = build_vllm_request(request, family_processors[name], media, family)
+        assert output.prompt == vllm_request["prompt"]
+        data = vllm_request.get("multi_modal_data", {})
+        sent = [len(v[0] if isinstance(v, tuple) else v) for v in data.get("video", [])]
+        if family.video_input == "frames-as-images" and request.visuals[0].kind == "video":
+            sent = [len(data["image"])]
+        assert output.frames == sent
+
+
 @pytest.mark.parametrize("name", sorted(ITEMS))
 def test_server_renders_the_offline_prompt(name: str, processor: Any) -> None:
     # vLLM's server turns each video_url / image_url part into a video / image placeholder of the
