@@ -294,7 +294,8 @@ class VLLMBackend:
             inputs.update(video_timing_kwargs(self.family, visuals.videos))
         if images:
             inputs["images"] = [images]  # one item's images, nested as the hf backend gives these families
-        ids = self.processor(text=[prompt], return_tensors="pt", **inputs)["input_ids"][0]
+        # Tokenized as vLLM will (TOKENIZATION): the prompt's own <bos>, no second.
+        ids = self.processor(text=[prompt], return_tensors="pt", **TOKENIZATION, **inputs)["input_ids"][0]
         text = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         return max(0, len(ids) - text), len(ids)
 
