@@ -9,7 +9,6 @@ items through obv_eval.failures so they are scored 0 and counted, never dropped.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,30 +29,12 @@ from obv_eval.frame_policy import (
     FramePolicyError,
     image_settings,
     parse_frames,
-    policy_name,
     video_settings,
 )
 from obv_eval.generation_log import GenerationLog, generate_resumable
 from obv_eval.media import VideoSettings
 from obv_eval.models import Family, UnknownFamily, family_of_checkpoint
 from obv_eval.sources import media_refs
-
-
-@dataclass(frozen=True)
-class PolicyMediaSettings(MediaSettings):
-    """MediaSettings that also name their frame policy (obv_eval.frame_policy).
-
-    A common policy's spec is part of the recorded settings (provenance.media, identity.json); native
-    and train leave the record as it was, so existing runs keep their identity.
-    """
-
-    frame_policy: str = NATIVE  # FramePolicy.spec
-
-    def to_dict(self) -> dict[str, Any]:
-        settings = super().to_dict()
-        if policy_name(self.frame_policy) == COMMON:
-            settings["frame_policy"] = self.frame_policy
-        return settings
 
 
 def media_settings(
@@ -64,7 +45,7 @@ def media_settings(
     max_visual_tokens: int | str | None = None,
     control: str | None = None,
     model_path: str | Path | None = None,
-) -> PolicyMediaSettings:
+) -> MediaSettings:
     """The frame sampler's settings from --model_args (strings arrive as numbers or text).
 
     frames (obv_eval.frame_policy): native (default; `default` is the same) is the rule of the model's
@@ -104,7 +85,7 @@ def media_settings(
             video, min_pixels=min(video.min_pixels, 4 * merged), total_pixels=budget * merged
         )
     chosen = parse_control(control) if control not in (None, "", "None") else None
-    return PolicyMediaSettings(
+    return MediaSettings(
         video=video, image=image_settings(policy, family), control=chosen, frame_policy=policy.spec
     )
 

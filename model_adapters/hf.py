@@ -10,7 +10,6 @@ from obv_eval.model_adapters.base import ObvModel, media_settings, reject_unknow
 from obv_eval.backends.base import GenerationSettings
 from obv_eval.backends.hf import HFBackend
 from obv_eval.backends.streaming import MiB, StreamSettings
-from obv_eval.media import VideoSettings
 from obv_eval.registry import resolve_model
 
 
@@ -29,10 +28,10 @@ class ObvHF(ObvModel):
         dtype: str = "float32",
         batch_size: int | str = 8,
         max_new_tokens: int = 32,
-        fps: float = VideoSettings.fps,
-        min_frames: int = VideoSettings.min_frames,
-        max_frames: int = VideoSettings.max_frames,
-        frames: str = "default",
+        fps: float | None = None,  # None: the frame policy's (the family's native rule by default)
+        min_frames: int | None = None,
+        max_frames: int | None = None,
+        frames: str = "native",
         max_visual_tokens: int | str | None = None,
         control: str | None = None,
         progress: bool = True,
@@ -57,7 +56,9 @@ class ObvHF(ObvModel):
             dtype=dtype,
             batch_size=int(batch_size),
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens)),
-            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens, control),
+            media=media_settings(
+                fps, min_frames, max_frames, frames, max_visual_tokens, control, model_path=resolved.path
+            ),
             adapter_path=resolved.adapter_path,
             stream=stream_settings(max_batch_tokens, prefetch_mb),
             prefix_reuse=str(prefix_reuse).lower() not in ("false", "0", "no"),

@@ -18,7 +18,6 @@ from obv_eval.backends.openai_compat import (
     ServerKind,
     VideoMode,
 )
-from obv_eval.media import VideoSettings
 
 
 class ObvOpenAI(ObvModel):
@@ -43,10 +42,10 @@ class ObvOpenAI(ObvModel):
         max_retries: int = 3,
         max_new_tokens: int = 32,
         seed: int = 0,
-        fps: float = VideoSettings.fps,
-        min_frames: int = VideoSettings.min_frames,
-        max_frames: int = VideoSettings.max_frames,
-        frames: str = "default",
+        fps: float | None = None,  # None: the frame policy's (the family's native rule by default)
+        min_frames: int | None = None,
+        max_frames: int | None = None,
+        frames: str = "native",
         max_visual_tokens: int | str | None = None,
         control: str | None = None,
         processor: str | None = None,
@@ -60,6 +59,7 @@ class ObvOpenAI(ObvModel):
         reject_unknown(self.adapter_id, kwargs)
         self.model_name = str(pretrained)
         templater = None
+        family_path = None  # the processor's checkpoint gives the family's native frame rule
         if processor:
             from transformers import AutoProcessor
 
@@ -67,6 +67,7 @@ class ObvOpenAI(ObvModel):
 
             resolved = resolve_model(str(processor))
             templater = AutoProcessor.from_pretrained(resolved.path) if resolved.path else None
+            family_path = resolved.path
         self.backend = OpenAICompatBackend(
             self.model_name,
             base_url=base_url or None,
@@ -78,7 +79,9 @@ class ObvOpenAI(ObvModel):
             timeout_s=float(timeout_s),
             max_retries=int(max_retries),
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),
-            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens, control),
+            media=media_settings(
+                fps, min_frames, max_frames, frames, max_visual_tokens, control, model_path=family_path
+            ),
             templater=templater,
             data_parallel_ranks=int(data_parallel_ranks or 0),
         )

@@ -8,7 +8,6 @@ from obv_eval.model_adapters.base import ObvModel, media_settings, reject_unknow
 
 from obv_eval.backends.base import GenerationSettings
 from obv_eval.backends.vllm import VLLMBackend
-from obv_eval.media import VideoSettings
 from obv_eval.registry import resolve_model
 
 
@@ -33,10 +32,10 @@ class ObvVLLM(ObvModel):
         max_videos: int = 1,
         max_new_tokens: int = 32,
         seed: int = 0,
-        fps: float = VideoSettings.fps,
-        min_frames: int = VideoSettings.min_frames,
-        max_frames: int = VideoSettings.max_frames,
-        frames: str = "default",
+        fps: float | None = None,  # None: the frame policy's (the family's native rule by default)
+        min_frames: int | None = None,
+        max_frames: int | None = None,
+        frames: str = "native",
         max_visual_tokens: int | str | None = None,
         control: str | None = None,
         progress: bool = True,
@@ -61,7 +60,9 @@ class ObvVLLM(ObvModel):
             gpu_memory_utilization=float(gpu_memory_utilization),
             limit_mm_per_prompt={"image": int(max_images), "video": int(max_videos)},
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),
-            media=media_settings(fps, min_frames, max_frames, frames, max_visual_tokens, control),
+            media=media_settings(
+                fps, min_frames, max_frames, frames, max_visual_tokens, control, model_path=resolved.path
+            ),
             adapter_path=resolved.adapter_path,
             seed=int(seed),
         )

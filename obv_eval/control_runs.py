@@ -76,10 +76,13 @@ def applicable_tasks(run: Run, control: str) -> tuple[list[str], dict[str, str]]
     return tasks, skipped
 
 
-def frame_args(media: Mapping[str, Any]) -> dict[str, Any]:
-    """The adapter's frame arguments that rebuild the run's recorded frame settings exactly."""
+def frame_args(media: Mapping[str, Any], model_path: str | None = None) -> dict[str, Any]:
+    """The adapter's frame arguments that rebuild the run's recorded frame settings exactly (model_path:
+    the run's checkpoint, whose family's native rule they were made from)."""
     from obv_eval.model_adapters.base import media_settings
 
+    if media.get("frame_policy"):  # a common policy: its spec says it all
+        return {"frames": str(media["frame_policy"])}
     video = dict(media.get("video") or {})
     base = {
         "fps": video.get("fps"),
@@ -91,7 +94,7 @@ def frame_args(media: Mapping[str, Any]) -> dict[str, Any]:
         for budget in budgets:
             args = {**base, "frames": frames, "max_visual_tokens": budget}
             try:
-                if media_settings(**args).to_dict()["video"] == video:
+                if media_settings(**args, model_path=model_path).to_dict()["video"] == video:
                     return args
             except (TypeError, ValueError):
                 continue
@@ -131,7 +134,7 @@ def control_config(
         "run_id": run.results["run_id"],
         "backend": kind,
         "limit": provenance.get("limit"),
-        "model_args": frame_args(provenance.get("media") or {}),
+        "model_args": frame_args(provenance.get("media") or {}, model.get("path")),
         "control": control,
         "judge": judge,
     }

@@ -3,6 +3,7 @@ and the leaderboard, and a bad spec refused in one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -23,7 +24,7 @@ from obv_eval.frame_policy import (
     policy_name,
     recorded_policy,
 )
-from obv_eval.media import load_video, sample_frame_indices
+from obv_eval.media import VideoSettings, load_video, sample_frame_indices
 from obv_eval.models import Family, families
 
 FAMILIES = sorted(families())
@@ -203,6 +204,7 @@ def test_common_runs_record_their_policy_and_the_leaderboard_flags_a_mix(
             "max_pixels": 50176,
         }
         assert provenance["media"]["frame_policy"] == spec
+        assert provenance["backend"]["model_family"]["frame_policy"] == "common"
         assert recorded_policy(provenance) == provenance["frame_policy"]
     assert native["provenance"]["frame_policy"] == {"policy": "native", "rule": "qwen-vl-utils-0.0.14"}
     # the same number of frames for both families; the native rule (2 fps) samples others
@@ -220,3 +222,19 @@ def test_common_runs_record_their_policy_and_the_leaderboard_flags_a_mix(
         shown = " ".join(paths[kind].read_text().split())  # the terminal text wraps its lines
         assert FRAME_POLICY_MIXED in shown, kind
         assert "tiny-qwen2vl (native): native (qwen-vl-utils-0.0.14)" in shown, kind
+
+
+def test_the_adapters_give_a_family_its_native_rule_and_a_common_policy(tmp_path: Path) -> None:
+    """lmms-eval's obv_hf (what obv-eval runs) on a tiny twin whose native rule is not qwen-vl-utils'
+    defaults: frames=native gives the family's rule, fps= overrides it, frames=common the common one."""
+    from obv_eval.model_adapters.hf import ObvHF
+
+    family = next(f for f in families().values() if f.tiny_name and f.frame_rule.video() != VideoSettings())
+    native = ObvHF(pretrained=family.tiny_name, progress=False).backend.media
+    assert native.video == family.frame_rule.video() and native.image == family.frame_rule.image()
+    tuned = ObvHF(pretrained=family.tiny_name, fps=1, progress=False).backend.media.video
+    assert tuned == dataclasses.replace(family.frame_rule.video(), fps=1.0)
+    spec = "common:max_frames=8"
+    common = ObvHF(pretrained=family.tiny_name, frames=spec, progress=False).backend.media
+    assert common.video == media_settings(frames=spec, model_path=checkpoint(tmp_path, family)).video
+    assert common.video.factor == family.frame_rule.video().factor

@@ -39,11 +39,15 @@ class MediaSettings:
     video: VideoSettings = field(default_factory=VideoSettings)
     image: ImageSettings = field(default_factory=ImageSettings)
     control: str | None = None  # obv_eval.controls: blind, blank, single-frame, shuffled, frames=N
+    frame_policy: str = "native"  # obv_eval.frame_policy: native, train, or a common policy's spec
 
     def to_dict(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"video": self.video.to_dict(), "image": self.image.to_dict()}
         if self.control is not None:  # a full run's settings (and its identity) stay as they were
             settings["control"] = self.control
+        # A common policy's spec is part of the record; native and train runs keep the record they had.
+        if self.frame_policy.partition(":")[0] == "common":
+            settings["frame_policy"] = self.frame_policy
         return settings
 
 

@@ -42,6 +42,7 @@ from obv_eval.backends.streaming import (
     work_units,
 )
 from obv_eval.conversation import build_messages, render_prompt
+from obv_eval.frame_policy import policy_name
 from obv_eval.media import Video, release_video
 from obv_eval.media import cache_budget as frame_cache_budget
 from obv_eval.models import family_of_checkpoint, video_timing_kwargs
@@ -258,7 +259,7 @@ class HFBackend:
             "native_context": self.native_context,
             "stream": self.stream.to_dict(),
             "prefix_reuse": self.prefix_reuse,
-            "model_family": self.family.describe(),
+            "model_family": self.family.describe(policy_name(self.media.frame_policy)),
             "frame_cache_bytes": frame_cache_budget(),
             "prefetch_peak_bytes": self.prefetch_peak_bytes,
         }
