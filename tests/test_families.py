@@ -226,3 +226,16 @@ def test_train_tiny_qwen25_then_evaluate_it_by_name(tmp_path: Path, monkeypatch:
     assert main([*args, "--output-dir", str(tmp_path / "out"), "--run-id", "r"]) == 0
     results = json.loads((tmp_path / "out" / "tiny-qwen2.5-vl-obv" / "r" / "results.json").read_text())
     assert set(results["tasks"]) == {"surgeryvqa", "mimicechoqa"}
+
+
+def test_obv_train_refuses_a_family_it_was_not_written_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from obv_eval.train.cli import main as train_main
+
+    out = tmp_path / "out"
+    assert train_main(["--model", "tiny-llava-onevision", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "a LLaVA-OneVision checkpoint; obv-train trains Qwen2-VL and Qwen2.5-VL" in err[0]
+    assert not out.exists()

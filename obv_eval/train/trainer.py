@@ -47,6 +47,10 @@ class OutputExistsError(Exception):
     """The checkpoint folder already exists and --overwrite was not given."""
 
 
+# Families obv-train's packing, position ids and frame rule are written and tested for.
+TRAINABLE_FAMILIES = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL"}
+
+
 @dataclass(frozen=True)
 class BaseModel:
     name: str  # registry name, or the folder's name
@@ -62,6 +66,15 @@ def resolve_base_model(model: str) -> BaseModel:
         raise ValueError(f"{model}: an API model cannot be fine-tuned here")
     if resolved.adapter_path is not None:
         raise ValueError(f"{model}: is a LoRA adapter; merge it first or train from its base model")
+    from obv_eval.models import family_of_checkpoint
+
+    family = family_of_checkpoint(resolved.path)
+    if family.name not in TRAINABLE_FAMILIES:  # packing and positions are written for the Qwen2 families
+        trainable = " and ".join(TRAINABLE_FAMILIES.values())
+        raise ValueError(
+            f"{model}: a {family.title} checkpoint; obv-train trains {trainable} (the study's recipe); "
+            "obv-eval evaluates it"
+        )
     reference = model if model in MODELS else str(resolved.path.resolve())
     return BaseModel(resolved.name, resolved.path, reference)
 
