@@ -8,13 +8,14 @@ re-sampling), or, for APIs and model families without video input (OpenAI, Gemma
 conversation.build_messages' (visuals, then text); the server renders it with the model's chat template.
 
 Where the served model's family is known (obv_eval.models: an explicit family, the local processor's, the
-registry entry named like the served model, or a checkpoint folder of that name) and it places frames in
-time (Qwen2.5-VL, Qwen3-VL), a video request to a vLLM server also carries vLLM's per-request
-``media_io_kwargs`` for the clip (its source fps, total frames and sampled indices, and num_frames -1 so
-the server keeps every frame sent): vLLM builds the clip's metadata from them, and its processor places
-the frames in time as the offline backends do. The server must be started with
-``--trust-request-mm-kwargs`` for that (vLLM refuses per-request media arguments otherwise, a clear HTTP
-400 for that item). Frame-index families (Qwen2-VL) and an unknown family send nothing more.
+registry entry named like the served model, or a checkpoint folder of that name), a request to a vLLM
+server also carries what the transformers backend gives that family's processor (vllm_fields):
+``mm_processor_kwargs`` (e.g. do_sample_frames=False) and, for a clip, ``media_io_kwargs`` with
+num_frames -1 (the server keeps every frame sent) and, where the family places frames in time
+(Qwen2.5-VL, Qwen3-VL), the clip's source fps, total frames and sampled indices, from which vLLM builds
+its metadata as the offline backend passes it. The server must be started with
+``--trust-request-mm-kwargs`` (vLLM refuses per-request media arguments otherwise: the first refusal
+stops the run, each item failing with what to do). Qwen2-VL and an unknown family send nothing more.
 
 Transport faults (connection errors, timeouts, 408/409/429/5xx) are retried with backoff by the
 official ``openai`` client (``max_retries``); whatever still fails becomes that item's
