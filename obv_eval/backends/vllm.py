@@ -23,6 +23,7 @@ backend per Ray actor, each on its own GPUs, fed whole work units.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import importlib.util
 import json
 import os
@@ -234,6 +235,12 @@ class VLLMBackend:
         self.lora_request: Any = None
         if self.max_model_len is not None:
             self._start_engine()
+
+    @functools.cached_property
+    def family(self) -> Family:
+        """The checkpoint's family, set by __init__ from its config.json; a backend holding only its
+        planning state (processor and media, no __init__: tests, tools) takes its processor's."""
+        return family_of_processor(self.processor)
 
     def _batched_tokens(self) -> dict[str, int]:
         """max_num_batched_tokens when the longest visual item needs more than vLLM's defaults give."""
