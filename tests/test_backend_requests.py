@@ -720,6 +720,21 @@ def test_vllm_backend_sends_each_familys_frames_and_timing(fake_vllm: Any) -> No
             assert video.text == f"gpuNone frames[{frames}] fps2", name
 
 
+def test_vllm_limits_give_a_frames_as_images_family_room_for_its_frames() -> None:
+    from obv_eval.backends.vllm import mm_limits
+
+    asked = {"image": 1, "video": 1}  # obv_vllm's max_images / max_videos
+    for family in families().values():
+        media = family_media(family)
+        if family.video_input == "video":
+            assert mm_limits(family, asked, media) == asked
+            continue
+        frames = media.video.nframes or media.video.max_frames
+        assert mm_limits(family, asked, media) == {"image": frames + 1}  # a clip's frames and an image
+        control = dataclasses.replace(media, control="frames=4")
+        assert mm_limits(family, asked, control) == {"image": 5}
+
+
 def test_without_metadata_vllms_qwen2_5_vl_refuses_the_clip_alone(
     fake_vllm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
+from obv_eval import controls
 from obv_eval.backends.base import (
     GenerationOutput,
     GenerationRequest,
@@ -168,10 +169,12 @@ def build_vllm_request(
 
 def mm_limits(family: Family, limits: dict[str, int], media: MediaSettings) -> dict[str, int]:
     """vLLM's limit_mm_per_prompt for this family: a frames-as-images family's clips arrive as images,
-    up to the frame rule's most frames each."""
+    up to the frame rule's most frames each (its fixed count where it has one: vLLM sizes its profiling
+    run by these limits, so they are kept as tight as the rule allows)."""
     if family.video_input != "frames-as-images":
         return dict(limits)
-    most = max(media.video.max_frames, media.video.nframes or 0)
+    video = controls.video_settings(media.control, media.video)  # a frames=N control samples N
+    most = video.nframes or video.max_frames
     return {"image": limits.get("image", 0) + limits.get("video", 0) * most}
 
 
