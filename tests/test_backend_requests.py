@@ -2,13 +2,17 @@
 
 The golden files (tests/golden/requests/*.json) hold the exact prompt, frame counts, frame sizes and
 sampling settings of the vLLM offline request and of the chat request sent to a vLLM server and to
-the OpenAI API. Regenerate them after an intended change with
+the OpenAI API (Qwen2-VL's tiny model), and per model family (family.<name>.json, each family's tiny
+twin and native frame rule) its video and image requests, with the clip metadata and processor
+arguments vLLM gets. Regenerate them after an intended change with
 
     OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py
 
-Also here: the transformers backend renders the same prompt as the vLLM request; the vLLM backend's
-generation loop and LoRA against a stand-in `vllm` package (the real one
-needs a GPU; scripts/vllm_parity.py checks that on one).
+Also here: the transformers backend renders the same prompt as the vLLM request, for every family;
+the real processors compute the transformers backend's timing from the request's metadata; the vLLM
+backend's generation loop, families and LoRA against a stand-in `vllm` package that refuses what vLLM
+0.33 refuses (the real one needs a GPU; scripts/vllm_parity.py checks that on one); a vLLM server's
+requests against a fake HTTP server.
 """
 
 from __future__ import annotations
