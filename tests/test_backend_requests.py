@@ -227,9 +227,6 @@ def test_golden_files_pin_what_matters(processor: Any) -> None:
 
 FAMILIES = sorted(families())
 FAMILY_ITEMS = ("video", "image")
-# The sample clips have 8 to 16 frames: a family whose native rule takes a fixed count above the clip's
-# (LLaVA-OneVision's 32) takes them all here; the golden records the settings used.
-SAMPLE_CLIP_FRAMES = 12
 
 
 @pytest.fixture(scope="module")
@@ -242,10 +239,7 @@ def family_processors() -> dict[str, Any]:
 
 def family_media(family: Family) -> MediaSettings:
     """The family's native frame and image rule, as a native run samples them."""
-    video = family.frame_rule.video()
-    if video.nframes is not None and video.nframes > SAMPLE_CLIP_FRAMES:
-        video = dataclasses.replace(video, nframes=SAMPLE_CLIP_FRAMES)
-    return MediaSettings(video=video, image=family.frame_rule.image())
+    return MediaSettings(video=family.frame_rule.video(), image=family.frame_rule.image())
 
 
 def served_video_mode(family: Family) -> Any:
