@@ -63,6 +63,7 @@ from obv_eval.backends.base import (
 )
 from obv_eval.backends.vllm import processor_kwargs
 from obv_eval.conversation import ChatTemplater, Message, build_messages, render_prompt
+from obv_eval.frame_policy import policy_name
 from obv_eval.judge.config import OPENAI_BASE_URL, sanitize_endpoint
 from obv_eval.media import MediaError
 from obv_eval.models import Family, UnknownFamily, families, family_of_checkpoint, family_of_processor
@@ -410,13 +411,14 @@ class OpenAICompatBackend:
 
     def describe(self) -> dict[str, Any]:
         """Provenance: what answered and how. Never the key."""
+        policy = policy_name(self.media.frame_policy)
         return {
             "backend": self.name,
             "server": self.server,
             "model": self.model,
             "endpoint": self.endpoint,
             "video_mode": self.video_mode,
-            **({"model_family": self.family.describe()} if self.family is not None else {}),
+            **({"model_family": self.family.describe(policy)} if self.family is not None else {}),
             "jpeg_quality": self.jpeg_quality,
             "concurrency": self.concurrency,
             "max_payload_bytes": self.max_payload_bytes,

@@ -56,6 +56,7 @@ from obv_eval.backends.streaming import (
     visual_tokens,
 )
 from obv_eval.conversation import ChatTemplater, build_messages, render_prompt
+from obv_eval.frame_policy import policy_name
 from obv_eval.media import MediaError
 from obv_eval.models import Family, family_of_checkpoint, family_of_processor, video_timing_kwargs
 
@@ -356,7 +357,7 @@ class VLLMBackend:
             "backend": self.name,
             "vllm": _version("vllm"),
             "transformers": _version("transformers"),
-            "model_family": self.family.describe(),
+            "model_family": self.family.describe(policy_name(self.media.frame_policy)),
             "dtype": self.dtype,
             "max_model_len": self.max_model_len,
             "max_model_len_derived": self.requested_max_model_len is None,
