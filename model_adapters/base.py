@@ -45,12 +45,13 @@ def media_settings(
     max_visual_tokens: int | str | None = None,
     control: str | None = None,
     model_path: str | Path | None = None,
+    family: Family | None = None,
 ) -> MediaSettings:
     """The frame sampler's settings from --model_args (strings arrive as numbers or text).
 
     frames (obv_eval.frame_policy): native (default; `default` is the same) is the rule of the model's
-    family (model_path: the resolved checkpoint; none or an unknown one: qwen-vl-utils' defaults, the
-    study's evaluation scripts), fps/min/max_frames overriding it where given. common or
+    family (`family`, or model_path's: the resolved checkpoint; none or an unknown one: qwen-vl-utils'
+    defaults, the study's evaluation scripts), fps/min/max_frames overriding it where given. common or
     common:fps=F,max_frames=N,max_pixels=P: the same frames and per-frame pixel budget for every model
     (';' separates the keys too, for lmms-eval's comma-separated model_args). train: the study's training
     frames (obv_eval.train.config.STUDY_TRAIN_VIDEO: 1 fps, at most 420 frames, 16,384 visual tokens per
@@ -59,7 +60,7 @@ def media_settings(
     (obv_eval.controls: blind, blank, single-frame, shuffled, frames=N).
     """
     policy = parse_frames(frames)
-    family = _family(model_path)
+    family = family or _family(model_path)  # a served model's family, or its checkpoint's
     if policy.name == COMMON:
         # The adapters pass VideoSettings' own defaults when nothing is given: only other values clash.
         given = {"fps": fps, "min_frames": min_frames, "max_frames": max_frames}

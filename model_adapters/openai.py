@@ -17,6 +17,7 @@ from obv_eval.backends.openai_compat import (
     OpenAICompatBackend,
     ServerKind,
     VideoMode,
+    served_family,
 )
 
 
@@ -49,6 +50,7 @@ class ObvOpenAI(ObvModel):
         max_visual_tokens: int | str | None = None,
         control: str | None = None,
         processor: str | None = None,
+        family: str | None = None,  # the served model's family (obv_eval.models), where nothing else says
         data_parallel_ranks: int | str = 0,  # vllm serve --data-parallel-size N: a clip to one rank
         progress: bool = True,
         batch_size: int | str | None = None,  # lmms-eval always passes these; concurrency bounds the calls
@@ -59,7 +61,6 @@ class ObvOpenAI(ObvModel):
         reject_unknown(self.adapter_id, kwargs)
         self.model_name = str(pretrained)
         templater = None
-        family_path = None  # the processor's checkpoint gives the family's native frame rule
         if processor:
             from transformers import AutoProcessor
 
@@ -67,7 +68,9 @@ class ObvOpenAI(ObvModel):
 
             resolved = resolve_model(str(processor))
             templater = AutoProcessor.from_pretrained(resolved.path) if resolved.path else None
-            family_path = resolved.path
+        # The native frame rule of the served model's family (an explicit family=, the processor's, the
+        # registry entry named like the served model, or a checkpoint folder of that name).
+        known = served_family(self.model_name, family, templater)
         self.backend = OpenAICompatBackend(
             self.model_name,
             base_url=base_url or None,
@@ -80,8 +83,9 @@ class ObvOpenAI(ObvModel):
             max_retries=int(max_retries),
             generation=GenerationSettings(max_new_tokens=int(max_new_tokens), seed=int(seed)),
             media=media_settings(
-                fps, min_frames, max_frames, frames, max_visual_tokens, control, model_path=family_path
+                fps, min_frames, max_frames, frames, max_visual_tokens, control, family=known
             ),
             templater=templater,
+            family=known,
             data_parallel_ranks=int(data_parallel_ranks or 0),
         )

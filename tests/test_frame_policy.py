@@ -238,3 +238,20 @@ def test_the_adapters_give_a_family_its_native_rule_and_a_common_policy(tmp_path
     common = ObvHF(pretrained=family.tiny_name, frames=spec, progress=False).backend.media
     assert common.video == media_settings(frames=spec, model_path=checkpoint(tmp_path, family)).video
     assert common.video.factor == family.frame_rule.video().factor
+
+
+def test_a_served_models_family_gives_its_native_rule_to_the_openai_adapter() -> None:
+    """obv_openai against a vLLM server: the served model's family (here named by family=, as for a server
+    whose model name no registry entry knows) picks the frames it is sent; unknown: qwen-vl-utils'."""
+    from obv_eval.model_adapters.openai import ObvOpenAI
+
+    internvl = families()["internvl"]
+    served = ObvOpenAI(
+        pretrained="my-served-model", base_url="http://127.0.0.1:9/v1", server="vllm", family="internvl"
+    )
+    assert served.backend.media.video == internvl.frame_rule.video()
+    assert served.backend.family is internvl
+    by_name = ObvOpenAI(pretrained="internvl3-8b", base_url="http://127.0.0.1:9/v1", server="vllm")
+    assert by_name.backend.media.video == internvl.frame_rule.video()  # the registry entry's family
+    unknown = ObvOpenAI(pretrained="my-served-model", base_url="http://127.0.0.1:9/v1", server="vllm")
+    assert unknown.backend.media.video == VideoSettings() and unknown.backend.family is None

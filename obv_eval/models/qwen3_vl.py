@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obv_eval.models import Family, FrameRule, video_metadata
+from obv_eval.tiny_model import QWEN2VL_SPECIAL_TOKENS
 
 if TYPE_CHECKING:
     from obv_eval.media import Video
@@ -86,20 +87,7 @@ QWEN_VL_UTILS_16 = FrameRule(
 
 # Qwen3-VL's added tokens, ids 151643-151668 in this order; the first 14 are special (Qwen2-VL's).
 ADDED_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
+    *QWEN2VL_SPECIAL_TOKENS,
     "<tool_call>",
     "</tool_call>",
     "<|fim_prefix|>",
@@ -114,7 +102,7 @@ ADDED_TOKENS = [
     "</think>",
 ]
 FIRST_ADDED_ID = 151643
-SPECIAL_COUNT = 14
+SPECIAL_COUNT = len(QWEN2VL_SPECIAL_TOKENS)
 
 # Qwen3-VL-8B-Instruct's chat template, verbatim (see the module docstring for where it was checked).
 CHAT_TEMPLATE = r"""{%- if tools %}
