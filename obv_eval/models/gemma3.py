@@ -162,9 +162,9 @@ def standin_tokenizer() -> Any:
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from obv_eval.tiny_model import _qwen_tokenizer_json
+    from obv_eval.tiny_model import qwen_vocabulary
 
-    spec = json.loads(_qwen_tokenizer_json().read_text(encoding="utf-8"))
+    spec = qwen_vocabulary()
     vocab: dict[str, int] = spec["model"]["vocab"]
     taken = set(SPECIAL_TOKENS.values())
     spare = iter(range(max(vocab.values()) + 1, min(i for i in taken if i > 106)))

