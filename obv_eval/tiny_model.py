@@ -92,6 +92,26 @@ def fast_tokenizer(spec: dict[str, Any], **options: Any) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=backend, **{**shared, **options})
 
 
+def tiny_qwen2_text_config(vocab_size: int, bos_token_id: int, eos_token_id: int) -> dict[str, Any]:
+    """A two-layer Qwen2 language model's config, the text half of the twins whose LLM is Qwen2 or 2.5
+    (LLaVA-OneVision, InternVL3): the real vocabulary and token ids, tiny widths."""
+    return {
+        "model_type": "qwen2",
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,  # head size 32, as the other tiny twins
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 32768,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+        "bos_token_id": bos_token_id,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": bos_token_id,
+        "tie_word_embeddings": False,  # tied random embeddings only ever generate one token
+    }
+
+
 def qwen2vl_tokenizer() -> Any:
     """Qwen2-VL's real tokenizer: Qwen's vocabulary and merges with exactly Qwen2-VL's added tokens."""
     spec = qwen_vocabulary()

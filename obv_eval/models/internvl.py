@@ -44,7 +44,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obv_eval.models import Family, FrameRule
-from obv_eval.tiny_model import _cached_build, fast_tokenizer, qwen_vocabulary, save_random_model
+from obv_eval.tiny_model import (
+    _cached_build,
+    fast_tokenizer,
+    qwen_vocabulary,
+    save_random_model,
+    tiny_qwen2_text_config,
+)
 
 if TYPE_CHECKING:
     from obv_eval.media import Video
@@ -178,21 +184,8 @@ def build_tiny(out_dir: Path) -> Path:
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
     config = InternVLConfig(
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": VOCAB_SIZE,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,  # head size 32, as the other tiny twins
-            "num_key_value_heads": 1,
-            "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
-            "bos_token_id": 151643,
-            "eos_token_id": 151645,  # <|im_end|>, as the converter forces for InternVL3
-            "pad_token_id": 151643,
-            "tie_word_embeddings": False,
-        },
+        # <|im_end|> ends a turn, as the converter forces for InternVL3
+        text_config=tiny_qwen2_text_config(VOCAB_SIZE, bos_token_id=151643, eos_token_id=151645),
         vision_config={
             # InternViT-300M-448px-V2_5's structure (patch 14 on 448-px tiles, layer norm, qkv bias,
             # no qk norm, layer scale), 2 layers of width 32

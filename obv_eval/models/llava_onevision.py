@@ -58,7 +58,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obv_eval.models import Family, FrameRule
-from obv_eval.tiny_model import _cached_build, fast_tokenizer, qwen_vocabulary, save_random_model
+from obv_eval.tiny_model import (
+    _cached_build,
+    fast_tokenizer,
+    qwen_vocabulary,
+    save_random_model,
+    tiny_qwen2_text_config,
+)
 
 if TYPE_CHECKING:
     from obv_eval.media import Video
@@ -169,21 +175,7 @@ def build_tiny(out_dir: Path) -> Path:
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
     config = LlavaOnevisionConfig(
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": VOCAB_SIZE,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,  # head size 32, as the other tiny twins
-            "num_key_value_heads": 1,
-            "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
-            "bos_token_id": BOS_TOKEN_ID,
-            "eos_token_id": EOS_TOKEN_ID,
-            "pad_token_id": BOS_TOKEN_ID,
-            "tie_word_embeddings": False,
-        },
+        text_config=tiny_qwen2_text_config(VOCAB_SIZE, BOS_TOKEN_ID, EOS_TOKEN_ID),
         vision_config={
             "model_type": "siglip_vision_model",
             "hidden_size": 32,
