@@ -181,25 +181,7 @@ def test_requests_match_golden_files(name: str, control: str | None, processor: 
     media = MediaSettings(control=control)
     actual = json.dumps(_golden(name, processor, media), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     stem = name if control is None else f"{name}.control-{control.replace('=', '-')}"
-    path = GOLDEN_DIR / f"{stem}.json"
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual, encoding="utf-8")
-        return
-    assert path.exists(), (
-        f"{path} is missing; create it with OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py"
-    )
-    expected = path.read_text(encoding="utf-8")
-    if actual != expected:
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(keepends=True), actual.splitlines(keepends=True), str(path), "now"
-            )
-        )
-        pytest.fail(
-            f"the {stem} request changed; if intended, run "
-            f"OBV_EVAL_UPDATE_GOLDEN=1 pytest tests/test_backend_requests.py\n{diff}"
-        )
+    _check_golden(GOLDEN_DIR / f"{stem}.json", actual)
 
 
 def test_golden_files_pin_what_matters(processor: Any) -> None:
