@@ -3,7 +3,9 @@ and the leaderboard, and a bad spec refused in one line."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import pickle
 from pathlib import Path
@@ -222,6 +224,19 @@ def test_common_runs_record_their_policy_and_the_leaderboard_flags_a_mix(
         shown = " ".join(paths[kind].read_text().split())  # the terminal text wraps its lines
         assert FRAME_POLICY_MIXED in shown, kind
         assert "tiny-qwen2vl (native): native (qwen-vl-utils-0.0.14)" in shown, kind
+
+    # compare says so too: the same model under two policies differs by what it was shown
+    from obv_eval.cli import main
+
+    native_run, common_run = out / "tiny-qwen2vl" / "native", out / "tiny-qwen2vl" / "common"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["compare", str(native_run), str(common_run)]) == 0
+    shown = " ".join(printed.getvalue().split())
+    assert "note: the runs used different frame policies" in shown
+    assert "native (qwen-vl-utils-0.0.14); tiny-qwen2vl: common (1 fps" in shown
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["compare", str(common_run), str(out / "tiny-qwen2.5-vl" / "common")]) == 0
+    assert "different frame policies" not in printed.getvalue()
 
 
 def test_the_adapters_give_a_family_its_native_rule_and_a_common_policy(tmp_path: Path) -> None:

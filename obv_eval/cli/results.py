@@ -155,6 +155,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
     parser.add_argument("base", type=Path, help="run folder of the reference model (e.g. the base model)")
     parser.add_argument("other", type=Path, help="run folder of the model compared with it (e.g. fine-tuned)")
     args = parser.parse_args(argv)
+    from obv_eval.frame_policy import policy_label, recorded_policy
     from obv_eval.regress import paired_task_tests
     from obv_eval.results import read_results, read_samples
     from obv_eval.stats import holm
@@ -185,6 +186,16 @@ def cmd_compare(argv: Sequence[str]) -> int:
     print(f"{other['model']} vs {base['model']} (paired items, intervals and tests clustered by source)")
     headers = ["task", "metric", "paired n", "difference (pts)", "95% CI", "p", "Holm p", "note"]
     print(tabulate(rows, headers=headers, disable_numparse=True))
+    policies = [policy_label(recorded_policy(run.get("provenance") or {})) for run in (base, other)]
+    if policies[0] != policies[1]:  # the runs saw different frames: the difference is not the model's alone
+        print(
+            textwrap.fill(
+                f"note: the runs used different frame policies ({base['model']}: {policies[0]}; "
+                f"{other['model']}: {policies[1]}), so these differences include what each was shown",
+                100,
+                break_on_hyphens=False,  # model names stay whole
+            )
+        )
     return 0
 
 
