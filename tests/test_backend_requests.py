@@ -369,7 +369,7 @@ def test_qwen3_vl_gets_each_frames_timestamp_as_the_hf_backend_does(
     from transformers.video_utils import VideoMetadata
 
     from obv_eval.backends.base import load_visuals
-    from obv_eval.models import video_timing_kwargs
+    from obv_eval.models import family_processor_kwargs
 
     family, processor = families()["qwen3_vl"], family_processors["qwen3_vl"]
     media = family_media(family)
@@ -381,7 +381,7 @@ def test_qwen3_vl_gets_each_frames_timestamp_as_the_hf_backend_does(
     served = processor(text=[request["prompt"]], videos=[frames], video_metadata=[given], **kwargs)
     videos = load_visuals(ITEMS["video"].visuals, media).videos
     hf = processor(
-        text=[request["prompt"]], videos=[v.frames for v in videos], **video_timing_kwargs(family, videos)
+        text=[request["prompt"]], videos=[v.frames for v in videos], **family_processor_kwargs(family, videos)
     )
     text = processor.tokenizer.decode(served["input_ids"][0])
     assert served["input_ids"] == hf["input_ids"] and "seconds>" in text

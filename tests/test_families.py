@@ -103,7 +103,7 @@ def test_qwen25_prefix_reuse_is_exact_and_video_positions_are_in_absolute_time(
         text=[render_prompt(whole.processor, build_messages("q", ("video",)))],
         videos=[video.frames],
         return_tensors="pt",
-        **whole._video_kwargs([video]),
+        **whole._family_kwargs([video]),
     )
     assert inputs["second_per_grid_ts"].tolist() == [0.5]  # temporal_patch_size 2 / sampled 4 fps
 
@@ -113,7 +113,7 @@ def test_qwen25_prefix_reuse_is_exact_and_video_positions_are_in_absolute_time(
     assert torch.allclose(shared, alone, atol=1e-5, rtol=0), (shared - alone).abs().max()
 
     # The timing is not a no-op: without each clip's fps (transformers then assumes 24) the scores move.
-    whole._video_kwargs = lambda videos: {}  # type: ignore[method-assign]
+    whole._family_kwargs = lambda videos: {}  # type: ignore[method-assign]
     _, untimed = _scored_run(whole, requests)
     assert (untimed - alone).abs().max() > 1e-4
 
@@ -127,7 +127,7 @@ def test_qwen25_video_request_golden(tiny25: Path) -> None:
     )
     (prompt,) = backend._prompts([request])
     video = load_visuals(request.visuals, backend.media).videos[0]
-    timing = backend._video_kwargs([video])
+    timing = backend._family_kwargs([video])
     inputs = backend.processor(text=[prompt], videos=[video.frames], return_tensors="pt", **timing)
     got = {
         "family": backend.family.describe(),

@@ -118,7 +118,7 @@ def test_a_clip_is_frames_as_images_with_256_tokens_each(loaded: tuple[Any, Any]
         images=[_frames(video)],
         return_tensors="pt",
         add_special_tokens=False,  # the template wrote <bos>; the Gemma tokenizer would add another
-        **FAMILY.video_kwargs([video]),  # type: ignore[misc]
+        **FAMILY.processor_kwargs([video]),  # type: ignore[misc]
     )
     _check_inputs(inputs, CLIP_FRAMES)
     reply = _greedy_twice(model, inputs)

@@ -99,7 +99,7 @@ def test_a_clip_is_one_tile_per_frame_and_generates_deterministically(loaded: tu
     assert video.num_frames == internvl.NUM_FRAMES
     text = render_prompt(processor, build_messages("What is shown?", ("video",)))
     inputs = processor(
-        text=[text], videos=[video.frames], return_tensors="pt", **FAMILY.video_kwargs([video])
+        text=[text], videos=[video.frames], return_tensors="pt", **FAMILY.processor_kwargs([video])
     )  # type: ignore[misc]
     assert tuple(inputs["pixel_values"].shape) == (video.num_frames, 3, 448, 448)
     ids = inputs["input_ids"][0].tolist()

@@ -95,7 +95,7 @@ def test_a_clip_becomes_the_video_tokens_the_model_expects(loaded: tuple[Any, An
     assert [read_marker(frame) for frame in video.frames] == [i % 30 for i in video.indices]
     prompt = render_prompt(processor, build_messages(QUESTION, ("video",)))
     inputs = processor(
-        text=[prompt], videos=[video.frames], return_tensors="pt", **llava.video_kwargs([video])
+        text=[prompt], videos=[video.frames], return_tensors="pt", **llava.processor_kwargs([video])
     )
     assert tuple(inputs["pixel_values_videos"].shape) == (1, 32, 3, 384, 384)
     count = int((inputs["input_ids"] == llava.VIDEO_TOKEN_ID).sum())

@@ -148,8 +148,8 @@ def test_processor_keeps_obvs_frames_times_each_pair_and_the_model_generates_det
 ) -> None:
     processor, model = loaded
     video = load_video(CLIP, FAMILY.frame_rule.video())
-    assert FAMILY.video_kwargs is qwen3_vl.video_kwargs
-    inputs = _video_inputs(processor, video, **qwen3_vl.video_kwargs([video]))
+    assert FAMILY.processor_kwargs is qwen3_vl.processor_kwargs
+    inputs = _video_inputs(processor, video, **qwen3_vl.processor_kwargs([video]))
     frames, height, width = video.frames.shape[:3]
     # Kept as sampled and sized: one temporal patch per frame pair, 16-pixel patches of obv's frame size.
     assert inputs["video_grid_thw"].tolist() == [[frames // 2, height // 16, width // 16]]
@@ -175,11 +175,11 @@ def test_frames_off_the_32_pixel_grid_are_put_on_it_by_the_processor(loaded: tup
     processor, _ = loaded
     native = load_video(CLIP, FAMILY.frame_rule.video())
     other = load_video(CLIP, VideoSettings())  # Qwen2-VL's rule: sides in multiples of 28
-    assert qwen3_vl.video_kwargs([native])["do_resize"] is False
-    assert qwen3_vl.video_kwargs([other])["do_resize"] is True
+    assert qwen3_vl.processor_kwargs([native])["do_resize"] is False
+    assert qwen3_vl.processor_kwargs([other])["do_resize"] is True
     frames, height, width = other.frames.shape[:3]
     assert height % 32 or width % 32  # patchify would fail on these as they are
-    grid = _video_inputs(processor, other, **qwen3_vl.video_kwargs([other]))["video_grid_thw"][0].tolist()
+    grid = _video_inputs(processor, other, **qwen3_vl.processor_kwargs([other]))["video_grid_thw"][0].tolist()
     assert grid[0] == frames // 2 and grid[1] % 2 == 0 and grid[2] % 2 == 0
 
 
@@ -241,7 +241,7 @@ def test_one_prefill_per_clip_is_exact_in_fp32(twin: Path, tmp_path: Path) -> No
     assert torch.allclose(shared, alone, atol=1e-5, rtol=0), (shared - alone).abs().max()
 
     # The comparison sees small changes: without each clip's metadata (24 fps assumed) the scores move.
-    whole._video_kwargs = lambda videos: {"do_sample_frames": False, "do_resize": False}  # type: ignore[method-assign]
+    whole._family_kwargs = lambda videos: {"do_sample_frames": False, "do_resize": False}  # type: ignore[method-assign]
     _, _, untimed = _scored_run(whole, requests)
     assert (untimed - alone).abs().max() > 1e-4
 

@@ -45,7 +45,7 @@ from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.frame_policy import policy_name
 from obv_eval.media import Video, release_video
 from obv_eval.media import cache_budget as frame_cache_budget
-from obv_eval.models import family_of_checkpoint, video_timing_kwargs
+from obv_eval.models import family_of_checkpoint, family_processor_kwargs
 from obv_eval.profiling import enabled as profiling_enabled
 from obv_eval.profiling import stage
 
@@ -404,7 +404,7 @@ class HFBackend:
         inputs: dict[str, Any] = {}
         clips = [video for v in visual_sets for video in v.videos]
         if clips or any(images):  # the family's arguments (for clips; Qwen3-VL's for images too)
-            inputs.update(self._video_kwargs(clips))
+            inputs.update(self._family_kwargs(clips))
         if videos:
             inputs["videos"] = videos
         if any(images):
@@ -450,9 +450,9 @@ class HFBackend:
             if isinstance(cache, CachedVideoProcessor | CachedVideoFeatures):
                 cache.retain_recent()
 
-    def _video_kwargs(self, videos: Sequence[Video]) -> dict[str, Any]:
+    def _family_kwargs(self, videos: Sequence[Video]) -> dict[str, Any]:
         """Processor arguments the family's video positions need (absolute time: each clip's fps)."""
-        return video_timing_kwargs(self.family, videos)
+        return family_processor_kwargs(self.family, videos)
 
     @property
     def _geometry(self) -> tuple[int, int, int]:
@@ -526,7 +526,7 @@ class HFBackend:
                 images=list(visuals.images) or None,
                 return_tensors="pt",
                 add_special_tokens=False,
-                **self._video_kwargs(visuals.videos),
+                **self._family_kwargs(visuals.videos),
             )
             if "mm_token_type_ids" not in first:
                 return None
@@ -541,7 +541,7 @@ class HFBackend:
                         images=list(visuals.images) or None,
                         return_tensors="pt",
                         add_special_tokens=False,
-                        **self._video_kwargs(visuals.videos),
+                        **self._family_kwargs(visuals.videos),
                     )
                     tokenized.append((again["input_ids"][0], again["mm_token_type_ids"][0]))
             else:  # the other questions need only their tokens: the pixels are the first one's

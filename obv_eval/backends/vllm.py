@@ -9,7 +9,7 @@ frames come from obv_eval.media, passed to vLLM as its family (obv_eval.models) 
   ``(frames, metadata)`` tuple per clip, vLLM's form for already-sampled frames (its Qwen2.5-VL and
   Qwen3-VL refuse a video without metadata): source fps, total frames, the sampled indices and
   ``do_sample_frames=False``, from which vLLM's processors compute the clip's ``second_per_grid_ts`` or
-  frame timestamps exactly as transformers does for the hf backend (obv_eval.models.video_timing_kwargs);
+  frame timestamps exactly as transformers does for the hf backend (obv_eval.models.family_processor_kwargs);
 * frames-as-images families (Gemma 3, no video input): each sampled frame as one IMAGE input, the prompt
   holding one image entry per frame (Family.template_kinds), as the hf backend renders it.
 
@@ -58,7 +58,7 @@ from obv_eval.backends.streaming import (
 from obv_eval.conversation import ChatTemplater, build_messages, render_prompt
 from obv_eval.frame_policy import policy_name
 from obv_eval.media import MediaError
-from obv_eval.models import Family, family_of_checkpoint, family_of_processor, video_timing_kwargs
+from obv_eval.models import Family, family_of_checkpoint, family_of_processor, family_processor_kwargs
 
 VLLM_EXTRA_HINT = "the vLLM backend needs the extra: pip install 'obv-eval[vllm]'"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -111,12 +111,12 @@ def sampling_params_dict(settings: GenerationSettings, stop_token_ids: Sequence[
 
 def processor_kwargs(family: Family, visuals: LoadedVisuals) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """What the hf backend gives the family's processor for an item beyond its frames and images
-    (video_timing_kwargs, for any item with visuals), split as vLLM takes it: each clip's metadata (none
+    (family_processor_kwargs, for any item with visuals), split as vLLM takes it: each clip's metadata (none
     for frame-index families such as Qwen2-VL) and the other processor arguments (vLLM's
     mm_processor_kwargs, e.g. do_sample_frames=False)."""
     if not visuals.videos and not visuals.images:
         return [], {}
-    kwargs = dict(video_timing_kwargs(family, visuals.videos))
+    kwargs = dict(family_processor_kwargs(family, visuals.videos))
     metadata = kwargs.pop("video_metadata", None) or []
     return [dict(m) for m in metadata], kwargs
 
@@ -302,7 +302,7 @@ class VLLMBackend:
         videos, images = self.family.processor_visuals(visuals.videos, visuals.images)
         inputs: dict[str, Any] = {"videos": videos} if videos else {}
         if visuals.videos or visuals.images:  # as the hf backend: the family's arguments for any visual
-            inputs.update(video_timing_kwargs(self.family, visuals.videos))
+            inputs.update(family_processor_kwargs(self.family, visuals.videos))
         if images:
             inputs["images"] = [images]  # one item's images, nested as the hf backend gives these families
         # Tokenized as vLLM will (TOKENIZATION): the prompt's own <bos>, no second.

@@ -82,9 +82,10 @@ class Family:
     # obv's per-clip vision-feature cache wraps the model's get_video_features(pixel_values_videos,
     # video_grid_thw) (the Qwen families' signature); off where the family's signature differs.
     feature_cache: bool = True
-    # Extra processor arguments for these already-sampled clips (e.g. their metadata and
-    # do_sample_frames=False so the processor keeps obv's frames); None: video_timing_kwargs' rule.
-    video_kwargs: Callable[[Sequence[Video]], dict[str, Any]] | None = field(
+    # The family's processor arguments for an item, given its already-sampled clips (none for an item with
+    # images only): e.g. the clips' metadata and do_sample_frames=False so the processor keeps obv's frames,
+    # or do_resize=False for images already on the family's grid; None: family_processor_kwargs' rule.
+    processor_kwargs: Callable[[Sequence[Video]], dict[str, Any]] | None = field(
         default=None, repr=False, compare=False
     )
 
@@ -195,15 +196,16 @@ def family_of_processor(processor: Any) -> Family:
     raise UnknownFamily(f"processor {name} is not a known family's")
 
 
-def video_timing_kwargs(family: Family, videos: Sequence[Video]) -> dict[str, Any]:
-    """Processor arguments a family's video positions need, for frames obv_eval.media already sampled.
+def family_processor_kwargs(family: Family, videos: Sequence[Video]) -> dict[str, Any]:
+    """The processor arguments of a family for an item whose clips (if any) obv_eval.media already sampled:
+    the family's own (Family.processor_kwargs) where it has them, else the Qwen families' rule.
 
     Absolute time (Qwen2.5-VL): each clip's metadata, from which transformers takes the sampled fps
     (len(indices) / total_frames * source fps, qwen-vl-utils' sample_fps); without it transformers
     assumes 24 fps. Frame-index families need nothing, and get nothing (their inputs stay as they were).
     """
-    if family.video_kwargs is not None:  # called for image-only items too (e.g. no second resize)
-        return family.video_kwargs(videos)
+    if family.processor_kwargs is not None:
+        return family.processor_kwargs(videos)
     if family.video_timing != "absolute" or not videos:
         return {}
     return {"video_metadata": video_metadata(videos)}

@@ -150,7 +150,7 @@ VIDEO_IN_TEMPLATE = (
 )
 
 
-def video_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
+def processor_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
     """Processor arguments for clips given as frames: one image per frame, never pan-and-scan crops
     (off by default; a checkpoint whose preprocessor turns it on would otherwise add crops per frame)."""
     return {"do_pan_and_scan": False} if videos else {}
@@ -355,6 +355,6 @@ FAMILY = Family(
     video_input="frames-as-images",
     token_count="processor",  # 256 per image plus wrappers: the processor's own count
     feature_cache=False,  # get_image_features(pixel_values), not Qwen's get_video_features signature
-    video_kwargs=video_kwargs,
+    processor_kwargs=processor_kwargs,
     tiny_note="stand-in tokenizer (Qwen2's BPE with Gemma 3's special tokens), 448-px images",
 )

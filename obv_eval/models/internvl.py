@@ -217,7 +217,7 @@ def tiny_dir(cache_root: Path | None = None) -> Path:
     return _cached_build(TINY_NAME, build_tiny, cache_root, version=TINY_VERSION)
 
 
-def video_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
+def processor_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
     """The processor keeps obv's sampled frames (InternVL places frames by their order: no timing)."""
     return {"do_sample_frames": False} if videos else {}
 
@@ -243,5 +243,5 @@ FAMILY = Family(
     video_input="video",
     token_count="processor",  # tiles: an image's token count depends on its aspect ratio
     feature_cache=False,  # get_image_features(pixel_values, ...), not Qwen's get_video_features signature
-    video_kwargs=video_kwargs,
+    processor_kwargs=processor_kwargs,
 )

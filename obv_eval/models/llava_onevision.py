@@ -201,7 +201,7 @@ def tiny_dir(cache_root: Path | None = None) -> Path:
     return _cached_build(TINY_NAME, build_tiny, cache_root, version=TINY_VERSION)
 
 
-def video_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
+def processor_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
     """The processor keeps obv's sampled frames (its video processor would sample none by default, but
     say so: a checkpoint's video_preprocessor_config.json may turn sampling on)."""
     return {"do_sample_frames": False} if videos else {}
@@ -228,5 +228,5 @@ FAMILY = Family(
     video_input="video",
     token_count="processor",
     feature_cache=False,
-    video_kwargs=video_kwargs,
+    processor_kwargs=processor_kwargs,
 )

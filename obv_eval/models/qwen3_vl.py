@@ -335,7 +335,7 @@ def tiny_dir(cache_root: Path | None = None) -> Path:
     return _cached_build(TINY_NAME, build_tiny, cache_root, version=TINY_VERSION)
 
 
-def video_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
+def processor_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
     """Processor arguments that keep obv's frames as sampled and sized, and time them.
 
     As Qwen3-VL's README and lmms-eval call the processor after qwen-vl-utils: no second sampling
@@ -360,7 +360,7 @@ FAMILY = Family(
     model_class="Qwen3VLForConditionalGeneration",
     processor_class="Qwen3VLProcessor",
     frame_rule=QWEN_VL_UTILS_16,
-    # Time in seconds, as text: the processor needs each clip's fps (video_kwargs); the position ids
+    # Time in seconds, as text: the processor needs each clip's fps (processor_kwargs); the position ids
     # restart the temporal index at every frame pair.
     video_timing="absolute",
     video_in_template=VIDEO_IN_TEMPLATE,
@@ -378,5 +378,5 @@ FAMILY = Family(
     # get_video_features has Qwen's signature but returns DeepStack features beside the pooled ones;
     # obv's cache keeps only the pooled output, so the model would lose them.
     feature_cache=False,
-    video_kwargs=video_kwargs,
+    processor_kwargs=processor_kwargs,
 )

@@ -20,7 +20,7 @@ import torch
 
 from obv_eval.conversation import VisualKind, build_training_messages, render_prompt
 from obv_eval.media import Video
-from obv_eval.models import family_of_processor, video_timing_kwargs
+from obv_eval.models import family_of_processor, family_processor_kwargs
 
 IGNORE_INDEX = -100
 DATASET_NAME = "openbiomedvid"
@@ -257,7 +257,7 @@ def encode_sample(processor: Any, sample: TrainSample, video: Video) -> EncodedS
     text = render_sample(processor, sample)
     # The same call as obv_eval.backends.hf: frames already sampled and sized by obv_eval.media, and
     # (absolute-time families) each clip's fps.
-    timing = video_timing_kwargs(family_of_processor(processor), [video])
+    timing = family_processor_kwargs(family_of_processor(processor), [video])
     inputs = processor(text=[text], videos=[video.frames], return_tensors="pt", **timing)
     input_ids = inputs["input_ids"][0]
     labels = assistant_labels(input_ids.tolist(), processor.tokenizer, expected_turns=len(sample.turns))
