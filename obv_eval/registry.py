@@ -10,7 +10,6 @@ from pathlib import Path
 
 from obv_eval.models import UnknownFamily, family_of_checkpoint
 from obv_eval.models.qwen2_5_vl import TINY_NAME as TINY_QWEN25_NAME
-from obv_eval.models.qwen2_5_vl import tiny_dir as tiny_qwen25_dir
 from obv_eval.tiny_model import (
     RANDOM_2B_NAME,
     TINY_MODEL_NAME,
@@ -37,6 +36,13 @@ class ModelEntry:
 
 
 _RUN_HERE = "run here"
+
+
+def _build_twin(family_name: str, cache_root: Path | None) -> Path:
+    from obv_eval.models import families, tiny_twin_dir
+
+    return tiny_twin_dir(families()[family_name], cache_root)
+
 
 MODELS: dict[str, ModelEntry] = {
     e.name: e
@@ -67,7 +73,7 @@ MODELS: dict[str, ModelEntry] = {
             "random-weight Qwen2.5-VL built offline (tests)",
             family="qwen2_5_vl",
             checked=_RUN_HERE,
-            build=tiny_qwen25_dir,
+            build=functools.partial(_build_twin, "qwen2_5_vl"),
         ),
         ModelEntry(
             f"{TINY_QWEN25_NAME}-obv",
@@ -182,12 +188,6 @@ def _tiny_twins() -> list[ModelEntry]:
         for family in families().values()
         if family.tiny_name is not None and family.tiny_name not in MODELS and family.build_tiny is not None
     ]
-
-
-def _build_twin(family_name: str, cache_root: Path | None) -> Path:
-    from obv_eval.models import families, tiny_twin_dir
-
-    return tiny_twin_dir(families()[family_name], cache_root)
 
 
 # The twins go after the entries above them that are tiny ones, so `obv-eval models` lists them together.

@@ -20,7 +20,7 @@ from obv_eval.backends.hf import HFBackend
 from obv_eval.cli import main
 from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.data.synth import write_video
-from obv_eval.models import Family, UnknownFamily, families, family_of_checkpoint, qwen2_5_vl
+from obv_eval.models import Family, UnknownFamily, families, family_of_checkpoint, qwen2_5_vl, tiny_twin_dir
 from obv_eval.registry import ModelNotAvailable, resolve_model
 from obv_eval.sources import SAMPLES_DIR, MediaRef
 
@@ -30,7 +30,7 @@ UPDATE = os.environ.get("OBV_EVAL_UPDATE_GOLDEN") == "1"
 
 @pytest.fixture(scope="module")
 def tiny25() -> Path:
-    return qwen2_5_vl.tiny_dir()
+    return tiny_twin_dir(qwen2_5_vl.FAMILY)
 
 
 def test_each_checkpoint_is_its_family_by_config(tiny_model_path: Path, tiny25: Path) -> None:

@@ -326,13 +326,6 @@ def build_tiny(out_dir: Path) -> Path:
     return out_dir
 
 
-def tiny_dir(cache_root: Path | None = None) -> Path:
-    """The tiny twin's folder, built first if it is not in the cache."""
-    from obv_eval.tiny_model import _cached_build
-
-    return _cached_build(TINY_NAME, build_tiny, cache_root, version=TINY_VERSION)
-
-
 FAMILY = Family(
     name="gemma3",
     title="Gemma 3 / MedGemma",

@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any
 
 from obv_eval.models import Family, FrameRule
 from obv_eval.tiny_model import (
-    _cached_build,
     fast_tokenizer,
     qwen_vocabulary,
     save_random_model,
@@ -210,11 +209,6 @@ def build_tiny(out_dir: Path) -> Path:
         tie_word_embeddings=False,  # tied random embeddings only ever generate one token
     )
     return save_random_model(out_dir, config, InternVLForConditionalGeneration, processor())
-
-
-def tiny_dir(cache_root: Path | None = None) -> Path:
-    """The tiny twin's folder, built first if it is not in the cache."""
-    return _cached_build(TINY_NAME, build_tiny, cache_root, version=TINY_VERSION)
 
 
 def processor_kwargs(videos: Sequence[Video]) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from obv_eval.models import Family
 from obv_eval.models.qwen2_vl import QWEN_VL_UTILS, VIDEO_IN_TEMPLATE
 from obv_eval.tiny_model import (
     ASSETS,
-    _cached_build,
     qwen_processor,
     save_random_model,
 )
@@ -88,11 +87,6 @@ def build_tiny(out_dir: Path) -> Path:
     return save_random_model(out_dir, config, Qwen2_5_VLForConditionalGeneration, processor())
 
 
-def tiny_dir(cache_root: Path | None = None) -> Path:
-    """The tiny twin's folder, built first if it is not in the cache."""
-    return _cached_build(TINY_NAME, build_tiny, cache_root, version=TINY_VERSION)
-
-
 FAMILY = Family(
     name="qwen2_5_vl",
     title="Qwen2.5-VL",
@@ -106,4 +100,5 @@ FAMILY = Family(
     prefix_reuse_note="exact: greedy tokens equal whole prompts in fp32 (tests/test_families.py)",
     tiny_name=TINY_NAME,
     build_tiny=build_tiny,
+    tiny_version=TINY_VERSION,
 )

@@ -328,13 +328,6 @@ def build_tiny(out_dir: Path) -> Path:
     return save_random_model(out_dir, config, Qwen3VLForConditionalGeneration, processor())
 
 
-def tiny_dir(cache_root: Path | None = None) -> Path:
-    """The tiny twin's folder, built first if it is not in the cache."""
-    from obv_eval.tiny_model import _cached_build
-
-    return _cached_build(TINY_NAME, build_tiny, cache_root, version=TINY_VERSION)
-
-
 def processor_kwargs(videos: Sequence[Video]) -> dict[str, Any]:
     """Processor arguments that keep obv's frames as sampled and sized, and time them.
 
