@@ -23,7 +23,20 @@ _obv_pip() {
   fi
 }
 
+# A first install writes about 8 GB (torch with its CUDA libraries) and unpacks wheels in the temporary
+# folder: say so before pip runs out of space half-way.
+_obv_check_space() {
+  local dir free_gb
+  for dir in "$(dirname "$VENV")" "${TMPDIR:-/tmp}"; do
+    free_gb=$(df -Pk "$dir" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')
+    if [ -n "$free_gb" ] && [ "$free_gb" -lt 10 ]; then
+      echo "obv-eval: warning: ${free_gb} GB free at $dir; installing the environment needs about 10 GB" >&2
+    fi
+  done
+}
+
 if [ ! -x "$VENV/bin/python" ]; then
+  _obv_check_space
   echo "creating $VENV" >&2
   "$PYTHON" -m venv "$VENV"
   _obv_pip --quiet --upgrade pip

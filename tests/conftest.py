@@ -18,9 +18,11 @@ instead of making its own). Treat what they return as read-only: copy a run fold
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -37,7 +39,11 @@ if TYPE_CHECKING:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("OBV_EVAL_HOME", tempfile.mkdtemp(prefix="obv-eval-test-home-"))
+if "OBV_EVAL_HOME" not in os.environ:
+    # The tiny models built into it take ~650 MB: removed when the process that made it exits (xdist
+    # workers inherit the variable, so only the main process owns the folder).
+    os.environ["OBV_EVAL_HOME"] = tempfile.mkdtemp(prefix="obv-eval-test-home-")
+    atexit.register(shutil.rmtree, os.environ["OBV_EVAL_HOME"], ignore_errors=True)
 os.environ.pop("OPENAI_API_KEY", None)
 
 
