@@ -147,3 +147,31 @@ def test_config_refuses_unknown_keys_and_packed_batches_over_one() -> None:
     with pytest.raises(ValueError, match="packing needs per_device_train_batch_size 1"):
         config_from_dict({"per_device_train_batch_size": 2})
     assert config_from_dict({"video": {"fps": 2.0}}).video.max_frames == 420  # nested keys merge
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_rows_files_with_a_byte_order_mark_give_the_same_samples(
+    rows: list[dict[str, Any]], tmp_path: Path, suffix: str
+) -> None:
+    """Spreadsheet tools write a BOM; CSV cells hold the pairs as JSON text."""
+    import csv
+    import io
+    import json
+
+    if suffix == ".jsonl":
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+    elif suffix == ".json":
+        text = json.dumps(rows)
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()})
+        text = buffer.getvalue()
+    path = tmp_path / f"train{suffix}"
+    path.write_text(text, encoding="utf-8-sig")
+    loaded, root, _ = load_train_rows(str(path), video_root=str(MEDIA))
+    assert root == MEDIA
+    assert build_samples(loaded).samples == build_samples(rows).samples
+    assert len(build_samples(loaded).samples) == len(build_samples(rows).samples) > 6

@@ -88,6 +88,16 @@ def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _qa_pairs(value: Any) -> list[Any]:
+    """The row's question/answer pairs; a CSV cell holds them as JSON text."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def build_samples(rows: Iterable[dict[str, Any]]) -> SampleSet:
     """The study's two samples per clip; a row that cannot give any is listed with its reason."""
     result = SampleSet()
@@ -103,7 +113,7 @@ def build_samples(rows: Iterable[dict[str, Any]]) -> SampleSet:
         caption = _text(row.get("caption"))
         pairs = [
             (_text(pair.get("question")), _text(pair.get("answer")))
-            for pair in (row.get("qa_pairs") or [])
+            for pair in _qa_pairs(row.get("qa_pairs"))
             if isinstance(pair, dict)
         ]
         pairs = [(q, a) for q, a in pairs if q and a]
@@ -166,11 +176,16 @@ def load_train_rows(
 
 
 def _read_rows(builder: str, path: Path) -> list[dict[str, Any]]:
+    # utf-8-sig and the benchmarks' CSV reader: a BOM written by spreadsheet tools is not a row's text.
     if builder == "json":
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
         if path.suffix == ".json" and text.lstrip().startswith("["):
             return [dict(row) for row in json.loads(text)]
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if builder == "csv":
+        from obv_eval.sources import read_csv_rows
+
+        return read_csv_rows(path)
     import datasets
 
     return [dict(row) for row in datasets.load_dataset(builder, data_files=str(path), split="train")]
