@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from media_factories import write_rotated_clip
 
 from obv_eval.benchmarks import BENCHMARKS
 from obv_eval.cli import main
@@ -85,6 +86,17 @@ def test_each_disagreement_is_named(clips: Path) -> None:
     assert kinds == {"clip duration", "clip frame count"}
     wrong_size = clip_mismatches(media / "good.mp4", _row("x.mp4", 2, 8, 1.0, 840, 476, 6))
     assert wrong_size == [("clip resolution", "good.mp4: 84x48, the row says 840x476")]
+
+
+@pytest.mark.parametrize(("degrees", "sideways"), [(-90, True), (90, True), (180, False)])
+def test_a_sideways_clip_matches_its_row_at_either_size(tmp_path: Path, degrees: int, sideways: bool) -> None:
+    """A clip stored 112x56 with a display rotation of +-90 plays as 56x112; a row may list either size.
+    Without a quarter turn, the swapped size is a mismatch."""
+    clip = write_rotated_clip(tmp_path / "turned.mp4", degrees, num_frames=8, width=112, height=56)
+    stored = clip_mismatches(clip, _row("x.mp4", 0, 2, 4.0, 112, 56, 8))
+    shown = {kind for kind, _ in clip_mismatches(clip, _row("x.mp4", 0, 2, 4.0, 56, 112, 8))}
+    assert stored == []
+    assert shown == (set() if sideways else {"clip resolution"})
 
 
 def test_data_check_warns_per_row_and_keeps_every_row(

@@ -6,13 +6,15 @@ that disagrees (cut from a 30 fps download, at the download's size, or with brok
 still decodes, but gives the model other frames than the published clip. These checks are
 warnings: the item still runs and stays in the denominator; `data check` lists each mismatch.
 
-The clip is read from its packets (no decoding): frame count, presentation times, rate, size.
+The clip is read from its packets (no decoding): frame count, presentation times, rate, size. Only
+where the row lists the size turned a quarter, the first frame is decoded for the display rotation.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -101,7 +103,10 @@ def clip_mismatches(path: Path, row: Mapping[str, Any]) -> list[tuple[str, str]]
         out.append(
             ("clip frame count", f"{path.name}: {facts.frames} frames, the row says {published.frame_count}")
         )
-    if published.width is not None and (facts.width, facts.height) != (published.width, published.height):
+    listed = (published.width, published.height)
+    # A clip stored sideways (display rotation of +-90 degrees): the row may list the size players show.
+    shown_sideways = listed == (facts.height, facts.width) and _quarter_turned(path)
+    if published.width is not None and listed != (facts.width, facts.height) and not shown_sideways:
         out.append(
             (
                 "clip resolution",
@@ -110,6 +115,17 @@ def clip_mismatches(path: Path, row: Mapping[str, Any]) -> list[tuple[str, str]]
             )
         )
     return out
+
+
+def _quarter_turned(path: Path) -> bool:
+    """Whether the clip's display matrix turns it by 90 or 270 degrees (read from its first frame:
+    PyAV exposes the matrix on decoded frames only)."""
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0), None)
+    except av.error.FFmpegError:
+        return False
+    return frame is not None and math.isfinite(frame.rotation) and round(frame.rotation / 90) % 2 == 1
 
 
 def one_question_per_clip(media: Sequence[object]) -> str | None:
