@@ -195,11 +195,19 @@ def _loaded_for_chat_model() -> bool:
     lmms-eval picks ConfigurableMessagesTask for a chat model only for YAML-only tasks; a task with its
     own `class` is built the same way for both. Its loader, TaskManager._load_individual_task_or_group,
     holds the model's kind in `task_type` (lmms-eval 0.7.3); when no such caller is found, simple.
+    A loader without it (another lmms-eval) is an error: guessing would run chat models blind.
     """
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "_load_individual_task_or_group":
-            return frame.f_locals.get("task_type") == "chat"
+            task_type = frame.f_locals.get("task_type")
+            if task_type not in ("simple", "chat"):
+                raise RuntimeError(
+                    "obv tasks cannot tell whether this lmms-eval loads them for a chat or a simple model "
+                    f"(its task loader's task_type is {task_type!r}); install the lmms-eval version of "
+                    "obv-eval's lock (requirements/lock-linux-*.txt)"
+                )
+            return bool(task_type == "chat")
         frame = frame.f_back
     return False
 
