@@ -194,9 +194,7 @@ def _run_locked(config: RunConfig, run_id: str, run_dir: Path, log: Callable[[st
     )
     with stage("provenance"):  # the weights' content is the model's identity, checked before it loads
         weights_sha256 = weights_fingerprint(resolved.path, resolved.adapter_path)
-    identity = RunIdentity(
-        run_dir, {"weights_sha256": weights_sha256} if weights_sha256 else {"served_name": config.model}
-    )
+    identity = RunIdentity(run_dir, model_identity(config, weights_sha256))
     identity.check_before_loading(config.max_new_tokens)
     log(f"obv-eval: loading {config.model} ({backend})")
     with stage("model_load"), long_lived_objects():  # the model and its processor live for the run
@@ -282,6 +280,23 @@ def _digest(parts: Iterable[str | bytes]) -> str:
 SCORING_CODE = ("scoring/*.py", "tasking.py", "release_formats.py", "corpus_metrics.py")
 # What a record carries that came from its row or decides its score (the gold included).
 DATA_FIELDS = ("doc_id", "item_id", "cluster", "question", "target", "categories", "prompt")
+
+
+def model_identity(config: RunConfig, weights_sha256: str | None) -> dict[str, Any]:
+    """The model part of a run's identity: its weights' content where they are here; a served model's
+    name, and the checkpoint the server says it loaded under that name (vLLM), so a resume against a
+    server now running another checkpoint under the same name is refused."""
+    if weights_sha256:
+        return {"weights_sha256": weights_sha256}
+    identity: dict[str, Any] = {"served_name": config.model}
+    if config.base_url is not None:
+        from obv_eval.backends.openai_compat import served_model_root
+        from obv_eval.judge.config import sanitize_endpoint
+
+        root = served_model_root(sanitize_endpoint(config.base_url), config.model)
+        if root is not None:
+            identity["served_root"] = root
+    return identity
 
 
 def task_fingerprints(

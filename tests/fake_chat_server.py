@@ -114,7 +114,10 @@ class _Handler(BaseHTTPRequestHandler):
             200,
             {
                 "object": "list",
-                "data": [{"id": fake.model, "object": "model", "created": 0, "owned_by": "fake"}],
+                "data": [
+                    {"id": fake.model, "object": "model", "created": 0, "owned_by": "fake"}
+                    | ({"root": fake.root} if fake.root is not None else {})
+                ],
             },
         )
 
@@ -215,6 +218,7 @@ class FakeChatServer:
         fault_fn: FaultFn | None = None,
         served_model: str | None = None,
         system_fingerprint: str = "fake",
+        root: str | None = None,
     ) -> None:
         self.reply = reply
         # what the answer says answered: the requested name unless ``served_model`` is set (a
@@ -224,6 +228,7 @@ class FakeChatServer:
         self.latency_s = latency_s
         self.hang_s = hang_s
         self.model = model
+        self.root = root  # vLLM's /v1/models "root": the checkpoint served under `model`
         self.reject_response_format = reject_response_format
         self.api_key = api_key
         self.fault_fn = fault_fn

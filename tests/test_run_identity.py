@@ -182,6 +182,31 @@ def test_resume_with_other_weights_is_refused_whatever_the_path(
         assert _provenance(out / run_folder_name(str(model)) / "W")["run"]["outputs_reused"] == 0
 
 
+def test_resume_against_a_server_now_serving_another_checkpoint_under_the_name_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A served model has no weights here: its identity is its name and the checkpoint the server says
+    it loaded under that name (vLLM's /v1/models root); the server's address is not part of it."""
+    from fake_chat_server import FakeChatServer
+
+    out, run = tmp_path / "runs", tmp_path / "runs" / "served-m" / "S"
+
+    def served(root: str | None) -> int:
+        with FakeChatServer(reply=lambda body: "A", model="served-m", root=root) as server:
+            return _run(out, "S", "--data", "samples", "--base-url", server.base_url, model="served-m")
+
+    assert served("/ckpt/a") == 0
+    identity = json.loads((run / "identity.json").read_text())
+    assert identity["model"] == {"served_name": "served-m", "served_root": "/ckpt/a"}
+    first = (run / "samples.jsonl").read_bytes()
+    assert served("/ckpt/a") == 0  # another server (port) with the same checkpoint: every output reused
+    assert _provenance(run)["run"]["outputs_reused"] == 1
+    capsys.readouterr()
+    assert served("/ckpt/b") == 2
+    assert "served_root" in _one_error_line(capsys.readouterr().err)
+    assert (run / "samples.jsonl").read_bytes() == first
+
+
 def test_an_edited_row_is_generated_again_and_the_rest_reused(tmp_path: Path, tiny_model_path: Path) -> None:
     rows = [json.loads(line) for line in (SAMPLES_DIR / "medqa" / "test.jsonl").read_text().splitlines()]
     data = tmp_path / "data" / "medqa" / "test.jsonl"

@@ -287,6 +287,29 @@ def served_family(
     return None
 
 
+def served_model_root(
+    endpoint: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 10.0
+) -> str | None:
+    """What the server at `endpoint` says it serves under the name `model`: vLLM's ``root`` in
+    ``GET /v1/models`` (the checkpoint path or hub id it was started with). None where the server lists
+    no root for it or cannot be asked; a run's identity then holds the name alone."""
+    import httpx
+
+    key = os.environ.get(api_key_env) or _PLACEHOLDER_KEY
+    try:
+        response = httpx.get(
+            f"{endpoint.rstrip('/')}/models", headers={"Authorization": f"Bearer {key}"}, timeout=timeout_s
+        )
+        response.raise_for_status()
+        listed = response.json().get("data") or []
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    for card in listed:
+        if isinstance(card, dict) and card.get("id") == model and isinstance(card.get("root"), str):
+            return str(card["root"])
+    return None
+
+
 def payload_bytes(body: dict[str, Any]) -> int:
     """Bytes of the encoded media (data URLs) in a request body built by chat_request."""
     total = 0
