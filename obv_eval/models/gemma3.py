@@ -37,8 +37,9 @@ benchmarks is lmms-eval's ``gemma3`` model (0.7.3): ``read_video(path, num_frm=3
 frames at ``np.unique(np.linspace(0, total - 1, n).astype(int))``, each frame an image entry before the
 text. The rule here is that count with obv's ``uniform`` sampler (``FRAMES``): min(frames, 32) frames at
 transformers' uniform positions ``i * total // n``. For a clip of at most 32 frames both give every frame
-(the same indices, tested); for a longer one a position can differ from lmms-eval's by a frame, since
-obv_eval.media has no linspace sampler. Frames are kept at their decoded size for the processor to resize
+(the same indices, tested); for a longer one a position can differ from lmms-eval's by a frame. obv's
+``linspace`` sampler (LLaVA-OneVision's rule) is not used: it repeats the frames of a clip shorter than
+32, where lmms-eval's ``np.unique`` gives each frame once. Frames are kept at their decoded size for the processor to resize
 (as images are). Each frame costs 256 soft tokens plus its start, end and blank lines: 32 frames are
 about 8,400 tokens (the 4B checkpoints take 128K).
 
