@@ -105,8 +105,9 @@ def _fingerprint(kind: str, settings: VideoSettings | ImageSettings) -> str:
 # "qwen-vl-utils": fps sampling, frame counts in pairs (smart_nframes), round(linspace) positions;
 # "uniform": transformers' default_sample_indices_fn, i * total // n (LLaVA-OneVision's processor);
 # "linspace": lmms-eval's np.linspace(0, total - 1, n, dtype=int) (repeats frames of a clip shorter than n);
+# "linspace-unique": lmms-eval's load_video, the same positions over min(n, total) frames (each frame once);
 # "midpoint": the middle frame of each of n equal segments, (2i + 1) * total // 2n (InternVL's processor).
-VIDEO_SAMPLERS = ("qwen-vl-utils", "uniform", "linspace", "midpoint")
+VIDEO_SAMPLERS = ("qwen-vl-utils", "uniform", "linspace", "linspace-unique", "midpoint")
 
 
 def _without_defaults(settings: VideoSettings | ImageSettings, optional: tuple[str, ...]) -> dict[str, Any]:

@@ -35,13 +35,10 @@ What was checked, and where:
 Video: Gemma 3 has none. Neither model card gives a video rule; the one public rule for Gemma 3 on video
 benchmarks is lmms-eval's ``gemma3`` model (0.7.3): ``read_video(path, num_frm=32)``, i.e. min(frames, 32)
 frames at ``np.unique(np.linspace(0, total - 1, n).astype(int))``, each frame an image entry before the
-text. The rule here is that count with obv's ``uniform`` sampler (``FRAMES``): min(frames, 32) frames at
-transformers' uniform positions ``i * total // n``. For a clip of at most 32 frames both give every frame
-(the same indices, tested); for a longer one a position can differ from lmms-eval's by a frame. obv's
-``linspace`` sampler (LLaVA-OneVision's rule) is not used: it repeats the frames of a clip shorter than
-32, where lmms-eval's ``np.unique`` gives each frame once. Frames are kept at their decoded size for the processor to resize
-(as images are). Each frame costs 256 soft tokens plus its start, end and blank lines: 32 frames are
-about 8,400 tokens (the 4B checkpoints take 128K).
+text. The rule here is that one, obv's ``linspace-unique`` sampler (``FRAMES``): the same indices for
+every clip length (tested against lmms-eval's function). Frames are kept at their decoded size for the
+processor to resize (as images are). Each frame costs 256 soft tokens plus its start, end and blank
+lines: 32 frames are about 8,400 tokens (the 4B checkpoints take 128K).
 
 The tiny twin ``tiny-gemma3`` is a real ``Gemma3ForConditionalGeneration`` scaled down (2 layers: one
 sliding, one global, the real window, RoPE and token ids; SigLIP with the real patch 14 and 256 tokens per
@@ -135,12 +132,12 @@ CHAT_TEMPLATE = """{{ bos_token }}
 """
 
 FRAME_RULE = FrameRule(
-    name=f"gemma3-uniform-{FRAMES}",
+    name=f"gemma3-linspace-{FRAMES}",
     description=(
-        f"no video input: up to {FRAMES} uniformly spaced frames, each an image resized to "
+        f"no video input: up to {FRAMES} evenly spaced frames (lmms-eval's gemma3), each an image resized to "
         f"{IMAGE_SIZE}x{IMAGE_SIZE} by the processor ({TOKENS_PER_IMAGE} tokens each)"
     ),
-    video_fields=(("sampler", "uniform"), ("nframes", FRAMES), ("resize", False)),
+    video_fields=(("sampler", "linspace-unique"), ("nframes", FRAMES), ("resize", False)),
     image_fields=(("resize", False),),
 )
 

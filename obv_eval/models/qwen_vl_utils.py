@@ -98,7 +98,7 @@ def sample_frame_indices(total_frames: int, video_fps: float, settings: VideoSet
         return [int(i) for i in positions * total_frames // nframes]
     if settings.sampler == "midpoint":
         return [int(i) for i in (2 * positions + 1) * total_frames // (2 * nframes)]
-    if settings.sampler == "linspace":
+    if settings.sampler in ("linspace", "linspace-unique"):  # nframes <= total for the latter: distinct
         return [int(i) for i in np.linspace(0, total_frames - 1, nframes, dtype=int)]
     end = np.float32(total_frames - 1)
     step = np.float32(end / np.float32(nframes - 1))
