@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import struct
+import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -86,3 +88,21 @@ def write_rotated_clip(
     """A synthetic H.264 clip (4 fps) whose display matrix says ``degrees`` (ffprobe's sense)."""
     write_video(path, num_frames=num_frames, fps=4, width=width, height=height, seed=11)
     return set_display_rotation(path, degrees)
+
+
+def use_pyav_for_qwen_vl_utils(vision_process: Any, monkeypatch: Any) -> None:
+    """qwen-vl-utils' torchvision reader with a PyAV stand-in for ``io.read_video`` (dropped in
+    torchvision 0.29) that returns every decoded frame, so its own sampling and resizing code runs
+    unchanged. ``vision_process``: the ``qwen_vl_utils.vision_process`` module."""
+    import av
+    import torch
+
+    def read_video(path: str, **_: object) -> tuple[torch.Tensor, None, dict[str, float]]:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+            fps = float(stream.average_rate or 0)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2), None, {"video_fps": fps}
+
+    monkeypatch.setattr(vision_process, "io", types.SimpleNamespace(read_video=read_video))
+    monkeypatch.setattr(vision_process, "get_video_reader_backend", lambda: "torchvision")

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import types
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 import torch
+from media_factories import use_pyav_for_qwen_vl_utils
 
 from obv_eval.conversation import build_messages, render_prompt
 from obv_eval.data.synth import write_video
@@ -95,23 +94,9 @@ def test_tokenizer_and_chat_template_are_qwen3_vl_instructs(twin: Path, loaded: 
     )
 
 
-def _fetch_video_reference(vp: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """qwen-vl-utils' torchvision reader, with a PyAV stand-in for torchvision 0.29's removed read_video."""
-
-    def read_video(path: str, **_: object) -> tuple[torch.Tensor, None, dict[str, float]]:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
-            fps = float(stream.average_rate or 0)
-        return torch.from_numpy(frames).permute(0, 3, 1, 2), None, {"video_fps": fps}
-
-    monkeypatch.setattr(vp, "io", types.SimpleNamespace(read_video=read_video))
-    monkeypatch.setattr(vp, "get_video_reader_backend", lambda: "torchvision")
-
-
 def test_frame_rule_is_qwen_vl_utils_with_patch_16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vp = pytest.importorskip("qwen_vl_utils.vision_process")
-    _fetch_video_reference(vp, monkeypatch)
+    use_pyav_for_qwen_vl_utils(vp, monkeypatch)
     small = write_video(tmp_path / "small.mp4", num_frames=30, fps=10, width=300, height=200, seed=3)
     for clip in (CLIP, small):
         ele = {"video": str(clip)}

@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from media_factories import use_pyav_for_qwen_vl_utils
 from PIL import Image
 
 from obv_eval import media
@@ -267,17 +268,7 @@ def test_load_video_matches_qwen_vl_utils_fetch_video(clip: Path, monkeypatch: p
     vp = pytest.importorskip("qwen_vl_utils.vision_process")
     torch = pytest.importorskip("torch")
 
-    # torchvision 0.29 dropped io.read_video; give qwen-vl-utils' torchvision reader a PyAV stand-in that
-    # returns every decoded frame, so its own sampling and resizing code runs unchanged.
-    def read_video(path: str, **_: object) -> tuple[object, None, dict[str, float]]:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
-            fps = float(stream.average_rate or 0)
-        return torch.from_numpy(frames).permute(0, 3, 1, 2), None, {"video_fps": fps}
-
-    monkeypatch.setattr(vp, "io", types.SimpleNamespace(read_video=read_video))
-    monkeypatch.setattr(vp, "get_video_reader_backend", lambda: "torchvision")
+    use_pyav_for_qwen_vl_utils(vp, monkeypatch)  # torchvision 0.29 dropped io.read_video
     cases: list[tuple[dict[str, float], VideoSettings]] = [
         ({}, VideoSettings()),
         ({"nframes": 8}, VideoSettings(nframes=8)),
